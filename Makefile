@@ -1,0 +1,28 @@
+# `make repro` runs the pipeline on its offline default; `make test` runs the tests.
+# Both create .venv and install the project into it on first use.
+VENV := .venv
+PY := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: install repro test test-fast mlflow-ui bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps 'torchattacks==3.5.1'
+	touch $@
+
+install: $(VENV)/.installed
+
+repro: install
+	dvc repro
+
+test: install
+	pytest -q
+
+test-fast: install
+	pytest -q -m "not slow"
+
+mlflow-ui: install
+	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -1,0 +1,1 @@
+"""Batch normalization in adversarial training: a reproducible research pipeline (library)."""

@@ -1,0 +1,1 @@
+"""Analyses and plots of trained models and evaluation results."""

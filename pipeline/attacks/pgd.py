@@ -1,0 +1,106 @@
+"""The one PGD core (Madry et al., "Towards Deep Learning Models Resistant to Adversarial
+Attacks"), used by training and by evaluation.
+
+- ``loss``: "ce" (cross-entropy), "margin" (the CW margin, max_{j != y} z_j - z_y), or any
+  callable ``(logits, y) -> per-sample loss`` to maximize.
+- ``eps`` is a float or a per-sample tensor; ``steps=1, step_size=eps, random_start=False`` is FGSM.
+- ``restarts`` keep, per sample, the first restart that fools the model (or the last one).
+- ``early_stop`` (evaluation): a sample stops being attacked once it is misclassified, and each
+  step computes only the samples still standing. Not allowed for batch-dependent deployments,
+  whose outputs would change when the batch shrinks.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.clone()
+    other.scatter_(1, y[:, None], float("-inf"))
+    return other.max(1).values - true
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="none")
+
+
+LOSSES: dict[str, LossFn] = {"ce": ce_loss, "margin": margin_loss}
+
+
+def _per_sample(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
+    return t.expand(len(x)).reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 0 else t.reshape(-1, *([1] * (x.dim() - 1)))
+
+
+def pgd(
+    f: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: float | torch.Tensor,
+    step_size: float | torch.Tensor,
+    steps: int,
+    random_start: bool = True,
+    restarts: int = 1,
+    loss: str | LossFn = "ce",
+    early_stop: bool = False,
+) -> torch.Tensor:
+    """Adversarial examples for ``f`` within ``eps`` of ``x`` (L-inf) and inside [0, 1]."""
+    if early_stop and getattr(f, "batch_dependent", False):
+        raise ValueError("early_stop evaluates subsets of a batch; not valid for a batch-dependent deployment")
+    loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
+    x = x.detach()
+    eps_t, step_t = _per_sample(eps, x), _per_sample(step_size, x)
+    x_adv = x.clone()
+    standing = torch.ones(len(x), dtype=torch.bool, device=x.device)  # not yet fooled
+
+    for restart in range(restarts):
+        idx = standing.nonzero().squeeze(1) if early_stop or restart > 0 else torch.arange(len(x), device=x.device)
+        if len(idx) == 0:
+            break
+        delta = torch.zeros_like(x[idx])
+        if random_start:
+            delta = (torch.rand_like(delta) * 2 - 1) * eps_t[idx]
+            delta = (x[idx] + delta).clamp(0, 1) - x[idx]
+        for _ in range(steps):
+            xs = (x[idx] + delta).requires_grad_(True)
+            logits = f(xs)
+            grad, = torch.autograd.grad(loss_fn(logits, y[idx]).sum(), xs)
+            if early_stop:
+                fooled = logits.detach().argmax(1) != y[idx]
+                if fooled.any():  # keep the point that fools, stop attacking it
+                    x_adv[idx[fooled]] = xs.detach()[fooled]
+                    standing[idx[fooled]] = False
+                    keep = ~fooled
+                    idx, delta, grad = idx[keep], delta[keep], grad[keep]
+                    if len(idx) == 0:
+                        break
+            delta = delta + step_t[idx] * grad.sign()
+            delta = delta.clamp(-eps_t[idx], eps_t[idx])
+            delta = (x[idx] + delta).clamp(0, 1) - x[idx]
+        if len(idx) == 0:
+            continue
+        x_final = (x[idx] + delta).detach()
+        if restarts == 1 and not early_stop:
+            x_adv[idx] = x_final
+            break
+        with torch.no_grad():
+            fooled = f(x_final).argmax(1) != y[idx]
+        last = restart == restarts - 1
+        take = fooled | last
+        x_adv[idx[take]] = x_final[take]
+        standing[idx[fooled]] = False
+    return x_adv
+
+
+def fgsm(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Tensor, *,
+         eps: float | torch.Tensor, loss: str | LossFn = "ce") -> torch.Tensor:
+    """Fast gradient sign method (Goodfellow et al.): one full step from the clean input."""
+    return pgd(f, x, y, eps=eps, step_size=eps, steps=1, random_start=False, loss=loss)

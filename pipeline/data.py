@@ -1,0 +1,217 @@
+"""Datasets as uint8 image tensors (N, C, H, W) and int64 labels.
+
+Every source ends up in one file format, the one of a plain ``.npz`` with ``x_train``,
+``y_train``, ``x_test``, ``y_test`` (plus ``mean`` and ``std`` per channel once fetched):
+
+- ``digits``: scikit-learn's bundled handwritten digits (real 8x8 scans, 16 grey levels), the
+  offline default; no network needed.
+- ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``fashion_mnist``: torchvision downloads, which
+  check each archive's MD5; without a network they fail with a message saying what to do.
+- ``npz``: a file the user already has, validated and copied.
+
+Images stay uint8 until a batch is taken: small datasets live on the device whole.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.config import DataConfig
+from pipeline.io import atomic_path
+
+
+class DataError(RuntimeError):
+    """Data that cannot be used; the message says what is wrong and what to do."""
+
+
+@dataclass(frozen=True)
+class Splits:
+    x_train: torch.Tensor  # uint8 (N, C, H, W)
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: tuple[float, ...]  # per channel, of x_train in [0, 1]
+    std: tuple[float, ...]
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    @property
+    def channels(self) -> int:
+        return self.x_train.shape[1]
+
+    def to(self, device: torch.device | str) -> Splits:
+        return Splits(
+            self.x_train.to(device), self.y_train.to(device), self.x_test.to(device), self.y_test.to(device),
+            self.mean, self.std,
+        )
+
+
+def prepared_dir(cfg: DataConfig) -> Path:
+    """The fetch stage's output folder: the dataset file and the record of the run that made it."""
+    return Path(cfg.root) / "prepared"
+
+
+def dataset_file(cfg: DataConfig) -> Path:
+    """Where the fetch stage writes the dataset and every later stage reads it."""
+    return prepared_dir(cfg) / "data.npz"
+
+
+# --------------------------------------------------------------------------------------------
+# validation and the npz format
+
+_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+def validate_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
+    missing = [k for k in _KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{source}: missing arrays {missing}; expected {list(_KEYS)}")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise DataError(
+                f"{source}: x_{split} must be uint8 of shape (N, C, H, W) with C in (1, 3), "
+                f"got {x.dtype} {x.shape}"
+            )
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{source}: y_{split} must be integer labels, one per image, got {y.dtype} {y.shape}")
+        if len(y) and (y.min() < 0 or y.max() >= 1000):
+            raise DataError(f"{source}: y_{split} labels must lie in [0, 1000), got [{y.min()}, {y.max()}]")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(f"{source}: train images {arrays['x_train'].shape[1:]} and test images "
+                        f"{arrays['x_test'].shape[1:]} differ in shape")
+    if len(arrays["x_train"]) == 0 or len(arrays["x_test"]) == 0:
+        raise DataError(f"{source}: empty train or test split")
+
+
+def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of uint8 images, in [0, 1] units, computed in chunks."""
+    c = x.shape[1]
+    total, total_sq, n = np.zeros(c), np.zeros(c), 0
+    for start in range(0, len(x), 4096):
+        chunk = x[start:start + 4096].astype(np.float64) / 255.0
+        total += chunk.sum(axis=(0, 2, 3))
+        total_sq += (chunk ** 2).sum(axis=(0, 2, 3))
+        n += chunk.shape[0] * chunk.shape[2] * chunk.shape[3]
+    mean = total / n
+    std = np.sqrt(np.maximum(total_sq / n - mean ** 2, 1e-12))
+    return mean.astype(np.float32), std.astype(np.float32)
+
+
+def write_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
+    validate_arrays(arrays, str(path))
+    arrays = {k: arrays[k] for k in _KEYS}
+    arrays["y_train"] = arrays["y_train"].astype(np.int64)
+    arrays["y_test"] = arrays["y_test"].astype(np.int64)
+    arrays["mean"], arrays["std"] = channel_stats(arrays["x_train"])
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        raise DataError(f"{path}: not found; run the fetch stage first (dvc repro fetch)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err}); delete it and fetch again") from None
+    validate_arrays(arrays, str(path))
+    return arrays
+
+
+def load_splits(cfg: DataConfig) -> Splits:
+    """The fetched dataset as uint8 tensors on the CPU."""
+    arrays = read_npz(dataset_file(cfg))
+    if "mean" in arrays:
+        mean, std = arrays["mean"], arrays["std"]
+    else:
+        mean, std = channel_stats(arrays["x_train"])
+    t = {k: torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in _KEYS}
+    return Splits(t["x_train"], t["y_train"].long(), t["x_test"], t["y_test"].long(),
+                  tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+
+# --------------------------------------------------------------------------------------------
+# sources
+
+
+def _resize(x: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    t = torch.from_numpy(x).float()
+    t = torch.nn.functional.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)
+    return t.round().clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _digits(cfg: DataConfig, seed: int) -> dict[str, np.ndarray]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = (bunch.images * (255.0 / 16.0)).round().astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    x = _resize(x, cfg.image_size or 16)
+    x_tr, x_te, y_tr, y_te = train_test_split(
+        x, bunch.target, test_size=cfg.digits_test_fraction, random_state=seed, stratify=bunch.target
+    )
+    return {"x_train": x_tr, "y_train": y_tr, "x_test": x_te, "y_test": y_te}
+
+
+def _torchvision(cfg: DataConfig) -> dict[str, np.ndarray]:
+    import torchvision.datasets as tvd
+
+    raw = Path(cfg.root) / "raw" / cfg.dataset
+    name = cfg.dataset
+
+    def build(train: bool):
+        if name == "svhn":
+            return tvd.SVHN(raw, split="train" if train else "test", download=True)
+        cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "mnist": tvd.MNIST,
+               "fashion_mnist": tvd.FashionMNIST}[name]
+        return cls(raw, train=train, download=True)
+
+    try:
+        train, test = build(True), build(False)
+    except (OSError, RuntimeError) as err:  # URLError is an OSError; torchvision raises RuntimeError on bad MD5
+        raise DataError(
+            f"could not download {name} into {raw} ({type(err).__name__}: {err}). Without a network, "
+            f"place the torchvision archive there by hand, or convert your copy to an npz file and set "
+            f"data.dataset: npz with data.path"
+        ) from None
+
+    def arrays(ds) -> tuple[np.ndarray, np.ndarray]:
+        if name == "svhn":
+            return np.asarray(ds.data), np.asarray(ds.labels)
+        x = ds.data.numpy() if torch.is_tensor(ds.data) else np.asarray(ds.data)
+        y = ds.targets.numpy() if torch.is_tensor(ds.targets) else np.asarray(ds.targets)
+        x = x[:, None] if x.ndim == 3 else x.transpose(0, 3, 1, 2)  # grey (N,H,W) or RGB (N,H,W,C)
+        return np.ascontiguousarray(x), y
+
+    x_tr, y_tr = arrays(train)
+    x_te, y_te = arrays(test)
+    return {"x_train": _resize(x_tr, cfg.image_size), "y_train": y_tr,
+            "x_test": _resize(x_te, cfg.image_size), "y_test": y_te}
+
+
+def _user_npz(cfg: DataConfig) -> dict[str, np.ndarray]:
+    arrays = read_npz(Path(cfg.path))
+    for split in ("train", "test"):
+        arrays[f"x_{split}"] = _resize(arrays[f"x_{split}"], cfg.image_size)
+    return arrays
+
+
+def prepare(cfg: DataConfig, seed: int = 0) -> dict[str, np.ndarray]:
+    """The configured dataset as arrays, downloaded or generated as its source requires."""
+    if cfg.dataset == "digits":
+        return _digits(cfg, seed)
+    if cfg.dataset == "npz":
+        return _user_npz(cfg)
+    return _torchvision(cfg)

@@ -1,0 +1,13 @@
+"""Standard training: cross-entropy on clean images."""
+
+import torch.nn.functional as F
+
+from pipeline.methods.base import Method, StepResult
+
+
+def _loss(model, x, y, cfg) -> StepResult:
+    logits = model(x)
+    return StepResult(F.cross_entropy(logits, y), logits, y)
+
+
+STANDARD = Method("standard", adversarial=False, batch_loss=_loss)

@@ -1,0 +1,117 @@
+"""MLflow run lifecycle: one run per stage execution.
+
+MLflow is where runs are browsed and compared, never where a stage reads its inputs. The tracking
+URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file ``mlflow.db`` in the project (MLflow 3
+deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID`` when that is set
+(a flow's parent run). Each stage writes ``mlflow_run.json`` into its own output folder, so a
+result restored from the DVC cache still names the run that made it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from pipeline.io import write_json
+
+RUN_REF = "mlflow_run.json"
+log = logging.getLogger(__name__)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def _quiet_mlflow() -> None:
+    # Alembic logs every migration of a new SQLite store at INFO; keep stage output readable.
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+
+
+class StageRun:
+    """Context manager around one MLflow run for a stage.
+
+    >>> with StageRun("pretrain@standard", "bn-adversarial", params) as run:
+    ...     run.log_metrics({"test_acc": 0.9}, step=1)
+    ...     run.write_ref(out_dir)
+    """
+
+    def __init__(self, stage: str, experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None):
+        self.stage, self.experiment, self.params = stage, experiment, params
+        self.tags = dict(tags or {})
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.uri = tracking_uri()
+
+    def __enter__(self) -> StageRun:
+        import mlflow
+
+        _quiet_mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        exp = mlflow.get_experiment_by_name(self.experiment)
+        if exp is None:
+            location = (Path.cwd() / "mlartifacts").resolve().as_uri() if self.uri.startswith("sqlite") else None
+            self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location)
+        else:
+            self.experiment_id = exp.experiment_id
+        commit = _git("rev-parse", "HEAD")
+        tags = {"stage": self.stage, "git_commit": commit,
+                "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+                **self.tags}
+        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
+                               parent_run_id=os.environ.get("PIPELINE_PARENT_RUN_ID") or None)
+        self.run_id = run.info.run_id
+        params = flatten(self.params)
+        if params:
+            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import mlflow
+
+        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        import mlflow
+
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if numeric:
+            mlflow.log_metrics(numeric, step=step)
+
+    def log_artifacts(self, path: Path) -> None:
+        import mlflow
+
+        path = Path(path)
+        if path.is_dir():
+            mlflow.log_artifacts(str(path))
+        elif path.exists():
+            mlflow.log_artifact(str(path))
+
+    def write_ref(self, out_dir: Path) -> None:
+        """Record which run produced ``out_dir``; part of the stage's outs, so cached with them."""
+        write_json(Path(out_dir) / RUN_REF, {"run_id": self.run_id, "experiment_id": self.experiment_id,
+                                             "experiment": self.experiment, "tracking_uri": self.uri,
+                                             "stage": self.stage})

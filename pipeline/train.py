@@ -1,0 +1,201 @@
+"""The one training loop: SGD with momentum, cosine or piecewise schedule, checkpoint every epoch
+and resume, progress bar, metrics per epoch. A method only supplies the loss of a batch.
+
+The dataset lives on the device as uint8; each step takes a batch by index, augments it there
+and converts it to float. Shuffling and augmentation draw from one seeded generator whose state is
+checkpointed with the global RNG, so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.config import AugmentConfig, TrainConfig
+from pipeline.data import Splits
+from pipeline.deploy import Deployed
+from pipeline.io import load_checkpoint, save_checkpoint
+from pipeline.methods import METHODS
+from pipeline.norms import training_mode
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or Inf; training stopped and the last good checkpoint stays."""
+
+
+# --------------------------------------------------------------------------------------------
+# batches
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """Random crop from a zero-padded image and random horizontal flip, batched on the device."""
+    n, _, h, w = x.shape
+    p = cfg.crop_padding
+    if p:
+        padded = F.pad(x, (p, p, p, p))
+        dy = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
+        dx = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
+        rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+        cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+        chans = torch.arange(x.shape[1], device=x.device)[None, :, None, None]
+        x = padded[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
+    if cfg.flip:
+        flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    return x.float().div_(255.0)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    # The last partial batch is dropped when it is a single sample: BN cannot train on one.
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest > 1 else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# schedule
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    t = step / max(total, 1)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "piecewise":
+        return cfg.gamma ** sum(t >= m for m in cfg.milestones)
+    return 1.0
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation during training
+
+
+@torch.no_grad()
+def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    deployed = Deployed(model, "eval")
+    correct = sum(
+        (deployed(to_float(x[i:i + batch_size])).argmax(1) == y[i:i + batch_size]).sum().item()
+        for i in range(0, len(x), batch_size)
+    )
+    return correct / len(x)
+
+
+# --------------------------------------------------------------------------------------------
+# the loop
+
+
+def train(
+    model: nn.Module,
+    splits: Splits,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    on_epoch: Callable[[dict], None] | None = None,
+    params: Callable[[nn.Module], list[nn.Parameter]] | None = None,
+    progress: bool = True,
+    max_steps: int | None = None,
+) -> list[dict]:
+    """Train ``model`` in place on ``splits`` (already on the device); return per-epoch metrics.
+
+    ``checkpoint``: written after every epoch; if it exists with the same ``fingerprint`` (a hash
+    of everything that determines the run) training resumes from it. ``params`` picks the
+    parameters to optimize (default: all that require grad). ``max_steps`` stops early (smoke
+    tests and benchmarks); the partial epoch is then reported but not checkpointed.
+    """
+    method = METHODS[cfg.method]
+    device = splits.x_train.device
+    trainable = params(model) if params else [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                          weight_decay=cfg.weight_decay) if trainable else None
+    n = len(splits.x_train)
+    per_epoch = steps_per_epoch(n, cfg.batch_size)
+    total = per_epoch * cfg.epochs
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    history: list[dict] = []
+    start_epoch = 0
+
+    if checkpoint is not None and checkpoint.exists():
+        state = load_checkpoint(checkpoint, map_location=device)
+        if state.get("fingerprint") == fingerprint:
+            model.load_state_dict(state["model"])
+            if opt is not None:
+                opt.load_state_dict(state["optimizer"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["rng"])
+            if "cuda_rng" in state and torch.cuda.is_available():
+                torch.cuda.set_rng_state(state["cuda_rng"])
+            history, start_epoch = list(state["history"]), int(state["epoch"])
+            tqdm.write(f"resuming from {checkpoint} after epoch {start_epoch}")
+
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
+                else nullcontext())
+    bar = tqdm(total=total, initial=start_epoch * per_epoch, desc=cfg.method, unit="step",
+               disable=not progress, dynamic_ncols=True)
+    with training_mode(model, True):
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=gen).to(device)
+            loss_sum = correct = seen = 0
+            for i in range(per_epoch):
+                step = epoch * per_epoch + i
+                if max_steps is not None and step >= max_steps:
+                    break
+                if opt is not None:
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr * lr_factor(cfg, step, total)
+                idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+                x = to_float(augment(splits.x_train[idx], cfg.augment, gen))
+                y = splits.y_train[idx]
+                with autocast:
+                    out = method.batch_loss(model, x, y, cfg)
+                if not torch.isfinite(out.loss):
+                    raise NonFiniteLossError(
+                        f"loss is {out.loss.item()} at epoch {epoch + 1} step {i + 1}"
+                        + (f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else "")
+                    )
+                if opt is not None:
+                    opt.zero_grad(set_to_none=True)
+                    out.loss.backward()
+                    opt.step()
+                loss_sum += out.loss.item() * len(y)
+                correct += (out.logits.detach().argmax(1) == out.targets).sum().item()
+                seen += len(y)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+            row = {
+                "epoch": epoch + 1,
+                "lr": cfg.lr * lr_factor(cfg, (epoch + 1) * per_epoch - 1, total),
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "test_acc": clean_accuracy(model, splits.x_test, splits.y_test),
+                "seconds": time.perf_counter() - t0,
+            }
+            history.append(row)
+            stopped = max_steps is not None and (epoch + 1) * per_epoch >= max_steps
+            partial = max_steps is not None and (epoch + 1) * per_epoch > max_steps
+            if checkpoint is not None and not partial:
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict() if opt else {},
+                         "generator": gen.get_state(), "rng": torch.get_rng_state(), "epoch": epoch + 1,
+                         "history": history, "fingerprint": fingerprint}
+                if torch.cuda.is_available():
+                    state["cuda_rng"] = torch.cuda.get_rng_state()
+                save_checkpoint(checkpoint, state)
+            if on_epoch is not None:
+                on_epoch(row)
+            if stopped:
+                break
+    bar.close()
+    return history

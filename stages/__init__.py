@@ -1,0 +1,1 @@
+"""Entry points of the DVC stages: ``python -m stages.NAME [ITEM]``."""

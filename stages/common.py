@@ -1,0 +1,56 @@
+"""What every stage does around its own work: validate params, pick the device, seed, and turn
+known failures into one line on stderr with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from typing import Callable
+
+import numpy as np
+import torch
+
+from pipeline.config import ConfigError, Params, load_params
+from pipeline.data import DataError
+from pipeline.io import CheckpointError
+from pipeline.train import NonFiniteLossError
+
+PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
+EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError)
+
+
+def load() -> Params:
+    return load_params(PARAMS_FILE)
+
+
+def device_of(params: Params) -> torch.device:
+    if params.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{PARAMS_FILE}: device: 'cuda' requested but no CUDA device is available")
+    if params.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(params.device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """Call ``main(argv)``; expected failures print one line and exit 2."""
+    try:
+        main(sys.argv[1:])
+    except EXPECTED as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def one_item(argv: list[str], choices, what: str) -> str:
+    if len(argv) != 1 or argv[0] not in choices:
+        raise ConfigError(f"expected one {what} argument out of {sorted(choices)}, got {argv}")
+    return argv[0]

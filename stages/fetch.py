@@ -1,0 +1,25 @@
+"""fetch: materialize the configured dataset as data/prepared/data.npz."""
+
+from pipeline.data import dataset_file, load_splits, prepare, prepared_dir, write_npz
+from pipeline.io import atomic_dir
+from pipeline.tracking import StageRun
+from stages.common import load, run
+
+
+def main(argv: list[str]) -> None:
+    params = load()
+    section = {"data": params.data.model_dump(), "seed": params.seed}
+    with StageRun("fetch", params.tracking.experiment, section) as tracker:
+        arrays = prepare(params.data, seed=params.seed)
+        with atomic_dir(prepared_dir(params.data)) as tmp:
+            write_npz(arrays, tmp / dataset_file(params.data).name)
+            tracker.write_ref(tmp)
+        splits = load_splits(params.data)
+        tracker.log_metrics({"n_train": len(splits.x_train), "n_test": len(splits.x_test),
+                             "num_classes": splits.num_classes})
+    print(f"wrote {dataset_file(params.data)}: {len(splits.x_train)} train, {len(splits.x_test)} test, "
+          f"{tuple(splits.x_train.shape[1:])} images, {splits.num_classes} classes")
+
+
+if __name__ == "__main__":
+    run(main)

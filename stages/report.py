@@ -1,0 +1,31 @@
+"""report: the markdown report, the robust-accuracy plot and CSVs over every evaluated model."""
+
+from pathlib import Path
+
+from pipeline.analysis.plots import accuracy_vs_eps
+from pipeline.analysis.report import build_report, load_results
+from pipeline.io import atomic_dir, write_csv, write_json, write_text
+from pipeline.tracking import StageRun
+from stages.common import load, run
+
+
+def main(argv: list[str]) -> None:
+    params = load()
+    results = load_results(params.evaluate.models)
+    out = Path("reports")
+    with StageRun("report", params.tracking.experiment, {"models": params.evaluate.models}) as tracker:
+        markdown, summary, curve_rows = build_report(results, params)
+        with atomic_dir(out) as tmp:
+            write_text(tmp / "report.md", markdown)
+            write_json(tmp / "summary.json", summary)
+            write_csv(tmp / "pgd_accuracy.csv", curve_rows)
+            curves = {name: [(row["eps"], row[name]) for row in curve_rows] for name in params.evaluate.models}
+            accuracy_vs_eps(curves, tmp / "pgd_accuracy.png",
+                            f"PGD-{params.evaluate.pgd.steps} accuracy against eps")
+            tracker.write_ref(tmp)
+        tracker.log_artifacts(out)
+    print(markdown)
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,66 @@
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini.npz"
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture
+def default_raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def tiny_raw(raw: dict) -> dict:
+    """The default params cut down to seconds of work: for end-to-end tests of the machinery."""
+    raw = copy.deepcopy(raw)
+    for spec in raw["pretrain"].values():
+        spec["epochs"] = 1
+        if spec.get("attack"):
+            spec["attack"]["steps"] = 2
+    ev = raw["evaluate"]
+    ev["n_samples"] = 40
+    ev["pgd"]["steps"] = 3
+    ev["autoattack"]["n_ex"] = 8
+    return raw
+
+
+@pytest.fixture(scope="session")
+def cifar_mini() -> Path:
+    if not CIFAR_MINI.exists():
+        pytest.skip(f"{CIFAR_MINI} not present")
+    return CIFAR_MINI
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The default dataset, prepared in memory (no fetch stage needed)."""
+    from pipeline.config import DataConfig
+    from pipeline.data import Splits, channel_stats, prepare
+
+    arrays = prepare(DataConfig(image_size=16), seed=0)
+    mean, std = channel_stats(arrays["x_train"])
+    t = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return Splits(t["x_train"], t["y_train"].long(), t["x_test"], t["y_test"].long(),
+                  tuple(map(float, mean)), tuple(map(float, std)))
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits):
+    """A resnet_small trained normally on digits for a few epochs (a few seconds on 2 cores)."""
+    from pipeline.config import TrainConfig
+    from pipeline.models import build_model
+    from pipeline.train import train
+
+    torch.manual_seed(0)
+    model = build_model("resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
+    train(model, digits, TrainConfig(method="standard", epochs=4, lr=0.05), seed=0, progress=False)
+    return model.eval()

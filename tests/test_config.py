@@ -1,0 +1,89 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_params, parse_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_params_validate():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.dataset == "digits"
+    assert set(params.evaluate.models) <= set(params.pretrain)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_paper_configs_validate(path):
+    load_params(path)
+
+
+def test_fractions_are_read_as_numbers(default_raw):
+    default_raw["pretrain"]["adversarial"]["attack"]["eps"] = "8/255"
+    params = parse_params(default_raw)
+    assert params.pretrain["adversarial"].attack.eps == pytest.approx(8 / 255)
+
+
+def _set(raw, dotted, value):
+    keys = dotted.split(".")
+    node = raw
+    for k in keys[:-1]:
+        node = node[int(k)] if isinstance(node, list) else node[k]
+    last = int(keys[-1]) if isinstance(node, list) else keys[-1]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+BAD = [
+    ("unknown top-level key", "colour", "red", "colour: unknown key"),
+    ("unknown nested key", "pretrain.standard.learning_rate", 0.1, "pretrain.standard.learning_rate: unknown key"),
+    ("wrong type", "pretrain.standard.epochs", "ten", "pretrain.standard.epochs"),
+    ("negative eps", "pretrain.adversarial.attack.eps", -0.1, "pretrain.adversarial.attack.eps"),
+    ("eps above 1", "pretrain.adversarial.attack.eps", 8, "pretrain.adversarial.attack.eps"),
+    ("bad fraction", "pretrain.adversarial.attack.eps", "8/zero", "pretrain.adversarial.attack.eps"),
+    ("empty eps grid", "evaluate.eps", [], "evaluate.eps"),
+    ("eps in grid above 1", "evaluate.eps.1", 2.0, "evaluate.eps.1"),
+    ("unknown model", "model.arch", "resnet9000", "model.arch"),
+    ("unknown method", "pretrain.standard.method", "magic", "pretrain.standard.method"),
+    ("unknown dataset", "data.dataset", "imagenet22k", "data.dataset"),
+    ("missing section", "evaluate", _DELETE, "evaluate"),
+    ("adversarial method without attack", "pretrain.adversarial.attack", None, "pretrain.adversarial.attack"),
+    ("threat eps off the grid", "evaluate.threat_eps", 0.123, "evaluate.threat_eps"),
+    ("evaluating a model never trained", "evaluate.models", ["standard", "ghost"], "evaluate.models.1"),
+    ("zero epochs", "pretrain.standard.epochs", 0, "pretrain.standard.epochs"),
+    ("momentum of 1", "pretrain.standard.momentum", 1.0, "pretrain.standard.momentum"),
+    ("unknown schedule", "pretrain.standard.schedule", "exponential", "pretrain.standard.schedule"),
+    ("npz without a path", "data.dataset", "npz", "data.path"),
+    ("unknown AutoAttack version", "evaluate.autoattack.version", "fast", "evaluate.autoattack.version"),
+    ("negative seed", "seed", -1, "seed"),
+]
+
+
+@pytest.mark.parametrize("what,key,value,expect", BAD, ids=[b[0] for b in BAD])
+def test_bad_params_fail_with_the_key_path_in_one_line(default_raw, what, key, value, expect):
+    raw = copy.deepcopy(default_raw)
+    _set(raw, key, value)
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg.startswith("params.yaml: ")
+    assert expect in msg, msg
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad.write_text(yaml.safe_dump([1, 2]))
+    with pytest.raises(ConfigError, match="mapping"):
+        load_params(bad)

@@ -1,0 +1,89 @@
+"""The whole pipeline on real DVC and MLflow, on a cut-down copy of the default params."""
+
+import json
+
+import pytest
+import yaml
+
+from tests.conftest import tiny_raw
+from tests.e2e import ROOT, MlflowServer, copy_project, sh
+
+pytestmark = pytest.mark.slow
+
+STAGES = {"fetch", "pretrain@standard", "pretrain@adversarial", "evaluate@standard",
+          "evaluate@adversarial", "report"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, request):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    proj = copy_project(tmp_path_factory.mktemp("project"), tiny_raw(raw))
+    sh(["dvc", "repro"], proj)
+    return proj
+
+
+def _stale(proj) -> set[str]:
+    out = json.loads(sh(["dvc", "status", "--json"], proj).stdout or "{}")
+    return set(out)
+
+
+def test_repro_builds_every_out(project):
+    for name in ("standard", "adversarial"):
+        assert (project / "models" / name / "model.pt").exists()
+        metrics = json.loads((project / "results" / name / "metrics.json").read_text())
+        assert {"clean", "fgsm", "pgd", "autoattack"} <= set(metrics)
+        assert metrics["autoattack"] <= metrics["pgd_on_autoattack_samples"]
+    report = (project / "reports" / "report.md").read_text()
+    assert "| standard |" in report and "| adversarial |" in report
+    assert (project / "reports" / "pgd_accuracy.png").stat().st_size > 1000
+
+
+def test_second_repro_reruns_nothing(project):
+    lock = (project / "dvc.lock").read_text()
+    out = sh(["dvc", "repro"], project).stdout
+    assert "Running stage" not in out, out
+    assert (project / "dvc.lock").read_text() == lock
+    assert _stale(project) == set()
+
+
+def test_each_stage_records_its_mlflow_run(project):
+    refs = [project / "data/prepared/mlflow_run.json", project / "reports/mlflow_run.json"] + [
+        project / d / n / "mlflow_run.json" for d in ("models", "results") for n in ("standard", "adversarial")]
+    stages = {json.loads(r.read_text())["stage"] for r in refs}
+    assert stages == STAGES
+
+
+def test_mlflow_server_serves_one_run_per_stage_with_params_and_metrics(project):
+    from mlflow.tracking import MlflowClient
+
+    with MlflowServer(project / "mlflow.db", project) as server:
+        client = MlflowClient(tracking_uri=server.url)
+        exp = client.get_experiment_by_name("bn-adversarial")
+        runs = client.search_runs([exp.experiment_id], max_results=100)
+        by_stage = {}
+        for run in runs:
+            by_stage.setdefault(run.data.tags["stage"], []).append(run)
+        assert set(by_stage) == STAGES
+        assert all(len(v) == 1 for v in by_stage.values())
+        for stage, (run,) in by_stage.items():
+            assert run.info.status == "FINISHED"
+            assert run.data.params, stage
+            assert run.data.metrics or stage == "report", stage
+        adv = by_stage["pretrain@adversarial"][0]
+        assert adv.data.params["train.method"] == "pgd_at"
+        history = client.get_metric_history(adv.info.run_id, "test_acc")
+        assert [m.step for m in history] == [1]
+        ref = json.loads((project / "models/adversarial/mlflow_run.json").read_text())
+        assert ref["run_id"] == adv.info.run_id
+
+
+def test_changing_the_eps_grid_reruns_only_evaluation_and_report(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["evaluate"]["eps"] = params["evaluate"]["eps"] + [0.25]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stale(project) == {"evaluate@standard", "evaluate@adversarial", "report"}
+    models = {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in ("standard", "adversarial")}
+    out = sh(["dvc", "repro"], project).stdout
+    assert "Running stage 'pretrain" not in out and "Running stage 'fetch" not in out
+    assert {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in models} == models
+    assert "0.25" in (project / "results/standard/accuracy.csv").read_text()
