@@ -26,7 +26,7 @@ def ordered_stages(project_dir: str | Path = ".") -> list[str]:
     with Repo(str(project_dir)) as repo:
         graph = repo.index.graph  # an edge u -> v means u depends on v
         order = list(reversed(list(nx.topological_sort(graph))))
-        return [stage.addressing for stage in order if stage.addressing != "dvc.yaml" and stage.cmd]
+        return [stage.name for stage in order if stage.cmd]
 
 
 def _env(parent_run_id: str | None) -> dict[str, str]:
