@@ -9,6 +9,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -51,3 +52,72 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[nn.Module]:
         for m, buffers in saved:
             for n, b in zip(names, buffers):
                 setattr(m, n, b)
+
+
+# --------------------------------------------------------------------------------------------
+# routing: which branch, strength or fusion a multi-branch norm uses for the next forward passes
+
+
+class RoutedNorm(nn.Module):
+    """Base of norms whose behaviour depends on a route (a BN branch, a perturbation strength,
+    fusion weights). The route is state on the module, set by :func:`norm_route` and restored
+    on exit, so no ``forward`` signature in the network has to carry it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.route: dict = {}
+
+
+def routed_norms(model: nn.Module) -> list[RoutedNorm]:
+    return [m for m in model.modules() if isinstance(m, RoutedNorm)]
+
+
+@contextmanager
+def norm_route(model: nn.Module, **route) -> Iterator[nn.Module]:
+    """Route every routed norm of ``model``: ``with norm_route(model, branch=1): model(x)``."""
+    norms = routed_norms(model)
+    if not norms:
+        raise ValueError("norm_route: the model has no routed norms (convert its norms first)")
+    saved = [(m, m.route) for m in norms]
+    for m in norms:
+        m.route = dict(route)
+    try:
+        yield model
+    finally:
+        for m, r in saved:
+            m.route = r
+
+
+# --------------------------------------------------------------------------------------------
+# ghost batches: batch statistics computed per group of consecutive samples
+
+
+def _ghost_forward(bn: _BatchNorm, group: int):
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        if n % group:
+            raise ValueError(f"ghost batches of {group} do not divide a batch of {n}")
+        g = n // group
+        # Groups become channels: (g*group, C, ...) -> (group, g*C, ...), so one batch_norm call
+        # normalizes every (group, channel) pair over its own samples.
+        xs = x.reshape(g, group, c, *x.shape[2:]).transpose(0, 1).reshape(group, g * c, *x.shape[2:])
+        weight = bn.weight.repeat(g) if bn.weight is not None else None
+        bias = bn.bias.repeat(g) if bn.bias is not None else None
+        out = torch.nn.functional.batch_norm(xs, None, None, weight, bias, True, 0.0, bn.eps)
+        return out.reshape(group, g, c, *x.shape[2:]).transpose(0, 1).reshape(x.shape)
+    return forward
+
+
+@contextmanager
+def ghost_batches(model: nn.Module, group: int) -> Iterator[nn.Module]:
+    """Every BN normalizes each run of ``group`` consecutive samples with that run's own batch
+    statistics, and leaves the running statistics alone. Norm shaping's inference (each query
+    grouped with its own clean reference samples) runs many queries in one forward this way."""
+    bns = [m for _, m in batch_norms(model)]
+    for m in bns:
+        m.forward = _ghost_forward(m, group)
+    try:
+        yield model
+    finally:
+        for m in bns:
+            del m.forward
