@@ -140,34 +140,129 @@ class TrainConfig(Section):
 # evaluation, report, tracking
 
 
-class PGDEvalConfig(Section):
+At = Literal["grid", "threat"]  # run over the whole eps grid, or only at the threat eps
+
+
+class FGSMSpec(Section):
+    name: Literal["fgsm"]
+    at: At = "grid"
+
+
+class PGDSpec(Section):
+    name: Literal["pgd"]
+    at: At = "grid"
     steps: PositiveInt = 20
     rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25  # step = rel_step_size * eps
     restarts: PositiveInt = 1
     random_start: bool = True
+    loss: Literal["ce", "margin"] = "ce"
 
 
-class AutoAttackConfig(Section):
+class CWSpec(Section):
+    """CW-L2 (Carlini and Wagner), its perturbation projected onto the L-inf ball of eps."""
+
+    name: Literal["cw"]
+    at: At = "threat"
+    steps: PositiveInt = 100
+    c_init: Annotated[float, Field(gt=0.0)] = 1.0
+    binary_steps: PositiveInt = 1
+    lr: Annotated[float, Field(gt=0.0)] = 0.01
+    kappa: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class DeepFoolSpec(Section):
+    """DeepFool (Moosavi-Dezfooli et al.), projected onto the L-inf ball of eps."""
+
+    name: Literal["deepfool"]
+    at: At = "threat"
+    steps: PositiveInt = 50
+    overshoot: Annotated[float, Field(ge=0.0)] = 0.02
+
+
+class AutoAttackSpec(Section):
+    name: Literal["autoattack"]
+    at: At = "threat"
+    version: Literal["standard", "plus", "rand"] = "standard"  # rand is used for randomized deployments
+
+
+AttackSpec = Annotated[FGSMSpec | PGDSpec | CWSpec | DeepFoolSpec | AutoAttackSpec, Field(discriminator="name")]
+
+
+class DeploymentConfig(Section):
+    """How the evaluated model runs at inference (see pipeline.deploy)."""
+
+    mode: Literal["eval", "batch", "shaping"] = "eval"
+    n_ref: PositiveInt = 9  # shaping: clean training images grouped with each query
+    fixed_references: bool = False  # shaping: one reference set known to the attacker
+    eot: PositiveInt = 10  # gradient samples per step against a randomized deployment
+
+
+class ChecksConfig(Section):
+    """Gradient-masking checks, run at the threat eps on the first ``n_samples`` samples."""
+
     enabled: bool = True
-    version: Literal["standard", "plus", "rand"] = "standard"
-    n_ex: PositiveInt = 200  # test samples AutoAttack runs on (the first n_ex)
+    n_samples: PositiveInt = 200
+    tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03  # accuracy gap that counts as a flag
+    large_eps: Eps = 0.5  # PGD at this eps should bring accuracy near zero ...
+    large_eps_max_acc: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # ... i.e. at most this
+    more_steps_factor: PositiveInt = 4  # PGD with this many times the steps and 2 restarts
+    square_queries: PositiveInt = 1000  # Square Attack, the black-box check
+    surrogate: str  # a pretrained model to craft transfer attacks on (DI2-FGSM); skipped for itself
 
 
 class EvaluateConfig(Section):
     models: Annotated[list[str], Field(min_length=1)]
-    eps: Annotated[list[Eps], Field(min_length=1)]  # the grid every attack runs over
-    threat_eps: Eps  # the headline eps: AutoAttack and the summary table use it
+    protocol: str = "custom"  # a preset of pipeline.protocols, or custom (eps and attacks below)
+    eps: Annotated[list[Eps], Field(min_length=1)] | None = None  # the grid "grid" attacks run over
+    threat_eps: Eps | None = None  # the headline eps: "threat" attacks and the summary use it
+    attacks: list[AttackSpec] | None = None  # in cascade order, cheapest first
     n_samples: PositiveInt | None = None  # None evaluates the whole test split
     batch_size: PositiveInt = 500
-    fgsm: bool = True
-    pgd: PGDEvalConfig = PGDEvalConfig()
-    autoattack: AutoAttackConfig = AutoAttackConfig()
+    cascade: bool = True  # each attack runs only on the samples every earlier attack left standing
+    deployment: DeploymentConfig = DeploymentConfig()
+    checks: ChecksConfig
 
     @model_validator(mode="after")
-    def _threat_eps_in_grid(self) -> EvaluateConfig:
-        if not any(abs(e - self.threat_eps) < 1e-9 for e in self.eps):
-            raise ValueError(f"threat_eps: {self.threat_eps:g} is not in the eps grid")
+    def _protocol_or_explicit(self) -> EvaluateConfig:
+        from pipeline.protocols import PROTOCOLS
+
+        explicit = {k for k in ("eps", "threat_eps", "attacks") if getattr(self, k) is not None}
+        if self.protocol == "custom":
+            missing = {"eps", "threat_eps", "attacks"} - explicit
+            if missing:
+                raise ValueError(f"{sorted(missing)[0]}: required when protocol is custom")
+        elif self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol: unknown protocol {self.protocol!r}; known: custom, "
+                             f"{', '.join(sorted(PROTOCOLS))}")
+        elif explicit:
+            raise ValueError(f"{sorted(explicit)[0]}: set by protocol {self.protocol!r}; "
+                             "use protocol: custom to choose it")
+        if not self.attack_list:
+            raise ValueError("attacks: at least one attack is needed")
+        names = [a.name for a in self.attack_list]
+        if len(set(names)) != len(names):
+            raise ValueError(f"attacks: each attack may appear once, got {names}")
+        if not any(abs(e - self.threat) < 1e-9 for e in self.eps_grid):
+            raise ValueError(f"threat_eps: {self.threat:g} is not in the eps grid")
         return self
+
+    @property
+    def eps_grid(self) -> list[float]:
+        from pipeline.protocols import PROTOCOLS
+
+        return list(self.eps) if self.protocol == "custom" else PROTOCOLS[self.protocol].eps
+
+    @property
+    def threat(self) -> float:
+        from pipeline.protocols import PROTOCOLS
+
+        return self.threat_eps if self.protocol == "custom" else PROTOCOLS[self.protocol].threat_eps
+
+    @property
+    def attack_list(self) -> list:
+        from pipeline.protocols import PROTOCOLS
+
+        return list(self.attacks or []) if self.protocol == "custom" else PROTOCOLS[self.protocol].attacks
 
 
 class TrackingConfig(Section):
@@ -188,6 +283,9 @@ class Params(Section):
         for i, name in enumerate(self.evaluate.models):
             if name not in self.pretrain:
                 raise ValueError(f"evaluate.models.{i}: no model named {name!r} in pretrain")
+        surrogate = self.evaluate.checks.surrogate
+        if surrogate not in self.pretrain:
+            raise ValueError(f"evaluate.checks.surrogate: no model named {surrogate!r} in pretrain")
         return self
 
 

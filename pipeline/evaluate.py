@@ -1,18 +1,24 @@
 """Robustness evaluation: the attack suite over the eps grid against one deployed model.
 
-Returns per-sample correctness for each (attack, eps), from which the metrics table is made.
-Every attack runs against the same ``Deployed`` callable that clean prediction uses.
+Attacks run in the order params list them. ``grid`` attacks (cheap: FGSM, PGD with early exit)
+run on every sample at every eps of the grid, so their accuracies are their own. ``threat``
+attacks run at the threat eps; with ``cascade`` each runs only on the samples that every attack
+before it (at that eps) left standing, and its number is the worst case over it and them, per
+sample: the same per-sample outcome as attacking every sample with every attack, at the cost of
+attacking only what remains. Every attack and the clean prediction use the same ``Deployed``.
 """
 
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from pipeline.attacks import fgsm, pgd
+from pipeline.attacks import cw_l2, deepfool, fgsm, pgd
 from pipeline.attacks.autoattack import autoattack
 from pipeline.config import EvaluateConfig
 from pipeline.deploy import Deployed
@@ -21,79 +27,103 @@ from pipeline.deploy import Deployed
 @dataclass
 class EvalResult:
     n: int
-    clean: torch.Tensor  # bool per sample: correct on the clean input
-    robust: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict)  # (attack, eps) -> bool per sample
+    threat_eps: float
+    clean: torch.Tensor  # bool per sample
+    robust: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict)  # per-sample, see module doc
+    worst: dict[float, torch.Tensor] = field(default_factory=dict)  # eps -> robust to every attack run there
+    ran_on: dict[tuple[str, float], int] = field(default_factory=dict)  # samples each attack computed
     seconds: dict[str, float] = field(default_factory=dict)
     autoattack_flags: list[str] = field(default_factory=list)
 
     def accuracy(self, attack: str, eps: float) -> float:
         return self.robust[(attack, eps)].float().mean().item()
 
-    def headline(self, threat_eps: float, aa_n: int | None) -> dict[str, float]:
-        """Accuracies at the threat eps; attacks run on fewer samples also get PGD on those samples."""
-        out = {"clean": self.clean.float().mean().item(), "n_samples": self.n, "threat_eps": threat_eps}
+    def headline(self) -> dict:
+        t = self.threat_eps
+        out = {"clean": self.clean.float().mean().item(), "n_samples": self.n, "threat_eps": t}
         for (attack, eps), ok in self.robust.items():
-            if eps == threat_eps:
+            if eps == t:
                 out[attack] = ok.float().mean().item()
-        if aa_n is not None and ("autoattack", threat_eps) in self.robust:
-            out["autoattack_n_samples"] = aa_n
-            out["pgd_on_autoattack_samples"] = self.robust[("pgd", threat_eps)][:aa_n].float().mean().item()
+        out["worst_case"] = self.worst[t].float().mean().item()
         return out
 
     def curve_rows(self) -> list[dict[str, float]]:
-        """One row per eps with every attack's accuracy: the CSV behind ``dvc plots``."""
-        eps_values = sorted({eps for _, eps in self.robust})
-        attacks = [a for a in ("fgsm", "pgd") if any(k[0] == a for k in self.robust)]
-        return [{"eps": eps, **{a: self.accuracy(a, eps) for a in attacks if (a, eps) in self.robust}}
-                for eps in eps_values]
+        """One row per eps: each attack's accuracy there (blank where it did not run) and the worst case."""
+        attacks = list(dict.fromkeys(a for a, _ in self.robust))
+        return [{"eps": eps, **{a: (self.accuracy(a, eps) if (a, eps) in self.robust else "") for a in attacks},
+                 "worst_case": ok.float().mean().item()} for eps, ok in sorted(self.worst.items())]
 
 
-def _batched(fn, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+def _seed_for(seed: int, attack: str, eps: float) -> int:
+    """Each (attack, eps) draws from its own stream, whatever ran before it."""
+    return zlib.crc32(f"{seed}/{attack}/{eps:.8f}".encode())
 
 
-def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: EvaluateConfig,
-             progress: bool = True) -> EvalResult:
-    """Clean accuracy, FGSM and PGD over ``cfg.eps``, AutoAttack at ``cfg.threat_eps``.
-
-    ``x`` is float in [0, 1]. PGD stops attacking a sample once it is misclassified (early
-    exit) unless the deployment is batch-dependent.
-    """
-    bs = len(x) if deployed.batch_dependent else cfg.batch_size
-    early = not deployed.batch_dependent
-    with torch.no_grad():
-        clean = _batched(lambda a, b: deployed(a).argmax(1) == b, x, y, bs)
-    result = EvalResult(n=len(x), clean=clean)
-    jobs = [("fgsm", eps) for eps in cfg.eps if cfg.fgsm] + [("pgd", eps) for eps in cfg.eps]
-    aa_n = min(cfg.autoattack.n_ex, len(x)) if cfg.autoattack.enabled else None
-    if aa_n:
-        jobs.append(("autoattack", cfg.threat_eps))
-
-    bar = tqdm(jobs, desc="evaluate", unit="attack", disable=not progress, dynamic_ncols=True)
-    for attack, eps in bar:
-        bar.set_postfix(attack=attack, eps=f"{eps:.4f}")
-        t0 = time.perf_counter()
-        if eps == 0:
-            ok = clean.clone()
-        elif attack == "fgsm":
-            ok = _batched(lambda a, b: _correct(deployed, fgsm(deployed, a, b, eps=eps), b), x, y, bs)
-        elif attack == "pgd":
-            p = cfg.pgd
-            ok = _batched(lambda a, b: _correct(deployed, pgd(
-                deployed, a, b, eps=eps, step_size=p.rel_step_size * eps, steps=p.steps,
-                random_start=p.random_start, restarts=p.restarts, early_stop=early), b), x, y, bs)
-        else:
-            aa = autoattack(deployed, x[:aa_n], y[:aa_n], eps=eps, version=cfg.autoattack.version,
-                            batch_size=bs)
-            result.autoattack_flags = aa.flags
-            ok = _correct(deployed, aa.x_adv, y[:aa_n], bs)
-        result.robust[(attack, eps)] = ok & clean[:len(ok)]
-        result.seconds[f"{attack}@{eps:.4f}"] = time.perf_counter() - t0
-    return result
+def attack_fn(spec, deployed: Deployed, eot: int) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``."""
+    name = spec.name
+    if name == "fgsm":
+        return lambda x, y, eps: fgsm(deployed, x, y, eps=eps)
+    if name == "pgd":
+        early = not deployed.batch_dependent and not deployed.randomized
+        return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps,
+                                     steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
+                                     loss=spec.loss, early_stop=early, eot=eot if deployed.randomized else 1)
+    if name == "cw":
+        return lambda x, y, eps: cw_l2(deployed, x, y, eps=eps, steps=spec.steps, c_init=spec.c_init,
+                                       binary_steps=spec.binary_steps, lr=spec.lr, kappa=spec.kappa)
+    if name == "deepfool":
+        return lambda x, y, eps: deepfool(deployed, x, y, eps=eps, max_iter=spec.steps, overshoot=spec.overshoot)
+    if name == "autoattack":
+        version = "rand" if deployed.randomized else spec.version
+        return lambda x, y, eps: autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x)).x_adv
+    raise ValueError(f"unknown attack {name!r}")
 
 
 @torch.no_grad()
-def _correct(deployed: Deployed, x_adv: torch.Tensor, y: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    if batch_size is None or deployed.batch_dependent:
-        return deployed(x_adv).argmax(1) == y
-    return _batched(lambda a, b: deployed(a).argmax(1) == b, x_adv, y, batch_size)
+def correct(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
+    if deployed.batch_dependent:
+        return deployed(x).argmax(1) == y
+    return torch.cat([deployed(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
+                      for i in range(0, len(x), batch_size)])
+
+
+def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: EvaluateConfig, *, seed: int = 0,
+             cascade: bool | None = None, progress: bool = True) -> EvalResult:
+    """Clean accuracy and every attack of ``cfg`` on ``x`` (float in [0, 1]) and ``y``.
+
+    Batch-dependent deployments are attacked as one batch and never in subsets (no early exit,
+    no cascade): a subset would be a different function.
+    """
+    cascade = cfg.cascade if cascade is None else cascade
+    cascade = cascade and not deployed.batch_dependent
+    bs = len(x) if deployed.batch_dependent else cfg.batch_size
+    clean = correct(deployed, x, y, bs)
+    result = EvalResult(n=len(x), threat_eps=cfg.threat, clean=clean)
+    grid = cfg.eps_grid
+    jobs = [(spec, eps) for eps in grid for spec in cfg.attack_list
+            if spec.at == "grid" or abs(eps - cfg.threat) < 1e-9]
+    for eps in grid:
+        result.worst[eps] = clean.clone()
+
+    bar = tqdm(jobs, desc="evaluate", unit="attack", disable=not progress, dynamic_ncols=True)
+    for spec, eps in bar:
+        bar.set_postfix(attack=spec.name, eps=f"{eps:.4f}")
+        t0 = time.perf_counter()
+        torch.manual_seed(_seed_for(seed, spec.name, eps))
+        standing = result.worst[eps] if (cascade and spec.at == "threat") else clean
+        ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
+        if eps > 0 and standing.any():
+            run = attack_fn(spec, deployed, cfg.deployment.eot)
+            if deployed.batch_dependent:  # the whole batch or it is another function
+                ok = correct(deployed, run(x, y, eps), y, bs) & standing
+            else:
+                for part in standing.nonzero().squeeze(1).split(bs):
+                    ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
+        result.ran_on[(spec.name, eps)] = int(standing.sum()) if eps > 0 else 0
+        if spec.at == "threat" and cascade:
+            ok &= result.worst[eps]
+        result.robust[(spec.name, eps)] = ok
+        result.worst[eps] &= ok
+        result.seconds[f"{spec.name}@{eps:.4f}"] = time.perf_counter() - t0
+    return result

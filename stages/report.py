@@ -19,9 +19,9 @@ def main(argv: list[str]) -> None:
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
             write_csv(tmp / "pgd_accuracy.csv", curve_rows)
-            curves = {name: [(row["eps"], row[name]) for row in curve_rows] for name in params.evaluate.models}
-            accuracy_vs_eps(curves, tmp / "pgd_accuracy.png",
-                            f"PGD-{params.evaluate.pgd.steps} accuracy against eps")
+            curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
+                      for name in params.evaluate.models}
+            accuracy_vs_eps(curves, tmp / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
         tracker.log_artifacts(out)
     print(markdown)

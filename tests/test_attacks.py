@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from pipeline.attacks import fgsm, pgd
 from pipeline.attacks.pgd import margin_loss

@@ -1,6 +1,5 @@
 """The Prefect reproduce flow on a real (temporary) Prefect server, DVC and MLflow."""
 
-from pathlib import Path
 
 import pytest
 import yaml

@@ -17,6 +17,8 @@ def accuracy_vs_eps(curves: Mapping[str, Sequence[tuple[float, float]]], path: s
     """One line per label: accuracy (y) against eps in /255 units (x)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     for label, points in curves.items():
+        if not points:
+            continue
         eps, acc = zip(*sorted(points))
         ax.plot([e * 255 for e in eps], [100 * a for a in acc], marker="o", label=label)
     ax.set_xlabel("eps (x/255, L-inf)")

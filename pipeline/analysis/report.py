@@ -24,7 +24,7 @@ def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
     for name in names:
         res = root / "results" / name
         with open(res / "accuracy.csv") as f:
-            curve = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            curve = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
         ref = res / "mlflow_run.json"
         out.append(ModelResult(name, read_json(res / "metrics.json"), curve,
                                read_json(root / "models" / name / "metrics.json"),
@@ -32,52 +32,86 @@ def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
     return out
 
 
-def _pct(v: float | None) -> str:
-    return "—" if v is None else f"{100 * v:.1f}"
+def _pct(v: float | str | None) -> str:
+    return "—" if v is None or v == "" else f"{100 * float(v):.1f}"
 
 
 def _eps(e: float) -> str:
     return f"{e * 255:.3g}/255"
 
 
+ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-L2", "deepfool": "DeepFool", "autoattack": "AutoAttack"}
+
+
 def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict, list[dict]]:
     """Markdown text, a summary for ``dvc metrics``, and the PGD-against-eps rows for ``dvc plots``."""
     cfg = params.evaluate
-    steps = cfg.pgd.steps
+    attacks = cfg.attack_list
+    threat_attacks = [a.name for a in attacks]
+    pgd = next((a for a in attacks if a.name == "pgd"), None)
+    desc = []
+    for a in attacks:
+        label = ATTACK_LABELS[a.name]
+        if a.name == "pgd":
+            label += f"-{a.steps} (step {a.rel_step_size:g}·eps, {a.restarts} restart(s), {a.loss} loss)"
+        elif a.name in ("cw", "deepfool"):
+            label += f" ({a.steps} steps, projected onto the eps ball)"
+        elif a.name == "autoattack":
+            label += f" ({a.version}, official code)"
+        desc.append(f"{label} {'over the eps grid' if a.at == 'grid' else 'at the threat eps'}")
+    cascade_note = ("Threat-eps attacks run in cascade: each column after the grid attacks is the accuracy "
+                    "under that attack *and every attack left of it* (worst case per sample)."
+                    if cfg.cascade else "Each column is that attack alone; worst case is over all of them.")
     lines = [
         "# Robustness report",
         "",
-        f"Dataset `{params.data.dataset}`, architecture `{params.model.arch}`, "
-        f"L-inf threat eps {_eps(cfg.threat_eps)} ({cfg.threat_eps:.4f}). Accuracies in %.",
-        f"PGD-{steps}: step {cfg.pgd.rel_step_size:g}·eps, {cfg.pgd.restarts} restart(s), "
-        f"{'random' if cfg.pgd.random_start else 'zero'} start, cross-entropy loss. "
-        f"AutoAttack: `{cfg.autoattack.version}` (official code) on the first test samples.",
+        f"Dataset `{params.data.dataset}`, architecture `{params.model.arch}`, deployment "
+        f"`{cfg.deployment.mode}`, protocol `{cfg.protocol}`, L-inf threat eps {_eps(cfg.threat)} "
+        f"({cfg.threat:.4f}). Accuracies in % on {results[0].metrics['n_samples'] if results else 0} test images.",
+        "",
+        "Attacks: " + "; ".join(desc) + ". " + cascade_note,
         "",
         "## At the threat eps",
         "",
-        f"| model | method | clean | FGSM | PGD-{steps} | AutoAttack | PGD-{steps} on AA samples | AA samples | MLflow run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | method | clean | " + " | ".join(ATTACK_LABELS[a] for a in threat_attacks)
+        + " | worst case | masking checks | MLflow run |",
+        "|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
     ]
     summary = {}
     for r in results:
         m = r.metrics
+        checks = m.get("checks")
+        verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "clean")
         lines.append(
-            f"| {r.name} | {r.training.get('method', params.pretrain[r.name].method)} | {_pct(m['clean'])} | "
-            f"{_pct(m.get('fgsm'))} | {_pct(m.get('pgd'))} | {_pct(m.get('autoattack'))} | "
-            f"{_pct(m.get('pgd_on_autoattack_samples'))} | {m.get('autoattack_n_samples', '—')} | "
-            f"`{r.run_id or '—'}` |"
+            f"| {r.name} | {params.pretrain[r.name].method} | {_pct(m['clean'])} | "
+            + " | ".join(_pct(m.get(a)) for a in threat_attacks)
+            + f" | {_pct(m.get('worst_case'))} | {verdict} | `{r.run_id or '—'}` |"
         )
-        summary[r.name] = {k: v for k, v in m.items() if k in ("clean", "fgsm", "pgd", "autoattack")}
+        summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
+
+    flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]
+    if flagged:
+        lines += ["", "## Gradient-masking checks", "",
+                  "At the threat eps on the first test images: FGSM, PGD, PGD with more steps and restarts, "
+                  "PGD at a large eps, Square (black-box), DI2-FGSM transferred from the surrogate, and the "
+                  "share of exactly-zero input gradients.", "",
+                  "| model | n | FGSM | PGD | PGD more | PGD large eps | Square | transfer | zero grad | flags |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for name, c in flagged:
+            lines.append(f"| {name} | {c['n_samples']} | {_pct(c['fgsm'])} | {_pct(c['pgd'])} | {_pct(c['pgd_more'])} | "
+                         f"{_pct(c['pgd_large_eps'])} | {_pct(c.get('square'))} | {_pct(c.get('transfer'))} | "
+                         f"{_pct(c['zero_gradient_fraction'])} | {'; '.join(c['flags']) or 'none'} |")
 
     eps_grid = sorted({row["eps"] for r in results for row in r.curve})
-    lines += ["", f"## PGD-{steps} accuracy over eps", "",
-              "| model | " + " | ".join(_eps(e) for e in eps_grid) + " |",
-              "|---|" + "---|" * len(eps_grid)]
     curve_rows = [{"eps": e} for e in eps_grid]
-    for r in results:
-        by_eps = {row["eps"]: row.get("pgd") for row in r.curve}
-        lines.append(f"| {r.name} | " + " | ".join(_pct(by_eps.get(e)) for e in eps_grid) + " |")
-        for row in curve_rows:
-            row[r.name] = by_eps.get(row["eps"])
-    lines += ["", "![PGD accuracy against eps](pgd_accuracy.png)", ""]
+    if pgd is not None:
+        lines += ["", f"## PGD-{pgd.steps} accuracy over eps", "",
+                  "| model | " + " | ".join(_eps(e) for e in eps_grid) + " |",
+                  "|---|" + "---|" * len(eps_grid)]
+        for r in results:
+            by_eps = {row["eps"]: row.get("pgd") for row in r.curve}
+            lines.append(f"| {r.name} | " + " | ".join(_pct(by_eps.get(e)) for e in eps_grid) + " |")
+            for row in curve_rows:
+                row[r.name] = by_eps.get(row["eps"])
+        lines += ["", "![PGD accuracy against eps](pgd_accuracy.png)", ""]
     return "\n".join(lines), summary, curve_rows

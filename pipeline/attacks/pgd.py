@@ -34,6 +34,27 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, LossFn] = {"ce": ce_loss, "margin": margin_loss}
 
 
+def _loss_grad(f: Callable[[torch.Tensor], torch.Tensor], xs: torch.Tensor, y: torch.Tensor, loss_fn: LossFn,
+               transform: Callable[[torch.Tensor], torch.Tensor] | None, eot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The logits of the first call and the loss gradient averaged over ``eot`` calls.
+
+    One backward per call keeps one graph in memory at a time, whatever ``eot`` is.
+    """
+    first, total = None, None
+    for _ in range(eot):
+        logits = f(xs if transform is None else transform(xs))
+        grad, = torch.autograd.grad(loss_fn(logits, y).sum(), xs)
+        first = logits.detach() if first is None else first
+        total = grad if total is None else total + grad
+    return first, total if eot == 1 else total / eot
+
+
+def _momentum(g: torch.Tensor | None, grad: torch.Tensor, mu: float) -> torch.Tensor:
+    """MI-FGSM's accumulated direction: mu * g + grad scaled to unit L1 norm per sample."""
+    l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).reshape(-1, *([1] * (grad.dim() - 1)))
+    return grad / l1 if g is None else mu * g + grad / l1
+
+
 def _per_sample(value: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     t = torch.as_tensor(value, dtype=x.dtype, device=x.device)
     return t.expand(len(x)).reshape(-1, *([1] * (x.dim() - 1))) if t.dim() == 0 else t.reshape(-1, *([1] * (x.dim() - 1)))
@@ -51,10 +72,17 @@ def pgd(
     restarts: int = 1,
     loss: str | LossFn = "ce",
     early_stop: bool = False,
+    momentum: float = 0.0,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    eot: int = 1,
 ) -> torch.Tensor:
     """Adversarial examples for ``f`` within ``eps`` of ``x`` (L-inf) and inside [0, 1]."""
     if early_stop and getattr(f, "batch_dependent", False):
         raise ValueError("early_stop evaluates subsets of a batch; not valid for a batch-dependent deployment")
+    if early_stop and transform is not None:
+        raise ValueError("early_stop decides on the plain f(x) prediction; not valid together with a transform")
+    if eot < 1:
+        raise ValueError(f"eot must be at least 1 (got {eot})")
     loss_fn = LOSSES[loss] if isinstance(loss, str) else loss
     x = x.detach()
     eps_t, step_t = _per_sample(eps, x), _per_sample(step_size, x)
@@ -69,10 +97,10 @@ def pgd(
         if random_start:
             delta = (torch.rand_like(delta) * 2 - 1) * eps_t[idx]
             delta = (x[idx] + delta).clamp(0, 1) - x[idx]
+        g = None  # MI-FGSM's accumulated direction, reset per restart
         for _ in range(steps):
             xs = (x[idx] + delta).requires_grad_(True)
-            logits = f(xs)
-            grad, = torch.autograd.grad(loss_fn(logits, y[idx]).sum(), xs)
+            logits, grad = _loss_grad(f, xs, y[idx], loss_fn, transform, eot)
             if early_stop:
                 fooled = logits.detach().argmax(1) != y[idx]
                 if fooled.any():  # keep the point that fools, stop attacking it
@@ -80,8 +108,11 @@ def pgd(
                     standing[idx[fooled]] = False
                     keep = ~fooled
                     idx, delta, grad = idx[keep], delta[keep], grad[keep]
+                    g = None if g is None else g[keep]
                     if len(idx) == 0:
                         break
+            if momentum:
+                grad = g = _momentum(g, grad, momentum)
             delta = delta + step_t[idx] * grad.sign()
             delta = delta.clamp(-eps_t[idx], eps_t[idx])
             delta = (x[idx] + delta).clamp(0, 1) - x[idx]

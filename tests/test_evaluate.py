@@ -1,0 +1,117 @@
+"""The evaluation suite: cascade, masking checks, and deployments left as they were found."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.config import ChecksConfig, EvaluateConfig, PGDSpec
+from pipeline.deploy import Deployed
+from pipeline.evaluate import evaluate
+from pipeline.masking import masking_checks
+from pipeline.norms import batch_norms
+from pipeline.train import to_float
+
+CHECKS = dict(enabled=True, n_samples=64, tolerance=0.05, large_eps=0.5, large_eps_max_acc=0.1,
+              more_steps_factor=2, square_queries=300, surrogate="standard")
+PGD = PGDSpec(name="pgd", steps=10, rel_step_size=0.25)
+
+
+def _cfg(**kw) -> EvaluateConfig:
+    base = dict(models=["standard"], eps=[0.0, 0.05, 0.1], threat_eps=0.1, batch_size=64,
+                attacks=[{"name": "fgsm"}, {"name": "pgd", "steps": 10, "rel_step_size": 0.25},
+                         {"name": "deepfool", "steps": 20}, {"name": "cw", "steps": 30, "lr": 0.05}],
+                checks=CHECKS)
+    base.update(kw)
+    return EvaluateConfig(**base)
+
+
+def _data(digits, n=96):
+    return to_float(digits.x_test[:n]), digits.y_test[:n]
+
+
+class Quantize(nn.Module):
+    """Planted gradient masking: rounding the input has zero gradient almost everywhere."""
+
+    def forward(self, x):
+        return torch.round(x * 4) / 4
+
+
+def test_cascade_gives_the_same_per_sample_worst_case_for_less_work(digits, digits_model):
+    x, y = _data(digits)
+    d = Deployed(digits_model)
+    full = evaluate(d, x, y, _cfg(), cascade=False, progress=False)
+    cascade = evaluate(d, x, y, _cfg(), cascade=True, progress=False)
+    for eps in full.worst:
+        assert torch.equal(full.worst[eps], cascade.worst[eps]), eps
+    assert sum(cascade.ran_on.values()) < sum(full.ran_on.values())
+    assert cascade.ran_on[("cw", 0.1)] <= int(cascade.robust[("pgd", 0.1)].sum())
+    # Grid attacks are never cut by the cascade: their numbers are their own.
+    assert torch.equal(full.robust[("pgd", 0.05)], cascade.robust[("pgd", 0.05)])
+
+
+def test_worst_case_is_at_most_every_attack(digits, digits_model):
+    x, y = _data(digits)
+    res = evaluate(Deployed(digits_model), x, y, _cfg(cascade=False), progress=False)
+    head = res.headline()
+    assert all(head["worst_case"] <= head[a] + 1e-9 for a in ("fgsm", "pgd", "deepfool", "cw"))
+    assert head["pgd"] <= head["fgsm"] <= head["clean"]
+
+
+def test_a_normal_model_passes_the_masking_checks(digits, digits_model):
+    x, y = _data(digits)
+    checks = masking_checks(Deployed(digits_model), x, y, eps=0.1, cfg=ChecksConfig(**CHECKS), pgd_spec=PGD)
+    assert checks["flags"] == [] and not checks["suspect"], checks
+
+
+def test_a_quantizing_model_is_flagged(digits, digits_model):
+    x, y = _data(digits)
+    masked = Deployed(nn.Sequential(Quantize(), digits_model))
+    checks = masking_checks(masked, x, y, eps=0.1, cfg=ChecksConfig(**CHECKS), pgd_spec=PGD)
+    assert checks["suspect"]
+    text = " ".join(checks["flags"])
+    assert "zero" in text and "Square" in text, checks["flags"]
+
+
+def test_a_saturated_softmax_is_flagged(digits, digits_model):
+    """Logits scaled by 1e4 make cross-entropy gradients vanish in float32."""
+    x, y = _data(digits)
+
+    class Scaled(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, z):
+            return self.m(z) * 1e4
+
+    checks = masking_checks(Deployed(Scaled(digits_model)), x, y, eps=0.1, cfg=ChecksConfig(**CHECKS), pgd_spec=PGD)
+    assert checks["suspect"], checks
+
+
+def test_a_transfer_attack_runs_when_a_surrogate_is_given(digits, digits_model):
+    x, y = _data(digits, 64)
+    surrogate = copy.deepcopy(digits_model)
+    checks = masking_checks(Deployed(digits_model), x, y, eps=0.1, cfg=ChecksConfig(**CHECKS), pgd_spec=PGD,
+                            surrogate=Deployed(surrogate))
+    assert 0.0 <= checks["transfer"] <= checks["fgsm"] + 0.2
+
+
+@pytest.mark.parametrize("mode,extra", [("batch", {}), ("shaping", {"n_ref": 3, "fixed_references": True}),
+                                        ("shaping", {"n_ref": 3, "fixed_references": False})])
+def test_evaluating_batch_dependent_deployments_leaves_the_model_alone(digits, digits_model, mode, extra):
+    x, y = _data(digits, 48)
+    model = copy.deepcopy(digits_model).eval()
+    before = [(m.running_mean.clone(), m.running_var.clone()) for _, m in batch_norms(model)]
+    refs = to_float(digits.x_train[:200])
+    d = Deployed(model, mode, references=refs if mode == "shaping" else None, **extra)
+    cfg = _cfg(attacks=[{"name": "fgsm"}, {"name": "pgd", "steps": 3}], eps=[0.0, 0.1],
+               deployment={"mode": mode, "eot": 2, **extra})
+    res = evaluate(d, x, y, cfg, progress=False)
+    masking_checks(d, x, y, eps=0.1, cfg=ChecksConfig(**{**CHECKS, "n_samples": 16, "square_queries": 20}),
+                   pgd_spec=PGDSpec(name="pgd", steps=3), eot=2)
+    assert 0 <= res.headline()["worst_case"] <= res.headline()["clean"]
+    assert not any(m.training for m in model.modules())
+    for (mean, var), (_, m) in zip(before, batch_norms(model)):
+        assert torch.equal(mean, m.running_mean) and torch.equal(var, m.running_var)
