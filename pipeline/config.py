@@ -104,7 +104,7 @@ class AugmentConfig(Section):
 
 class TrainConfig(Section):
     method: str
-    epochs: PositiveInt
+    epochs: Annotated[int, Field(ge=0)]  # 0 saves the initialization (random filters for BN-only training)
     batch_size: PositiveInt = 128
     lr: Annotated[float, Field(gt=0.0)] = 0.1
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
@@ -134,6 +134,46 @@ class TrainConfig(Section):
         if METHODS[self.method].adversarial and self.attack is None:
             raise ValueError(f"attack: method {self.method!r} trains on attacks and needs an attack section")
         return self
+
+
+Trainable = Literal["bn", "bn_stats", "bn_logits_conv1"]
+
+
+class FinetuneConfig(TrainConfig):
+    """Fine-tune a pretrained model, training only part of it (pipeline.methods.bn_finetune)."""
+
+    start: str  # the pretrain model to start from
+    trainable: Trainable = "bn"  # bn: BN affine + stats; bn_stats: stats only; bn_logits_conv1: + fc + conv1
+
+
+class InterpolatePair(Section):
+    a: str  # gamma = p * gamma_a + (1 - p) * gamma_b, beta likewise
+    b: str
+
+
+class InterpolateConfig(Section):
+    """BN interpolation between two models that differ only in BN ("Adversarial Masking", Table 2)."""
+
+    p: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=2)]
+    stats: Literal["a", "b", "interpolate"] = "interpolate"  # running statistics of the mix
+    pairs: dict[str, InterpolatePair]
+    n_samples: PositiveInt | None = None
+    pgd_steps: PositiveInt = 20
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+
+
+class AnalyzePair(Section):
+    a: str  # the reference model (e.g. NORMAL, or ADV)
+    b: str  # the model derived from it (e.g. BN PARAMS, or ADV + clean BN)
+    logits_of: str | None = None  # compare b's logits with this model's (the poster: ADV)
+
+
+class AnalyzeBNConfig(Section):
+    pairs: dict[str, AnalyzePair]
+    n_samples: PositiveInt = 256  # test images for activation statistics
+    n_feature_images: PositiveInt = 2
+    off_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99  # share of zero activations that turns a channel off
+    magnify: Annotated[float, Field(gt=1.0)] = 2.0  # |m| growth that counts as magnified
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,17 +315,37 @@ class Params(Section):
     data: DataConfig
     model: ModelConfig
     pretrain: Annotated[dict[str, TrainConfig], Field(min_length=1)]
+    finetune: dict[str, FinetuneConfig] = {}
+    interpolate: InterpolateConfig | None = None
+    analyze_bn: AnalyzeBNConfig | None = None
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
 
+    @property
+    def model_names(self) -> list[str]:
+        return [*self.pretrain, *self.finetune]
+
     @model_validator(mode="after")
-    def _evaluated_models_exist(self) -> Params:
-        for i, name in enumerate(self.evaluate.models):
-            if name not in self.pretrain:
-                raise ValueError(f"evaluate.models.{i}: no model named {name!r} in pretrain")
-        surrogate = self.evaluate.checks.surrogate
-        if surrogate not in self.pretrain:
-            raise ValueError(f"evaluate.checks.surrogate: no model named {surrogate!r} in pretrain")
+    def _referenced_models_exist(self) -> Params:
+        clash = set(self.pretrain) & set(self.finetune)
+        if clash:
+            raise ValueError(f"finetune.{sorted(clash)[0]}: the name is already a pretrain model")
+        for name, cfg in self.finetune.items():
+            if cfg.start not in self.pretrain:
+                raise ValueError(f"finetune.{name}.start: no model named {cfg.start!r} in pretrain")
+        known = set(self.model_names)
+        refs = [(f"evaluate.models.{i}", n) for i, n in enumerate(self.evaluate.models)]
+        refs.append(("evaluate.checks.surrogate", self.evaluate.checks.surrogate))
+        for section in ("interpolate", "analyze_bn"):
+            cfg = getattr(self, section)
+            for pair_name, pair in (cfg.pairs.items() if cfg else []):
+                for field_name in ("a", "b", "logits_of"):
+                    value = getattr(pair, field_name, None)
+                    if value is not None:
+                        refs.append((f"{section}.pairs.{pair_name}.{field_name}", value))
+        for path, name in refs:
+            if name not in known:
+                raise ValueError(f"{path}: no model named {name!r} in pretrain or finetune")
         return self
 
 

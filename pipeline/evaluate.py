@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from tqdm import tqdm
+
+
+from pipeline.progress import progress as progress_bar
 
 from pipeline.attacks import cw_l2, deepfool, fgsm, pgd
 from pipeline.attacks.autoattack import autoattack
@@ -106,9 +108,9 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
     for eps in grid:
         result.worst[eps] = clean.clone()
 
-    bar = tqdm(jobs, desc="evaluate", unit="attack", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(jobs, desc="evaluate", unit="attack", disable=not progress)
     for spec, eps in bar:
-        bar.set_postfix(attack=spec.name, eps=f"{eps:.4f}")
+        bar.set_postfix(attack=spec.name, eps=f"{eps:.4f}", refresh=False)
         t0 = time.perf_counter()
         torch.manual_seed(_seed_for(seed, spec.name, eps))
         standing = result.worst[eps] if (cascade and spec.at == "threat") else clean

@@ -22,11 +22,20 @@ class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, unsafe or of the wrong shape."""
 
 
+def _remove_stale(path: Path) -> None:
+    """Temporaries a killed writer of ``path`` left behind (DVC runs one stage per checkout)."""
+    import shutil
+
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -74,14 +83,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole."""
+    """Yield a fresh temporary folder beside ``path``; on success it replaces ``path`` whole
+    (hidden files such as DVC's .gitignore carry over unless the block wrote its own)."""
     import shutil
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        if path.is_dir():  # keep the folder's dotfiles the writer did not make (DVC's .gitignore)
+            for kept in path.glob(".*"):
+                if kept.is_file() and not (tmp / kept.name).exists():
+                    shutil.copy2(kept, tmp / kept.name)
         if path.exists():
             shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import sys
+import urllib.request
 import warnings
+from functools import wraps
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pipeline.io import write_json
 
@@ -22,8 +25,40 @@ RUN_REF = "mlflow_run.json"
 log = logging.getLogger(__name__)
 
 
+def local_uri() -> str:
+    return f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(Path.cwd() / 'mlflow.db').resolve()}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+
+
+def reachable(uri: str, timeout: float = 5.0) -> bool:
+    """Whether an HTTP tracking server answers its health check (local stores always count)."""
+    if not uri.startswith(("http://", "https://")):
+        return True
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _never_fatal(method: Callable) -> Callable:
+    """Tracking must never cost a result: a failing MLflow call warns once and is skipped."""
+    @wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.broken:
+            return None
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any tracking failure, whatever MLflow raises
+            self.broken = True
+            print(f"warning: MLflow logging stopped for this stage ({type(err).__name__}: "
+                  f"{str(err).splitlines()[0] if str(err) else ''}); the stage's outs are unaffected",
+                  file=sys.stderr)
+            return None
+    return wrapper
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -64,9 +99,24 @@ class StageRun:
         self.tags = dict(tags or {})
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+        self.broken = False
         self.uri = tracking_uri()
+        self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
+        if not reachable(self.uri):
+            # Keep params and metrics in the project's own store rather than lose them.
+            print(f"warning: MLflow server {self.uri} is not reachable; logging {stage} to the local store "
+                  f"{local_uri()} instead (tag intended_tracking_uri)", file=sys.stderr)
+            self.tags["intended_tracking_uri"] = self.uri
+            if self.parent:
+                self.tags["intended_parent_run_id"] = self.parent
+            self.uri, self.parent = local_uri(), None
 
     def __enter__(self) -> StageRun:
+        self._start()
+        return self
+
+    @_never_fatal
+    def _start(self) -> None:
         import mlflow
 
         _quiet_mlflow()
@@ -82,18 +132,23 @@ class StageRun:
                 "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
                 **self.tags}
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
-                               parent_run_id=os.environ.get("PIPELINE_PARENT_RUN_ID") or None)
+                               parent_run_id=self.parent)
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
-        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        self._end("FINISHED" if exc_type is None else "FAILED")
+
+    @_never_fatal
+    def _end(self, status: str) -> None:
         import mlflow
 
-        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        if self.run_id is not None:
+            mlflow.end_run(status=status)
 
+    @_never_fatal
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
@@ -101,6 +156,7 @@ class StageRun:
         if numeric:
             mlflow.log_metrics(numeric, step=step)
 
+    @_never_fatal
     def log_artifacts(self, path: Path) -> None:
         import mlflow
 

@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.progress import progress as progress_bar
+
 from pipeline.config import AugmentConfig, TrainConfig
 from pipeline.data import Splits
 from pipeline.deploy import Deployed
@@ -142,8 +144,8 @@ def train(
 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
                 else nullcontext())
-    bar = tqdm(total=total, initial=start_epoch * per_epoch, desc=cfg.method, unit="step",
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=cfg.method, unit="step",
+               disable=not progress)
     with training_mode(model, True):
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -174,7 +176,7 @@ def train(
                 correct += (out.logits.detach().argmax(1) == out.targets).sum().item()
                 seen += len(y)
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
             row = {
                 "epoch": epoch + 1,
                 "lr": cfg.lr * lr_factor(cfg, (epoch + 1) * per_epoch - 1, total),

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from pipeline.analysis.plots import accuracy_vs_eps
-from pipeline.analysis.report import build_report, load_results
+from pipeline.analysis.report import bn_sections, build_report, load_results
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.tracking import StageRun
 from stages.common import load, run
@@ -15,6 +15,7 @@ def main(argv: list[str]) -> None:
     out = Path("reports")
     with StageRun("report", params.tracking.experiment, {"models": params.evaluate.models}) as tracker:
         markdown, summary, curve_rows = build_report(results, params)
+        markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)

@@ -22,14 +22,20 @@ def default_raw() -> dict:
 def tiny_raw(raw: dict) -> dict:
     """The default params cut down to seconds of work: for end-to-end tests of the machinery."""
     raw = copy.deepcopy(raw)
-    for spec in raw["pretrain"].values():
-        spec["epochs"] = 1
+    for spec in [*raw["pretrain"].values(), *raw.get("finetune", {}).values()]:
+        spec["epochs"] = min(spec["epochs"], 1)
         if spec.get("attack"):
             spec["attack"]["steps"] = 2
     ev = raw["evaluate"]
     ev["n_samples"] = 40
-    ev["pgd"]["steps"] = 3
-    ev["autoattack"]["n_ex"] = 8
+    for attack in ev["attacks"]:
+        if "steps" in attack:
+            attack["steps"] = 3
+    ev["checks"].update(n_samples=16, square_queries=20)
+    if raw.get("interpolate"):
+        raw["interpolate"].update(n_samples=40, pgd_steps=3, p=[1.0, 0.5, 0.0])
+    if raw.get("analyze_bn"):
+        raw["analyze_bn"]["n_samples"] = 40
     return raw
 
 

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_default_params_validate():
     params = load_params(ROOT / "params.yaml")
     assert params.data.dataset == "digits"
-    assert set(params.evaluate.models) <= set(params.pretrain)
+    assert set(params.evaluate.models) <= set(params.model_names)
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -56,7 +56,7 @@ BAD = [
     ("adversarial method without attack", "pretrain.adversarial.attack", None, "pretrain.adversarial.attack"),
     ("threat eps off the grid", "evaluate.threat_eps", 0.123, "evaluate.threat_eps"),
     ("evaluating a model never trained", "evaluate.models", ["standard", "ghost"], "evaluate.models.1"),
-    ("zero epochs", "pretrain.standard.epochs", 0, "pretrain.standard.epochs"),
+    ("negative epochs", "pretrain.standard.epochs", -1, "pretrain.standard.epochs"),
     ("momentum of 1", "pretrain.standard.momentum", 1.0, "pretrain.standard.momentum"),
     ("unknown schedule", "pretrain.standard.schedule", "exponential", "pretrain.standard.schedule"),
     ("npz without a path", "data.dataset", "npz", "data.path"),

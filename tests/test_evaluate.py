@@ -115,3 +115,17 @@ def test_evaluating_batch_dependent_deployments_leaves_the_model_alone(digits, d
     assert not any(m.training for m in model.modules())
     for (mean, var), (_, m) in zip(before, batch_norms(model)):
         assert torch.equal(mean, m.running_mean) and torch.equal(var, m.running_var)
+
+
+def test_autoattack_in_the_suite_equals_a_direct_call_of_the_official_code(digits, digits_model):
+    from pyautoattack import AutoAttack
+
+    x, y = _data(digits, 48)
+    d = Deployed(digits_model)
+    cfg = _cfg(attacks=[{"name": "autoattack"}], eps=[0.0, 0.03], threat_eps=0.03)
+    ours = evaluate(d, x, y, cfg, progress=False).robust[("autoattack", 0.03)]
+    x_adv, _ = AutoAttack(d, eps=0.03, norm="Linf", version="standard", seed=0).run_standard_evaluation(
+        x, y, batch_size=len(x))
+    with torch.no_grad():
+        direct = d(x_adv).argmax(1) == y
+    assert torch.equal(ours, direct)

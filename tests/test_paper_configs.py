@@ -8,6 +8,7 @@ import torch
 from pipeline.config import DataConfig, load_params
 from pipeline.data import Splits, channel_stats, prepare
 from pipeline.methods import METHODS
+from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.models import build_model
 from pipeline.train import train
 
@@ -34,5 +35,23 @@ def test_first_training_step_of_each_model_runs(path, cifar_splits):
         model = METHODS[cfg.method].convert(model, cfg)
         before = model.fc.weight.detach().clone()
         history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1)
+        if cfg.epochs == 0:  # an initialization only (random filters for BN-only training)
+            assert history == [] and torch.equal(before, model.fc.weight)
+            continue
         assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"]))
         assert not torch.equal(before, model.fc.weight), f"{name}: the step changed nothing"
+
+
+@pytest.mark.parametrize("path", [p for p in PAPER_CONFIGS if load_params(p).finetune], ids=lambda p: p.name)
+def test_first_step_of_each_finetuning_runs(path, cifar_splits):
+    params = load_params(path)
+    for name, cfg in params.finetune.items():
+        torch.manual_seed(0)
+        model = build_model(params.model.arch, num_classes=10, in_channels=3,
+                            mean=cifar_splits.mean, std=cifar_splits.std)
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1,
+                        params=lambda m: freeze_all_but(m, cfg.trainable))
+        assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"])), name
+        changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+        assert changed, f"{name}: the step changed nothing"

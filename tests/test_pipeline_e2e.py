@@ -10,14 +10,15 @@ from tests.e2e import ROOT, MlflowServer, copy_project, sh
 
 pytestmark = pytest.mark.slow
 
-STAGES = {"fetch", "pretrain@standard", "pretrain@adversarial", "evaluate@standard",
-          "evaluate@adversarial", "report"}
+RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
+STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in RAW["pretrain"]} | {f"finetune@{n}" for n in RAW["finetune"]}
+          | {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {f"interpolate@{n}" for n in RAW["interpolate"]["pairs"]}
+          | {f"analyze_bn@{n}" for n in RAW["analyze_bn"]["pairs"]})
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, request):
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    proj = copy_project(tmp_path_factory.mktemp("project"), tiny_raw(raw))
+    proj = copy_project(tmp_path_factory.mktemp("project"), tiny_raw(RAW))
     sh(["dvc", "repro"], proj)
     return proj
 
@@ -31,8 +32,8 @@ def test_repro_builds_every_out(project):
     for name in ("standard", "adversarial"):
         assert (project / "models" / name / "model.pt").exists()
         metrics = json.loads((project / "results" / name / "metrics.json").read_text())
-        assert {"clean", "fgsm", "pgd", "autoattack"} <= set(metrics)
-        assert metrics["autoattack"] <= metrics["pgd_on_autoattack_samples"]
+        assert {"clean", "fgsm", "pgd", "autoattack", "worst_case", "suspect"} <= set(metrics)
+        assert metrics["worst_case"] <= min(metrics["pgd"], metrics["autoattack"])
     report = (project / "reports" / "report.md").read_text()
     assert "| standard |" in report and "| adversarial |" in report
     assert (project / "reports" / "pgd_accuracy.png").stat().st_size > 1000
@@ -47,8 +48,11 @@ def test_second_repro_reruns_nothing(project):
 
 
 def test_each_stage_records_its_mlflow_run(project):
-    refs = [project / "data/prepared/mlflow_run.json", project / "reports/mlflow_run.json"] + [
-        project / d / n / "mlflow_run.json" for d in ("models", "results") for n in ("standard", "adversarial")]
+    refs = [project / "data/prepared/mlflow_run.json", project / "reports/mlflow_run.json"]
+    refs += [project / "models" / n / "mlflow_run.json" for n in [*RAW["pretrain"], *RAW["finetune"]]]
+    refs += [project / "results" / n / "mlflow_run.json" for n in RAW["evaluate"]["models"]]
+    refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
+             for n in RAW[kind]["pairs"]]
     stages = {json.loads(r.read_text())["stage"] for r in refs}
     assert stages == STAGES
 
@@ -81,9 +85,28 @@ def test_changing_the_eps_grid_reruns_only_evaluation_and_report(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["eps"] = params["evaluate"]["eps"] + [0.25]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _stale(project) == {"evaluate@standard", "evaluate@adversarial", "report"}
+    assert _stale(project) == {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {"report"}
     models = {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in ("standard", "adversarial")}
     out = sh(["dvc", "repro"], project).stdout
-    assert "Running stage 'pretrain" not in out and "Running stage 'fetch" not in out
+    for kind in ("fetch", "pretrain", "finetune", "interpolate", "analyze_bn"):
+        assert f"Running stage '{kind}" not in out
     assert {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in models} == models
     assert "0.25" in (project / "results/standard/accuracy.csv").read_text()
+
+
+def test_changing_a_finetuning_reruns_it_and_what_follows_never_pretraining(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["finetune"]["bn_params"]["lr"] = params["finetune"]["bn_params"]["lr"] * 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stale = _stale(project)
+    assert "finetune@bn_params" in stale
+    assert not any(s.startswith(("pretrain", "fetch")) for s in stale), stale
+    assert not {"finetune@bn_stats", "evaluate@standard", "evaluate@adversarial"} & stale
+    assert {"evaluate@bn_params", "interpolate@standard_to_bn_params", "analyze_bn@normal_vs_bn_params",
+            "report"} <= stale
+
+
+def test_report_has_the_papers_tables(project):
+    report = (project / "reports" / "report.md").read_text()
+    for heading in ("poster's table", "Table 1", "Table 2", "Table 9", "Gradient-masking checks"):
+        assert heading in report, heading

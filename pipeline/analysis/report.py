@@ -40,6 +40,13 @@ def _eps(e: float) -> str:
     return f"{e * 255:.3g}/255"
 
 
+def _method(params: Params, name: str) -> str:
+    if name in params.finetune:
+        ft = params.finetune[name]
+        return f"{ft.method} on {ft.trainable} from {ft.start}"
+    return params.pretrain[name].method
+
+
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-L2", "deepfool": "DeepFool", "autoattack": "AutoAttack"}
 
 
@@ -83,7 +90,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         checks = m.get("checks")
         verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "clean")
         lines.append(
-            f"| {r.name} | {params.pretrain[r.name].method} | {_pct(m['clean'])} | "
+            f"| {r.name} | {_method(params, r.name)} | {_pct(m['clean'])} | "
             + " | ".join(_pct(m.get(a)) for a in threat_attacks)
             + f" | {_pct(m.get('worst_case'))} | {verdict} | `{r.run_id or '—'}` |"
         )
@@ -115,3 +122,109 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
                 row[r.name] = by_eps.get(row["eps"])
         lines += ["", "![PGD accuracy against eps](pgd_accuracy.png)", ""]
     return "\n".join(lines), summary, curve_rows
+
+
+# --------------------------------------------------------------------------------------------
+# BN-only fine-tuning, interpolation and BN statistics, beside the papers' figures
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: (float(v) if v not in ("", None) and k != "layer" else v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def _num(v: float | None, digits: int = 1) -> str:
+    return "—" if v is None else f"{v:.{digits}f}"
+
+
+def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
+    """Markdown for the poster's table and "Adversarial Masking" Tables 1, 2 and 9, ours beside theirs."""
+    from pipeline.analysis import paper_numbers as paper
+
+    ours = f"ours: `{params.data.dataset}`, `{params.model.arch}`, worst case over the suite at eps {cfg_eps(params)}"
+    evaluated = set(params.evaluate.models)
+
+    def result(name: str) -> dict | None:
+        path = root / "results" / name / "metrics.json"
+        return read_json(path) if name in evaluated and path.exists() else None
+
+    def training(name: str) -> dict:
+        path = root / "models" / name / "metrics.json"
+        return read_json(path) if path.exists() else {}
+
+    lines: list[str] = []
+    rows = [(label, name, *fig) for label, name, *fig in paper.POSTER if result(name)]
+    if rows:
+        lines += ["", "## BN-only fine-tuning (the poster's table)", "",
+                  f"Paper: {paper.POSTER_SETTING}; {ours}. Errors in %.", "",
+                  "| row | model | test error | robust test error | %prms | paper test error | paper robust error | paper %prms |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, name, p_err, p_rob, p_prms in rows:
+            r, t = result(name), training(name)
+            prms = t.get("percent_params", 100.0 if name in params.pretrain else None)
+            prms_s = "—" if prms is None else (f"({prms:.2f})" if params.finetune.get(name) and
+                                                params.finetune[name].trainable == "bn_stats" else f"{prms:.2f}")
+            lines.append(f"| {label} | {name} | {_num(100 * (1 - r['clean']))} | {_num(100 * (1 - r['worst_case']))} | "
+                         f"{prms_s} | {_num(p_err, 2)} | {_num(p_rob)} | {_num(p_prms, 2)} |")
+
+    rows = [(label, name, c, rob) for label, name, c, rob in paper.TABLE1 if result(name)]
+    if rows:
+        lines += ["", "## Fine-tuning BN in both directions (\"Adversarial Masking\", Table 1)", "",
+                  f"Paper: {paper.ROBMASK_SETTING}; {ours}. Accuracies in %.", "",
+                  "| row | model | clean | robust | paper clean | paper robust |", "|---|---|---|---|---|---|"]
+        for label, name, p_clean, p_rob in rows:
+            r = result(name)
+            lines.append(f"| {label} | {name} | {_pct(r['clean'])} | {_pct(r['worst_case'])} | "
+                         f"{_num(p_clean, 2)} | {_num(p_rob, 2)} |")
+
+    if params.interpolate:
+        for pair_name, pair in params.interpolate.pairs.items():
+            path = root / "results" / "interpolate" / pair_name / "interpolation.csv"
+            if not path.exists():
+                continue
+            table = _read_csv(path)
+            meta = read_json(path.parent / "metrics.json")
+            fig = paper.TABLE2.get(pair_name)
+            lines += ["", f"## BN interpolation `{pair.a}` (p=1) to `{pair.b}` (p=0) (\"Adversarial Masking\", Table 2)", "",
+                      f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise; PGD at eps {meta['eps']:.4f}. "
+                      f"Steps against the trend: clean {meta['clean_violations']}, robust {meta['robust_violations']}.",
+                      "", "| | " + " | ".join(f"p={r['p']:.1f}" for r in table) + " |",
+                      "|---|" + "---|" * len(table),
+                      "| clean | " + " | ".join(_pct(r["clean"]) for r in table) + " |",
+                      "| robust | " + " | ".join(_pct(r["robust"]) for r in table) + " |"]
+            if fig and [r["p"] for r in table] == paper.TABLE2_P:
+                lines += ["| paper clean | " + " | ".join(_num(v, 2) for v in fig[0]) + " |",
+                          "| paper robust | " + " | ".join(_num(v, 2) for v in fig[1]) + " |"]
+            lines += ["", f"![trade-off](../results/interpolate/{pair_name}/tradeoff.png)"]
+
+    if params.analyze_bn:
+        for pair_name, pair in params.analyze_bn.pairs.items():
+            path = root / "results" / "analyze_bn" / pair_name
+            if not (path / "metrics.json").exists():
+                continue
+            m = read_json(path / "metrics.json")
+            layers = _read_csv(path / "layers.csv")
+            lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
+                      f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
+                      f"(\"Adversarial Masking\", Table 9{', paper: mean over its layers 1-18' if pair_name == paper.TABLE9_PAIR else ''}); "
+                      f"the poster's rewrite BN(z) = m·z + b: mean difference in m {m['mean_m_diff']:+.3f} "
+                      f"(poster, BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f}); channels turned off "
+                      f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
+                      f"of {m['channels']}.", "",
+                      "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
+                      "| ours | " + " | ".join(_num(m[f"mean_cos_{f}"], 4) for f in ("mean", "var", "gamma", "beta")) + " |"]
+            if pair_name == paper.TABLE9_PAIR:
+                pm = paper.table9_means()
+                lines.append("| paper | " + " | ".join(_num(pm[f], 4) for f in ("mean", "var", "gamma", "beta")) + " |")
+            for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items() if pair.logits_of else []:
+                lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
+                             f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")
+            lines += ["", f"![first BN layer](../results/analyze_bn/{pair_name}/first_bn_layer.png)",
+                      f"![m and b](../results/analyze_bn/{pair_name}/rescaling.png)",
+                      f"![feature maps](../results/analyze_bn/{pair_name}/feature_maps.png)"]
+    return lines
+
+
+def cfg_eps(params: Params) -> str:
+    return f"{params.evaluate.threat:.4f}"

@@ -1,0 +1,50 @@
+"""Figures reported by the papers, set beside ours in the report. Each entry names its table and
+the setting it came from; numbers are accuracies or errors in %, as printed in the paper."""
+
+from __future__ import annotations
+
+# "On Fragile Features and Batch Normalization in Adversarial Training" (poster), ResNet-20 on
+# CIFAR-10, AutoAttack at 8/255. Our model names for each row, then test error, robust test
+# error and the share of trained parameters (%prms; BN STATS' share is in parentheses there).
+POSTER_SETTING = "ResNet-20, CIFAR-10, AutoAttack L-inf 8/255"
+POSTER = [
+    ("NORMAL", "standard", 4.11, 99.8, 100.0),
+    ("ADV", "adversarial", 17.67, 58.4, 100.0),
+    ("+BN ONLY", "adv_bn_only", 43.33, 98.0, 0.15),
+    ("+BN ONLY + log + conv1", "adv_bn_only_logits_conv1", 35.22, 98.1, None),
+    ("BN STATS", "bn_stats", 6.33, 99.6, 0.15),
+    ("BN PARAMS", "bn_params", 29.67, 70.5, 0.15),
+    ("BN PARAMS + log + conv1", "bn_params_logits_conv1", 26.89, 68.2, None),
+]
+POSTER_MEAN_M_DIFF = -0.177  # average difference in m, BN PARAMS against NORMAL
+
+# "Adversarial Masking: Towards Understanding Robustness Trade-off for Generalization",
+# ResNet-18 on CIFAR-10, robust accuracy at L-inf 8/255.
+ROBMASK_SETTING = "ResNet-18, CIFAR-10, PGD L-inf 8/255"
+TABLE1 = [  # (row, our model, clean %, robust %)
+    ("Standard Training", "standard", 91.97, 0.0),
+    ("+ Adv. Finetuning of BN", "bn_params", 53.96, 26.51),
+    ("Adv. Training", "adversarial", 78.47, 48.67),
+    ("+ Standard Finetuning of BN", "adv_clean_bn", 86.96, 5.83),
+]
+TABLE2_P = [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
+TABLE2 = {  # our interpolation pair -> (clean %, robust %) per p of TABLE2_P
+    "adv_to_clean_bn": ([78.47, 81.16, 82.8, 84.66, 86.06, 86.96], [48.67, 44.88, 37.2, 24.79, 12.85, 5.83]),
+    "standard_to_bn_params": ([91.97, 88.66, 74.87, 58.76, 53.89, 53.96], [0.0, 0.0, 0.12, 5.73, 19.93, 26.51]),
+}
+# Table 9: cosine similarity per BN layer (ADV against ADV + standard fine-tuning of BN), layers
+# 1-18 (layer 0's mean and variance are illegible in the source). Columns: mean, var, weight, bias.
+TABLE9 = [
+    (0.9842, 0.9718, 0.7883, 1.0), (0.9530, 0.9199, 0.7544, 1.0), (0.9743, 0.9691, 0.8594, 1.0),
+    (0.8894, 0.9340, 0.8126, 1.0), (0.9555, 0.9516, 0.8813, 1.0), (0.9853, 0.9452, 0.7141, 1.0),
+    (0.9554, 0.9169, 0.8609, 1.0), (0.9903, 0.9646, 0.8961, 1.0), (0.9635, 0.9755, 0.8046, 1.0),
+    (0.9823, 0.9522, 0.9396, 1.0), (0.9823, 0.9769, 0.7906, 1.0), (0.9753, 0.9593, 0.7839, 1.0),
+    (0.9914, 0.9874, 0.8891, 1.0), (0.9699, 0.9898, 0.6593, 1.0), (0.9902, 0.9870, 0.8605, 1.0),
+    (0.9603, 0.9889, 0.7423, 1.0), (0.9736, 0.9742, 0.6809, 1.0), (0.9772, 0.9838, 0.9573, 1.0),
+]
+TABLE9_PAIR = "adv_vs_clean_bn"
+
+
+def table9_means() -> dict[str, float]:
+    cols = list(zip(*TABLE9))
+    return {name: sum(c) / len(c) for name, c in zip(("mean", "var", "gamma", "beta"), cols)}

@@ -1,0 +1,77 @@
+"""analyze_bn PAIR: per-layer BN statistics of two models, the m/b rewrite, channels turned off
+or magnified, logit similarity, and feature maps ("Adversarial Masking", Fig. 1, Fig. 4, Table 9;
+"On Fragile Features and Batch Normalization in Adversarial Training")."""
+
+from pathlib import Path
+
+from pipeline.analysis.bn_plots import plot_bn_params_first_layer, plot_feature_maps, plot_rescaling_distributions
+from pipeline.analysis.bn_stats import (
+    bn_layer_table,
+    channel_changes,
+    first_block_features,
+    logit_similarity,
+    rescaling_by_layer,
+    rescaling_table,
+)
+from pipeline.data import load_splits
+from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.models import load_model
+from pipeline.tracking import StageRun
+from pipeline.train import to_float
+from stages.common import device_of, load, one_item, run, seed_everything
+
+
+def _mean(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return sum(values) / len(values) if values else None
+
+
+def main(argv: list[str]) -> None:
+    params = load()
+    cfg = params.analyze_bn
+    name = one_item(argv, cfg.pairs if cfg else {}, "analyze_bn pair")
+    pair = cfg.pairs[name]
+    device = device_of(params)
+    seed_everything(params.seed)
+    load_m = lambda n: load_model(Path("models") / n / "model.pt", map_location=device)[0]  # noqa: E731
+    a, b = load_m(pair.a), load_m(pair.b)
+    splits = load_splits(params.data)
+    x = to_float(splits.x_test[:cfg.n_samples]).to(device)
+
+    with StageRun(f"analyze_bn@{name}", params.tracking.experiment,
+                  {"analyze_bn": cfg.model_dump(exclude={"pairs"}), "pair": pair.model_dump()}) as tracker:
+        layers = bn_layer_table(a, b)
+        rescale = rescaling_table(a, b)
+        changes = channel_changes(a, b, x, threshold=cfg.off_threshold, magnify=cfg.magnify)
+        metrics = {f"mean_cos_{f}": _mean(layers, f"cos_{f}") for f in ("mean", "var", "gamma", "beta")}
+        metrics["first_layer"] = {k: v for k, v in layers[0].items() if k != "layer"} | {"layer": layers[0]["layer"]}
+        metrics["mean_m_diff"] = _mean(rescale, "m_diff")
+        metrics["mean_b_diff"] = _mean(rescale, "b_diff")
+        metrics["channels_off"] = sum(c["n_off"] for c in changes)
+        metrics["channels_on"] = sum(c["n_on"] for c in changes)
+        metrics["channels_magnified"] = sum(c["n_magnified"] for c in changes)
+        metrics["channels"] = sum(r["channels"] for r in layers)
+        if pair.logits_of:
+            ref = load_m(pair.logits_of)
+            metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
+        out = Path("results") / "analyze_bn" / name
+        with atomic_dir(out) as tmp:
+            write_csv(tmp / "layers.csv", layers)
+            write_csv(tmp / "rescaling.csv", rescale)
+            write_json(tmp / "channel_changes.json", changes)
+            write_json(tmp / "metrics.json", metrics)
+            plot_bn_params_first_layer(a, b, (pair.a, pair.b), tmp / "first_bn_layer.png")
+            plot_rescaling_distributions({pair.a: rescaling_by_layer(a), pair.b: rescaling_by_layer(b)},
+                                         tmp / "rescaling.png")
+            imgs = x[:cfg.n_feature_images]
+            first = changes[0]
+            plot_feature_maps(first_block_features(a, imgs), first_block_features(b, imgs), first["off"],
+                              first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b))
+            tracker.write_ref(tmp)
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        tracker.log_artifacts(out)
+    print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
+
+
+if __name__ == "__main__":
+    run(main)

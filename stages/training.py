@@ -1,0 +1,51 @@
+"""What pretrain and finetune share: train a model with resumable checkpoints and write its
+folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json) in one rename."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from pipeline.config import Params, TrainConfig
+from pipeline.data import Splits
+from pipeline.io import atomic_dir, fingerprint, write_csv, write_json
+from pipeline.models import save_model
+from pipeline.tracking import StageRun
+from pipeline.train import clean_accuracy, train
+
+CHECKPOINTS = Path("checkpoints")  # resumable state, outside DVC's outs so a killed run keeps it
+
+
+def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: TrainConfig, params: Params,
+                   splits: Splits, section: dict, *, trainable: Callable[[nn.Module], list] | None = None,
+                   extra_metrics: dict | None = None) -> dict:
+    checkpoint = CHECKPOINTS / f"{stage}-{name}.pt"
+    out = Path("models") / name
+    with StageRun(f"{stage}@{name}", params.tracking.experiment, section,
+                  tags={"method": cfg.method, "device": str(splits.x_train.device)}) as tracker:
+        history = train(model, splits, cfg, seed=params.seed, checkpoint=checkpoint,
+                        fingerprint=fingerprint(section), params=trainable,
+                        on_epoch=lambda row: tracker.log_metrics(row, step=row["epoch"]))
+        if history:
+            last = history[-1]
+            metrics = {"test_acc": last["test_acc"], "train_acc": last["train_acc"],
+                       "train_loss": last["train_loss"], "epochs": last["epoch"]}
+        else:  # zero epochs: the initialization itself
+            metrics = {"test_acc": clean_accuracy(model, splits.x_test, splits.y_test), "epochs": 0}
+        metrics.update(extra_metrics or {})
+        for p in model.parameters():
+            p.requires_grad_(True)
+        with atomic_dir(out) as tmp:
+            save_model(tmp / "model.pt", model, **spec, method=cfg.method)
+            write_json(tmp / "metrics.json", metrics)
+            write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
+            tracker.write_ref(tmp)
+        per_epoch = set(history[0]) if history else set()
+        tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
+        tracker.log_artifacts(out)
+    checkpoint.unlink(missing_ok=True)
+    print(f"{name}: clean test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs -> {out}")
+    return metrics
+
