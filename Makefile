@@ -25,4 +25,7 @@ test-fast: install
 	pytest -q -m "not slow"
 
 mlflow-ui: install
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+	bnat mlflow-ui
+
+bench: install
+	python bench/cascade.py

@@ -3,6 +3,7 @@
     bnat validate [PARAMS]     check a params file against the schema (one line per problem)
     bnat stages                list the DVC stages in the order a flow runs them
     bnat flow [DIR]            run the Prefect ``reproduce`` flow once, here (no worker needed)
+    bnat mlflow-ui [--host H]  the MLflow UI over the project's store, on 127.0.0.1 unless --host says
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("stages", help="list the DVC stages in execution order")
     f = sub.add_parser("flow", help="run the reproduce flow once in this process")
     f.add_argument("project_dir", nargs="?", default=".")
+    u = sub.add_parser("mlflow-ui", help="serve the MLflow UI over the project's tracking store")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    u.add_argument("--port", type=int, default=5000)
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -37,6 +41,13 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n".join(ordered_stages(".")))
         return 0
+    if args.command == "mlflow-ui":
+        import os
+
+        from pipeline.tracking import tracking_uri
+
+        cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]
+        os.execvp(cmd[0], cmd)
     if args.command == "flow":
         from pipeline.flows import reproduce
 

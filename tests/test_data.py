@@ -56,3 +56,18 @@ def test_truncated_npz_is_refused(tmp_path):
 def test_missing_dataset_says_to_fetch(tmp_path):
     with pytest.raises(DataError, match="run the fetch stage"):
         load_splits(DataConfig(root=str(tmp_path)))
+
+
+def test_a_download_without_network_fails_with_what_to_do(tmp_path, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    cfg = DataConfig(dataset="cifar10", root=str(tmp_path))
+    with pytest.raises(DataError, match="could not download cifar10.*npz") as err:
+        prepare(cfg)
+    assert "\n" not in str(err.value)
+    assert not dataset_file(cfg).exists()
