@@ -17,7 +17,6 @@ from unittest import mock
 import torch
 
 from pipeline import evaluate as ev
-from pipeline.attacks import pgd as pgd_core
 from pipeline.config import load_params
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
@@ -29,7 +28,8 @@ def run(deployed, x, y, cfg, *, fast: bool):
     if fast:
         return ev.evaluate(deployed, x, y, cfg, cascade=True, progress=False)
     # The exhaustive baseline: PGD never stops early and nothing cascades.
-    plain = lambda *a, **k: pgd_core.pgd(*a, **{**k, "early_stop": False})  # noqa: E731
+    original = ev.pgd
+    plain = lambda *a, **k: original(*a, **{**k, "early_stop": False})  # noqa: E731
     with mock.patch.object(ev, "pgd", plain):
         return ev.evaluate(deployed, x, y, cfg, cascade=False, progress=False)
 

@@ -1,4 +1,5 @@
 import copy
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,24 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     bad.write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(ConfigError, match="mapping"):
         load_params(bad)
+
+
+@pytest.mark.parametrize("what,key,value,expect", BAD, ids=[b[0] for b in BAD])
+def test_a_stage_given_bad_params_exits_2_with_one_line_and_writes_nothing(
+        default_raw, what, key, value, expect, tmp_path, monkeypatch, capsys):
+    import stages.common
+    import stages.pretrain
+
+    raw = copy.deepcopy(default_raw)
+    _set(raw, key, value)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(stages.common, "PARAMS_FILE", str(params))
+    monkeypatch.setattr(sys, "argv", ["stages.pretrain", "standard"])
+    with pytest.raises(SystemExit) as exit_:
+        stages.common.run(stages.pretrain.main)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expect in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no out, no store, no checkpoint
