@@ -165,7 +165,7 @@ class InterpolateConfig(Section):
 class AnalyzePair(Section):
     a: str  # the reference model (e.g. NORMAL, or ADV)
     b: str  # the model derived from it (e.g. BN PARAMS, or ADV + clean BN)
-    logits_of: str | None = None  # compare b's logits with this model's (the poster: ADV)
+    logits_of: str  # compare a's and b's logits with this model's (the poster: BN PARAMS against ADV)
 
 
 class AnalyzeBNConfig(Section):

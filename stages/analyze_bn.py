@@ -51,9 +51,8 @@ def main(argv: list[str]) -> None:
         metrics["channels_on"] = sum(c["n_on"] for c in changes)
         metrics["channels_magnified"] = sum(c["n_magnified"] for c in changes)
         metrics["channels"] = sum(r["channels"] for r in layers)
-        if pair.logits_of:
-            ref = load_m(pair.logits_of)
-            metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
+        ref = load_m(pair.logits_of)
+        metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
         out = Path("results") / "analyze_bn" / name
         with atomic_dir(out) as tmp:
             write_csv(tmp / "layers.csv", layers)

@@ -217,7 +217,7 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
             if pair_name == paper.TABLE9_PAIR:
                 pm = paper.table9_means()
                 lines.append("| paper | " + " | ".join(_num(pm[f], 4) for f in ("mean", "var", "gamma", "beta")) + " |")
-            for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items() if pair.logits_of else []:
+            for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items():
                 lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
                              f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")
             lines += ["", f"![first BN layer](../results/analyze_bn/{pair_name}/first_bn_layer.png)",
