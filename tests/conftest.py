@@ -59,14 +59,18 @@ def digits():
                   tuple(map(float, mean)), tuple(map(float, std)))
 
 
-@pytest.fixture(scope="session")
-def digits_model(digits):
-    """A resnet_small trained normally on digits for a few epochs (a few seconds on 2 cores)."""
+def train_digits_model(digits, *, seed: int, epochs: int):
+    """A resnet_small trained normally on digits (a few seconds on 2 cores)."""
     from pipeline.config import TrainConfig
     from pipeline.models import build_model
     from pipeline.train import train
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model("resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
-    train(model, digits, TrainConfig(method="standard", epochs=4, lr=0.05), seed=0, progress=False)
+    train(model, digits, TrainConfig(method="standard", epochs=epochs, lr=0.05), seed=seed, progress=False)
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def digits_model(digits):
+    return train_digits_model(digits, seed=0, epochs=4)

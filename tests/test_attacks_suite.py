@@ -4,6 +4,8 @@ Carlini-Wagner L2, DeepFool, Square and (M-)DI2-FGSM transfer, on the digits fix
 from functools import partial
 
 import pytest
+
+from tests.conftest import train_digits_model
 import torch
 
 from pipeline.attacks import (cw_l2, deepfool, di2_fgsm, input_diversity, m_di2_fgsm, pgd, square,
@@ -16,15 +18,8 @@ from pipeline.train import to_float
 
 @pytest.fixture(scope="module")
 def surrogate_model(digits):
-    """A second resnet_small, another seed and fewer epochs: the source model of transfer attacks."""
-    from pipeline.config import TrainConfig
-    from pipeline.models import build_model
-    from pipeline.train import train
-
-    torch.manual_seed(1)
-    model = build_model("resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
-    train(model, digits, TrainConfig(method="standard", epochs=3, lr=0.05), seed=1, progress=False)
-    return model.eval()
+    """A second model, another seed and fewer epochs: the source of transfer attacks."""
+    return train_digits_model(digits, seed=1, epochs=3)
 
 
 def _batch(digits, n=100):
