@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test test-fast mlflow-ui bench
+.PHONY: install repro test test-fast mlflow-ui bench exp-show
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -29,3 +29,7 @@ mlflow-ui: install
 
 bench: install
 	python bench/cascade.py
+
+# DVC experiments (sweep points) with their seed and main metrics as columns
+exp-show: install
+	dvc exp show --no-pager --drop '.*' --keep '^(Experiment|Created|seed|model.arch|results/.*:(clean|pgd|autoattack|worst_case)|models/.*:test_acc)$$'

@@ -1,22 +1,46 @@
-"""Prefect flows: when and where the pipeline runs. They are thin: every task runs one DVC stage
-(``dvc repro --single-item STAGE``) in topological order, so DVC still decides what is stale and
-caches what is built. Never run two flows in one checkout at the same time.
+"""Prefect flows: when and where the pipeline runs. They are thin: DVC decides what is stale and
+caches what is built, MLflow records it, Prefect schedules it.
 
-A ``reproduce`` flow run opens an MLflow parent run; every stage run becomes its child through
-``PIPELINE_PARENT_RUN_ID``. Deployments are declared in ``prefect.yaml`` (a cron schedule on the
-``gpu`` work pool); a GPU machine serves them with ``prefect worker start --pool gpu``.
+- ``reproduce``: every stage of the checkout, one task per stage (``dvc repro --single-item``) in
+  DAG order; each stage's outs and run cache are pushed to the DVC remote when one is configured.
+- ``experiment``: one (method, seed, overrides) point of a sweep, run in the worker's own checkout
+  as ``dvc exp run --pull -S ...`` of the method's evaluation, so anything another worker already
+  built comes from the DVC remote's run cache instead of being trained again.
+- ``sweep``: the product of methods and seeds as ``experiment`` runs, through the ``experiment``
+  deployment (any worker of the ``gpu`` pool picks each up) or in this process; then mean and
+  standard deviation over seeds per method, written as a table and logged.
+
+MLflow: every flow run opens a parent run; stage runs are its children through
+``PIPELINE_PARENT_RUN_ID`` (a sweep's experiments are its children and the stages theirs). A
+checkout never runs two DVC commands at once: flows in one checkout take a file lock first.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import itertools
+import json
 import os
+import re
+import statistics
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
+from prefect.tasks import exponential_backoff
 
+DEFAULT_EXPERIMENT = "bn-adversarial"
+EXPERIMENT_DEPLOYMENT = "experiment/gpu"
+# evaluate@METHOD metrics summarized over seeds (accuracies at the threat eps)
+SUMMARY_METRICS = ("clean", "fgsm", "pgd", "cw", "deepfool", "autoattack", "worst_case")
+
+
+# ---------------------------------------------------------------- DVC in a checkout
 
 def ordered_stages(project_dir: str | Path = ".") -> list[str]:
     """Every stage of dvc.yaml (foreach items expanded), dependencies first."""
@@ -35,49 +59,345 @@ def _env(parent_run_id: str | None) -> dict[str, str]:
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     if parent_run_id:
         env["PIPELINE_PARENT_RUN_ID"] = parent_run_id
+    if flow_run.get_id():
+        env["PIPELINE_FLOW_RUN_ID"] = str(flow_run.get_id())
     return env
 
 
-@task(retries=2, retry_delay_seconds=[10, 60], tags=["gpu"])
-def run_stage(stage: str, project_dir: str, parent_run_id: str | None = None) -> str:
-    """Run one DVC stage; DVC skips it when nothing it depends on changed."""
-    logger = get_run_logger()
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], cwd=project_dir,
-                          env=_env(parent_run_id), capture_output=True, text=True)
-    tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+def dvc(args: list[str], project_dir: str | Path, parent_run_id: str | None = None) -> str:
+    """Run a DVC command in the checkout; its output, or RuntimeError with the last lines."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir, env=_env(parent_run_id),
+                          capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise RuntimeError(f"dvc repro {stage} failed ({proc.returncode}):\n{tail}")
-    logger.info("%s\n%s", stage, tail)
-    return stage
+        tail = "\n".join(out.strip().splitlines()[-15:])
+        raise RuntimeError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail}")
+    return out
 
 
-def _parent_run(project_dir: str, experiment: str) -> str | None:
+def stages_run(dvc_output: str) -> list[str]:
+    """The stages DVC actually executed (not skipped, not restored from the run cache)."""
+    return re.findall(r"Running stage '([^']+)'", dvc_output)
+
+
+def has_remote(project_dir: str | Path) -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(project_dir)) as repo:
+        return bool(repo.config["core"].get("remote"))
+
+
+@contextmanager
+def checkout_lock(project_dir: str | Path) -> Iterator[None]:
+    """Wait for any other flow in this checkout: never two DVC runs in one workspace."""
+    path = Path(project_dir) / ".dvc" / "tmp" / "flow.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# ---------------------------------------------------------------- MLflow links
+
+def lock_hash(project_dir: str | Path, stage: str) -> str | None:
+    """A short hash of the stage's entry in dvc.lock: what it was built from and what it made."""
+    import yaml
+
+    lock = Path(project_dir) / "dvc.lock"
+    if not lock.exists():
+        return None
+    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage)
+    if entry is None:
+        return None
+    return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
+    """stage -> the mlflow_run.json among its outs in dvc.lock (the run that produced them)."""
+    import yaml
+
+    lock = Path(project_dir) / "dvc.lock"
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
+    refs = {}
+    for stage, entry in stages.items():
+        for out in entry.get("outs", []):
+            path = Path(project_dir) / out["path"]
+            ref = path if path.name == "mlflow_run.json" else path / "mlflow_run.json"  # or inside a folder out
+            if ref.is_file():
+                refs[stage] = json.loads(ref.read_text())
+    return refs
+
+
+def tag_lock_hashes(project_dir: str | Path, stages: list[str]) -> None:
+    """Tag the runs of stages that just ran with their dvc.lock hash (DVC writes it after the run)."""
+    from mlflow.tracking import MlflowClient
+
+    refs = stage_run_refs(project_dir)
+    for stage in stages:
+        ref, digest = refs.get(stage), lock_hash(project_dir, stage)
+        if not ref or not ref.get("run_id") or not digest:
+            continue
+        try:
+            MlflowClient(tracking_uri=ref["tracking_uri"]).set_tag(ref["run_id"], "dvc_lock_hash", digest)
+        except Exception as err:  # noqa: BLE001 - tracking never fails a flow
+            get_run_logger().warning("could not tag %s's MLflow run: %s", stage, err)
+
+
+def open_run(project_dir: str | Path, experiment: str, name: str, tags: dict[str, str],
+             parent_run_id: str | None = None, params: dict[str, Any] | None = None) -> str | None:
+    """Create (and close) an MLflow run that later stage runs attach to as children."""
     import mlflow
 
-    from pipeline.tracking import tracking_uri
+    from pipeline.tracking import environment_tags, tracking_uri
 
     cwd = os.getcwd()
     os.chdir(project_dir)  # the default tracking URI is the project's own SQLite file
     try:
         mlflow.set_tracking_uri(tracking_uri())
         mlflow.set_experiment(experiment)
-        run = mlflow.start_run(run_name=f"flow:{flow_run.get_name() or 'reproduce'}",
-                               tags={"prefect_flow_run_id": str(flow_run.get_id() or ""), "stage": "flow"})
+        run = mlflow.start_run(run_name=name, parent_run_id=parent_run_id,
+                               tags={**environment_tags(), "prefect_flow_run_id": str(flow_run.get_id() or ""),
+                                     **tags})
+        if params:
+            mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()})
         mlflow.end_run()
         return run.info.run_id
     finally:
         os.chdir(cwd)
 
 
+def _client(project_dir: str | Path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import tracking_uri
+
+    cwd = os.getcwd()
+    os.chdir(project_dir)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri())
+    finally:
+        os.chdir(cwd)
+
+
+# ---------------------------------------------------------------- reproduce
+
+@task(retries=2, retry_delay_seconds=[10, 60], tags=["gpu"])
+def run_stage(stage: str, project_dir: str, parent_run_id: str | None = None, push: bool = False) -> str:
+    """Run one DVC stage (DVC skips it when nothing it depends on changed), then share it."""
+    out = dvc(["repro", "--single-item", stage], project_dir, parent_run_id)
+    tag_lock_hashes(project_dir, stages_run(out))
+    if push:
+        dvc(["push", "--run-cache", stage], project_dir)
+    get_run_logger().info("%s\n%s", stage, "\n".join(out.strip().splitlines()[-15:]))
+    return stage
+
+
+# Fetching data is the step that meets the network: retry it longer, with growing pauses.
+fetch_stage = run_stage.with_options(name="fetch", retries=4, retry_delay_seconds=exponential_backoff(10),
+                                     retry_jitter_factor=0.5)
+
+
 @flow(name="reproduce", log_prints=True)
-def reproduce(project_dir: str = ".", experiment: str = "bn-adversarial") -> list[str]:
-    """Bring every stage of the project up to date, one task per stage, in DAG order."""
+def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push: bool | None = None) -> list[str]:
+    """Bring every stage of the checkout up to date, one task per stage, in DAG order.
+    ``push`` (default: whether a DVC remote is configured) shares each stage's outs and run cache."""
     project_dir = str(Path(project_dir).resolve())
-    parent = _parent_run(project_dir, experiment)
-    done = []
-    for stage in ordered_stages(project_dir):
-        done.append(run_stage(stage, project_dir, parent))
+    push = has_remote(project_dir) if push is None else push
+    with checkout_lock(project_dir):
+        parent = open_run(project_dir, experiment, f"flow:{flow_run.get_name() or 'reproduce'}", {"stage": "flow"})
+        done = []
+        for stage in ordered_stages(project_dir):
+            runner = fetch_stage if stage == "fetch" else run_stage
+            done.append(runner(stage, project_dir, parent, push))
     return done
+
+
+# ---------------------------------------------------------------- sweeps
+
+def set_params(seed: int, overrides: dict[str, Any] | None) -> list[str]:
+    """``dvc exp run -S`` arguments: the seed and every override (dotted key -> value)."""
+    args = ["-S", f"seed={seed}"]
+    for key, value in (overrides or {}).items():
+        args += ["-S", f"{key}={json.dumps(value)}"]
+    return args
+
+
+def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
+                overrides: dict[str, Any] | None) -> None:
+    """Fail before anything runs: every method must be evaluated, every override valid."""
+    import copy
+
+    import yaml
+
+    from pipeline.config import ConfigError, parse_params
+
+    if not methods or not seeds:
+        raise ConfigError("sweep: methods and seeds must both be non-empty")
+    if len(set(seeds)) != len(seeds) or len(set(methods)) != len(methods):
+        raise ConfigError("sweep: methods and seeds must not repeat")
+    raw = copy.deepcopy(yaml.safe_load((Path(project_dir) / "params.yaml").read_text()))
+    for key, value in (overrides or {}).items():
+        node = raw
+        *path, last = key.split(".")
+        for part in path:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"sweep: override {key}: no section {part!r} in params.yaml")
+            node = node[part]
+        node[last] = value
+    params = parse_params(raw, "params.yaml with the sweep overrides")
+    unknown = [m for m in methods if m not in params.evaluate.models]
+    if unknown:
+        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models {params.evaluate.models}")
+
+
+def reset_to_head(project_dir: str | Path) -> None:
+    """params.yaml and dvc.lock as committed, so that an experiment records only what it built
+    (not the lock entries a previous experiment of this checkout left behind)."""
+    for name in ("params.yaml", "dvc.lock"):
+        committed = subprocess.run(["git", "cat-file", "-e", f"HEAD:{name}"], cwd=project_dir,
+                                   capture_output=True).returncode == 0
+        if committed:
+            subprocess.run(["git", "checkout", "HEAD", "--", name], cwd=project_dir, check=True)
+        else:
+            (Path(project_dir) / name).unlink(missing_ok=True)
+
+
+@task(tags=["gpu"])
+def run_experiment(method: str, seed: int, overrides: dict[str, Any] | None, project_dir: str,
+                   parent_run_id: str | None) -> list[str]:
+    """``dvc exp run`` of one sweep point from the committed params; pushes what it built."""
+    reset_to_head(project_dir)
+    remote = has_remote(project_dir)
+    out = dvc(["exp", "run", *(["--pull"] if remote else []), *set_params(seed, overrides), f"evaluate@{method}"],
+              project_dir, parent_run_id)
+    ran = stages_run(out)
+    tag_lock_hashes(project_dir, ran)
+    if remote:
+        dvc(["push", "--run-cache", "--with-deps", f"evaluate@{method}"], project_dir)
+    return ran
+
+
+@flow(name="experiment", log_prints=True)
+def experiment(method: str, seed: int, overrides: dict[str, Any] | None = None, parent_run_id: str | None = None,
+               project_dir: str = ".", mlflow_experiment: str = DEFAULT_EXPERIMENT) -> dict[str, Any]:
+    """One sweep point in this checkout; its metrics go to an MLflow run under the sweep's run."""
+    import platform
+
+    project_dir = str(Path(project_dir).resolve())
+    with checkout_lock(project_dir):
+        run_id = open_run(project_dir, mlflow_experiment, f"{method}/seed={seed}",
+                          {"kind": "experiment", "method": method, "seed": str(seed),
+                           "checkout": project_dir, "worker_host": platform.node()},
+                          parent_run_id=parent_run_id, params={"method": method, "seed": seed, **(overrides or {})})
+        ran = run_experiment(method, seed, overrides, project_dir, run_id)
+        metrics = json.loads((Path(project_dir) / "results" / method / "metrics.json").read_text())
+        links = {f"run.{stage.replace('@', ':')}": ref["run_id"] for stage, ref in stage_run_refs(project_dir).items()
+                 if ref.get("run_id") and (stage == "fetch" or stage.endswith(f"@{method}"))}
+    client = _client(project_dir)
+    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, value in numeric.items():
+        client.log_metric(run_id, key, value)
+    client.set_tag(run_id, "stages_ran", ",".join(ran) or "none")
+    for key, value in links.items():
+        client.set_tag(run_id, key, value)
+    print(f"{method} seed {seed}: {', '.join(f'{k} {numeric[k]:.3f}' for k in SUMMARY_METRICS if k in numeric)}; "
+          f"stages run: {', '.join(ran) or 'none (all from the run cache)'}")
+    return {"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric}
+
+
+@task
+def launch(deployment: str, parameters: dict[str, Any]) -> str:
+    """Hand one experiment to whichever worker of the deployment's pool is free; wait for it."""
+    from prefect.deployments import run_deployment
+
+    run = run_deployment(name=deployment, parameters=parameters, timeout=None)
+    if not run.state or not run.state.is_completed():
+        raise RuntimeError(f"experiment {parameters['method']} seed {parameters['seed']} ended "
+                           f"{run.state.name if run.state else 'without a state'} (flow run {run.id})")
+    return str(run.id)
+
+
+def summarize(rows: list[dict[str, Any]], metrics: tuple[str, ...] = SUMMARY_METRICS) -> list[dict[str, Any]]:
+    """Per method: mean and sample standard deviation over seeds of each metric (in %)."""
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        row: dict[str, Any] = {"method": method, "seeds": len(mine)}
+        for m in metrics:
+            values = [100 * r["metrics"][m] for r in mine if m in r["metrics"]]
+            if values:
+                row[f"{m}_mean"] = statistics.fmean(values)
+                row[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def summary_markdown(summary: list[dict[str, Any]]) -> str:
+    metrics = [m for m in SUMMARY_METRICS if any(f"{m}_mean" in r for r in summary)]
+    lines = ["| method | seeds | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
+    for r in summary:
+        cells = [f"{r[f'{m}_mean']:.2f} ± {r[f'{m}_std']:.2f}" if f"{m}_mean" in r else "—" for m in metrics]
+        lines.append(f"| {r['method']} | {r['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def experiment_rows(project_dir: str | Path, parent_run_id: str) -> list[dict[str, Any]]:
+    """The sweep's experiments as MLflow holds them (whichever machine ran them)."""
+    client = _client(project_dir)
+    parent = client.get_run(parent_run_id)
+    runs = client.search_runs([parent.info.experiment_id],
+                              filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.kind = 'experiment'",
+                              max_results=10000)
+    return sorted(({"method": r.data.tags["method"], "seed": int(r.data.tags["seed"]), "run_id": r.info.run_id,
+                    "metrics": r.data.metrics} for r in runs), key=lambda r: (r["method"], r["seed"]))
+
+
+@flow(name="sweep", log_prints=True)
+def sweep(methods: list[str], seeds: list[int], overrides: dict[str, Any] | None = None,
+          deployment: str | None = EXPERIMENT_DEPLOYMENT, project_dir: str = ".", out_dir: str = "sweeps",
+          mlflow_experiment: str = DEFAULT_EXPERIMENT) -> list[dict[str, Any]]:
+    """Every (method, seed) as an experiment — on the deployment's workers, or here when
+    ``deployment`` is None — then the mean ± std table over seeds, written and logged."""
+    project_dir = str(Path(project_dir).resolve())
+    check_sweep(project_dir, methods, seeds, overrides)
+    name = flow_run.get_name() or "sweep"
+    parent = open_run(project_dir, mlflow_experiment, f"sweep:{name}", {"kind": "sweep", "stage": "flow"},
+                      params={"methods": methods, "seeds": seeds, "overrides": overrides or {}})
+    points = list(itertools.product(methods, seeds))
+    if deployment:
+        futures = [launch.submit(deployment, {"method": m, "seed": s, "overrides": overrides,
+                                              "parent_run_id": parent, "mlflow_experiment": mlflow_experiment})
+                   for m, s in points]
+        for f in futures:
+            f.result()
+    else:
+        for m, s in points:
+            experiment(m, s, overrides, parent, project_dir, mlflow_experiment)
+
+    rows = experiment_rows(project_dir, parent)
+    summary = summarize(rows)
+    table = summary_markdown(summary)
+    from pipeline.io import atomic_dir, write_csv, write_text
+
+    target = Path(project_dir) / out_dir / name
+    with atomic_dir(target) as tmp:
+        write_csv(tmp / "per_seed.csv", [{"method": r["method"], "seed": r["seed"], "run_id": r["run_id"],
+                                          **r["metrics"]} for r in rows])
+        write_csv(tmp / "summary.csv", summary)
+        write_text(tmp / "summary.md", f"# Sweep {name}\n\nAccuracy in %, mean ± sample std over seeds "
+                                       f"{seeds}; overrides {json.dumps(overrides or {})}.\n\n{table}")
+    client = _client(project_dir)
+    for r in summary:
+        for key, value in r.items():
+            if key.endswith(("_mean", "_std")):
+                client.log_metric(parent, f"{r['method']}.{key}", value)
+    for f in sorted(target.iterdir()):
+        client.log_artifact(parent, str(f))
+    print(table)
+    return summary
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file ``mlflow.db`` in the
 deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID`` when that is set
 (a flow's parent run). Each stage writes ``mlflow_run.json`` into its own output folder, so a
 result restored from the DVC cache still names the run that made it.
+
+Every run is tagged with what is needed to trace it back: git commit and dirty flag, host and
+device, package versions, and the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started
+it; flows add the stage's ``dvc.lock`` hash once DVC has written it (pipeline.flows). System
+metrics (CPU, memory, GPU when pynvml is present) are sampled while the run is open.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from typing import Any, Callable, Mapping
 from pipeline.io import write_json
 
 RUN_REF = "mlflow_run.json"
+VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
+SYSTEM_METRICS_INTERVAL_S = 5.0
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +86,25 @@ def _git(*args: str) -> str:
         return ""
 
 
+def environment_tags() -> dict[str, str]:
+    """Host, device, Prefect flow run and package versions of this process."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    tags = {"host": platform.node(), "python": platform.python_version()}
+    torch = sys.modules.get("torch")  # stages have imported it; never import it just for a tag
+    if torch is not None:
+        tags["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    for package in VERSIONED:
+        try:
+            tags[f"version.{package}"] = version(package)
+        except PackageNotFoundError:
+            pass
+    if os.environ.get("PIPELINE_FLOW_RUN_ID"):
+        tags["prefect_flow_run_id"] = os.environ["PIPELINE_FLOW_RUN_ID"]
+    return tags
+
+
 def _quiet_mlflow() -> None:
     # Alembic logs every migration of a new SQLite store at INFO; keep stage output readable.
     for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
@@ -130,9 +156,10 @@ class StageRun:
         commit = _git("rev-parse", "HEAD")
         tags = {"stage": self.stage, "git_commit": commit,
                 "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
-                **self.tags}
+                **environment_tags(), **self.tags}
+        mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
-                               parent_run_id=self.parent)
+                               parent_run_id=self.parent, log_system_metrics=True)
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:

@@ -47,6 +47,8 @@ def copy_project(dest: Path, params: dict) -> Path:
     for generated in ("data", "models", "results", "reports"):  # DVC writes its own .gitignore there
         shutil.rmtree(dest / generated, ignore_errors=True)
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # its own DVC remote, never the default one beside the checkout that other tests' copies share
+    (dest / ".dvc" / "config.local").write_text(f"['remote \"storage\"']\n    url = {dest.parent / (dest.name + '-dvc-remote')}\n")
     sh(["git", "init", "-q"], dest)
     sh(["git", "add", "-A"], dest)
     sh(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "init"], dest)
@@ -92,3 +94,18 @@ class MlflowServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def sweep_params(base: dict) -> dict:
+    """``tiny_raw`` cut to what a sweep needs: standard and PGD-AT pretraining, evaluated with FGSM
+    and PGD (seconds per experiment)."""
+    raw = dict(base)
+    raw["pretrain"] = {k: base["pretrain"][k] for k in ("standard", "adversarial")}
+    raw["finetune"] = {}
+    raw["interpolate"] = {**base["interpolate"], "pairs": {}}
+    raw["analyze_bn"] = {**base["analyze_bn"], "pairs": {}}
+    ev = dict(base["evaluate"])
+    ev["models"] = ["standard", "adversarial"]
+    ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
+    raw["evaluate"] = ev
+    return raw
