@@ -28,4 +28,4 @@ mlflow-ui: install
 	bnat mlflow-ui
 
 bench: install
-	python bench/cascade.py
+	python bench/run.py --from-empty

@@ -114,6 +114,14 @@ def as_input(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
 
 
+def optimizer_for(trainable: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    """SGD as ``cfg`` says; None when nothing trains (re-estimating BN statistics only)."""
+    if not trainable:
+        return None
+    return torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
 def train_step(forward: nn.Module, method, opt: torch.optim.Optimizer | None, x: torch.Tensor, y: torch.Tensor,
                cfg: TrainConfig, autocast=nullcontext()):
     """One step of ``method`` on the batch ``(x, y)``: its loss (attack included), then backward
@@ -157,8 +165,7 @@ def train(
     method = METHODS[cfg.method]
     device = splits.x_train.device
     trainable = params(model) if params else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          weight_decay=cfg.weight_decay) if trainable else None
+    opt = optimizer_for(trainable, cfg)
     n = len(splits.x_train)
     per_epoch = steps_per_epoch(n, cfg.batch_size)
     total = per_epoch * cfg.epochs

@@ -3,6 +3,7 @@ and the benchmark scripts run."""
 
 import copy
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,7 @@ def test_each_step_runs_k_attack_forwards_and_one_training_forward(digits, steps
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
