@@ -57,12 +57,12 @@ class Sizes:
     cascade_n: int
     sgemm: int
     noop_repeats: int  # no-op dvc repro
-    max_epochs: int | None  # when the bench trains its own models
+    max_steps: int | None  # when the bench trains its own models
     compile: bool
 
 
-FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=100, sgemm=2048, noop_repeats=5, max_epochs=None, compile=True)
-QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_epochs=1, compile=False)
+FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=100, sgemm=2048, noop_repeats=5, max_steps=None, compile=True)
+QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_steps=3, compile=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,12 +189,11 @@ class Bench:
             if path.exists():
                 self._models[name] = (load_model(path, map_location=self.device)[0], f"models/{name}/model.pt")
             else:
-                cfg = self.params.pretrain[name]
-                if self.sizes.max_epochs is not None:
-                    cfg = cfg.model_copy(update={"epochs": min(cfg.epochs, self.sizes.max_epochs)})
+                cfg, steps = self.params.pretrain[name], self.sizes.max_steps
                 model = self.fresh_model()
-                train(model, self.splits, cfg, seed=self.params.seed, progress=False)
-                self._models[name] = (model.eval(), f"trained here ({cfg.epochs} epochs of pretrain.{name})")
+                train(model, self.splits, cfg, seed=self.params.seed, progress=False, max_steps=steps)
+                done = f"{steps} steps" if steps else f"{cfg.epochs} epochs"
+                self._models[name] = (model.eval(), f"trained here ({done} of pretrain.{name})")
         return self._models[name]
 
     def eval_data(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -460,6 +459,7 @@ def _dvc_repro(project: Path) -> str:
 
 def _time_flow(project: Path, repeats: int) -> float:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.testing.utilities import prefect_test_harness
 
     from pipeline.flows import reproduce
