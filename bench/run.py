@@ -61,7 +61,7 @@ class Sizes:
     compile: bool
 
 
-FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=100, sgemm=2048, noop_repeats=5, max_steps=None, compile=True)
+FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=40, sgemm=2048, noop_repeats=5, max_steps=None, compile=True)
 QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_steps=3, compile=False)
 
 
@@ -538,10 +538,20 @@ def main(argv: list[str] | None = None) -> list[Section]:
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
+    out, built, params_file = args.out.resolve(), args.built.resolve(), args.params.resolve()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # data/prepared and models/ are read relative to the project root
+    try:
+        return _run(args, argv, out, built, params_file)
+    finally:
+        os.chdir(cwd)
+
+
+def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> list[Section]:
     sizes = QUICK if args.quick else FULL
-    b = Bench(sizes, args.params)
+    b = Bench(sizes, params_file)
     runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
-               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, args.built)}
+               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, built)}
     sections, failed = [], []
     for name in args.only or SECTIONS:
         t0 = time.perf_counter()
@@ -554,8 +564,8 @@ def main(argv: list[str] | None = None) -> list[Section]:
         section.notes.append(f"(section took {time.perf_counter() - t0:.0f} s)")
         print(section.markdown(), flush=True)
         sections.append(section)
-        write_report(args.out, sections, sizes, argv)
-    print(f"wrote {args.out}")
+        write_report(out, sections, sizes, argv)
+    print(f"wrote {out}")
     if failed:
         raise SystemExit(f"sections failed: {', '.join(failed)}")
     return sections
