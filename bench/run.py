@@ -536,7 +536,10 @@ def main(argv: list[str] | None = None) -> list[Section]:
     ap.add_argument("--built", type=Path, default=ROOT, help="a built project to copy for the no-op timings")
     ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     argv = list(sys.argv[1:] if argv is None else argv)
     out, built, params_file = args.out.resolve(), args.built.resolve(), args.params.resolve()
     cwd = os.getcwd()
