@@ -480,7 +480,7 @@ def _time_flow(project: Path, repeats: int) -> float:
         return runs()
 
 
-def section_pipeline(b: Bench, from_empty: bool, built: Path) -> Section:
+def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path) -> Section:
     from tests.e2e import copy_project, sh
 
     s = Section("Pipeline overhead",
@@ -494,10 +494,10 @@ def section_pipeline(b: Bench, from_empty: bool, built: Path) -> Section:
             import yaml
 
             project.mkdir()
-            copy_project(project, yaml.safe_load((ROOT / "params.yaml").read_text()))
+            copy_project(project, yaml.safe_load(params_file.read_text()))
             t0 = time.perf_counter()
             _dvc_repro(project)
-            s.rows.append(["`dvc repro` from empty (default params)", 1, time.perf_counter() - t0, ""])
+            s.rows.append([f"`dvc repro` from empty ({params_file.name})", 1, time.perf_counter() - t0, ""])
         else:
             if not (built / "dvc.lock").exists():
                 s.notes.append(f"skipped: {built} has no dvc.lock (run `dvc repro` there, pass --built DIR of a built "
@@ -554,7 +554,7 @@ def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> li
     sizes = QUICK if args.quick else FULL
     b = Bench(sizes, params_file)
     runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
-               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, built)}
+               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file)}
     sections, failed = [], []
     for name in args.only or SECTIONS:
         t0 = time.perf_counter()
