@@ -28,7 +28,7 @@ mlflow-ui: install
 	bnat mlflow-ui
 
 bench: install
-	python bench/cascade.py
+	python bench/run.py --from-empty
 
 # DVC experiments (sweep points) with their seed and main metrics as columns
 exp-show: install

@@ -117,6 +117,8 @@ class TrainConfig(Section):
     attack: AttackConfig | None = None  # the training attack of adversarial methods
     attack_bn: Literal["train", "eval"] = "train"  # BN mode while crafting training examples
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
+    channels_last: bool = False  # train in channels-last memory layout (model and inputs)
+    compile: bool = False  # torch.compile the model for the training step; the saved state dict is the same
 
     @field_validator("method")
     @classmethod

@@ -93,6 +93,52 @@ def clean_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 
 
 # --------------------------------------------------------------------------------------------
+# one step
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast when ``cfg.amp`` and the device is CUDA; no-op otherwise."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else nullcontext()
+
+
+def accelerated(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The callable the training step runs: ``model`` itself, in channels-last layout and/or
+    compiled as ``cfg`` asks. A compiled wrapper shares ``model``'s parameters and buffers, so
+    the state dict saved from ``model`` is the same whatever ``cfg`` says."""
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if cfg.compile else model
+
+
+def as_input(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+
+
+def optimizer_for(trainable: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer | None:
+    """SGD as ``cfg`` says; None when nothing trains (re-estimating BN statistics only)."""
+    if not trainable:
+        return None
+    return torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                           weight_decay=cfg.weight_decay)
+
+
+def train_step(forward: nn.Module, method, opt: torch.optim.Optimizer | None, x: torch.Tensor, y: torch.Tensor,
+               cfg: TrainConfig, autocast=nullcontext()):
+    """One step of ``method`` on the batch ``(x, y)``: its loss (attack included), then backward
+    and the optimizer's update. Returns the method's ``StepResult``; raises
+    :class:`NonFiniteLossError` before updating anything if the loss is not finite."""
+    with autocast:
+        out = method.batch_loss(forward, x, y, cfg)
+    if not torch.isfinite(out.loss):
+        raise NonFiniteLossError(f"loss is {out.loss.item()}")
+    if opt is not None:
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # the loop
 
 
@@ -119,8 +165,7 @@ def train(
     method = METHODS[cfg.method]
     device = splits.x_train.device
     trainable = params(model) if params else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          weight_decay=cfg.weight_decay) if trainable else None
+    opt = optimizer_for(trainable, cfg)
     n = len(splits.x_train)
     per_epoch = steps_per_epoch(n, cfg.batch_size)
     total = per_epoch * cfg.epochs
@@ -142,8 +187,8 @@ def train(
             history, start_epoch = list(state["history"]), int(state["epoch"])
             tqdm.write(f"resuming from {checkpoint} after epoch {start_epoch}")
 
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda"
-                else nullcontext())
+    autocast = autocast_for(cfg, device)
+    forward = accelerated(model, cfg)
     bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=cfg.method, unit="step",
                disable=not progress)
     with training_mode(model, True):
@@ -159,19 +204,15 @@ def train(
                     for group in opt.param_groups:
                         group["lr"] = cfg.lr * lr_factor(cfg, step, total)
                 idx = order[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-                x = to_float(augment(splits.x_train[idx], cfg.augment, gen))
+                x = as_input(to_float(augment(splits.x_train[idx], cfg.augment, gen)), cfg)
                 y = splits.y_train[idx]
-                with autocast:
-                    out = method.batch_loss(model, x, y, cfg)
-                if not torch.isfinite(out.loss):
+                try:
+                    out = train_step(forward, method, opt, x, y, cfg, autocast)
+                except NonFiniteLossError as err:
                     raise NonFiniteLossError(
-                        f"loss is {out.loss.item()} at epoch {epoch + 1} step {i + 1}"
+                        f"{err} at epoch {epoch + 1} step {i + 1}"
                         + (f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else "")
-                    )
-                if opt is not None:
-                    opt.zero_grad(set_to_none=True)
-                    out.loss.backward()
-                    opt.step()
+                    ) from None
                 loss_sum += out.loss.item() * len(y)
                 correct += (out.logits.detach().argmax(1) == out.targets).sum().item()
                 seen += len(y)
@@ -200,4 +241,6 @@ def train(
             if stopped:
                 break
     bar.close()
+    if cfg.channels_last:  # hand the model back in the layout it came in
+        model.to(memory_format=torch.contiguous_format)
     return history

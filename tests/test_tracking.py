@@ -55,3 +55,13 @@ def test_a_failing_tracking_call_warns_once_and_does_not_raise(tmp_path, monkeyp
         run.log_metrics({"b": 2.0})
         run.log_metrics({"c": 3.0})
     assert capsys.readouterr().err.count("warning: MLflow logging stopped") == 1
+
+
+def test_report_rows_link_to_their_run_on_the_server_or_the_local_ui():
+    from pipeline.analysis.report import run_link
+
+    server = {"run_id": "abcdef0123456789", "experiment_id": "3", "tracking_uri": "http://10.0.0.5:5000/"}
+    assert run_link(server) == "[abcdef01](http://10.0.0.5:5000/#/experiments/3/runs/abcdef0123456789)"
+    local = {**server, "tracking_uri": "sqlite:////x/mlflow.db"}
+    assert run_link(local).endswith("(http://127.0.0.1:5000/#/experiments/3/runs/abcdef0123456789)")
+    assert run_link(None) == "—" and run_link({"run_id": None}) == "—"

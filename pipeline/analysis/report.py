@@ -16,7 +16,19 @@ class ModelResult:
     metrics: dict  # results/NAME/metrics.json
     curve: list[dict[str, float]]  # results/NAME/accuracy.csv
     training: dict  # models/NAME/metrics.json
-    run_id: str | None
+    run: dict | None  # results/NAME/mlflow_run.json: the evaluation's MLflow run
+
+
+UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves a local store
+
+
+def run_link(ref: dict | None) -> str:
+    """A markdown link to the run in the MLflow UI (the tracking server's, else the local UI)."""
+    if not ref or not ref.get("run_id"):
+        return "—"
+    uri = ref.get("tracking_uri") or ""
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else UI
+    return f"[{ref['run_id'][:8]}]({base}/#/experiments/{ref.get('experiment_id')}/runs/{ref['run_id']})"
 
 
 def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
@@ -28,7 +40,7 @@ def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
         ref = res / "mlflow_run.json"
         out.append(ModelResult(name, read_json(res / "metrics.json"), curve,
                                read_json(root / "models" / name / "metrics.json"),
-                               read_json(ref)["run_id"] if ref.exists() else None))
+                               read_json(ref) if ref.exists() else None))
     return out
 
 
@@ -92,7 +104,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         lines.append(
             f"| {r.name} | {_method(params, r.name)} | {_pct(m['clean'])} | "
             + " | ".join(_pct(m.get(a)) for a in threat_attacks)
-            + f" | {_pct(m.get('worst_case'))} | {verdict} | `{r.run_id or '—'}` |"
+            + f" | {_pct(m.get('worst_case'))} | {verdict} | {run_link(r.run)} |"
         )
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
 

@@ -1,0 +1,592 @@
+"""The benchmarks: the pipeline against the physical limit and against peers. Writes BENCHMARKS.md.
+
+    python bench/run.py [--quick] [--only SECTION ...] [--from-empty] [--built DIR] [--out FILE]
+
+Sections: train (step throughput against (k+1) forward+backward), flops (achieved GFLOP/s
+against this machine's SGEMM), pgd (the pipeline's PGD against torchattacks.PGD), cascade (the
+evaluation suite with and without early exit and cascade), options (channels_last, compile,
+amp, data on the device), pipeline (dvc repro and Prefect overhead; `--from-empty` also times a
+`dvc repro` from nothing, ~10 minutes). Every figure is the median of several runs, and every
+comparison is a ratio of figures measured in the same run, interleaved. `--quick` runs tiny sizes
+once or twice (for tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # this checkout's pipeline and tests helpers; cascade.py
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from pipeline import evaluate as ev  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.data import Splits, channel_stats, dataset_file, load_splits, prepare  # noqa: E402
+from pipeline.deploy import Deployed  # noqa: E402
+from pipeline.methods import METHODS  # noqa: E402
+from pipeline.models import build_model, load_model  # noqa: E402
+from pipeline.norms import training_mode  # noqa: E402
+from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
+                            train, train_step)
+
+SECTIONS = ("train", "flops", "pgd", "cascade", "options", "pipeline")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    repeats: int  # cheap figures (one training step, one SGEMM)
+    slow_repeats: int  # whole attacks, dvc and Prefect runs
+    pgd_n: int | None  # None: evaluate.n_samples
+    cascade_n: int
+    sgemm: int
+    noop_repeats: int  # no-op dvc repro
+    max_steps: int | None  # when the bench trains its own models
+    compile: bool
+
+
+FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=40, sgemm=2048, noop_repeats=5, max_steps=None, compile=True)
+QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_steps=3, compile=False)
+
+
+# --------------------------------------------------------------------------------------------
+# timing and the report
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each callable, run interleaved so that load on the machine hits all alike."""
+    for f in fns.values():
+        for _ in range(warmup):
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            sync()
+            t0 = time.perf_counter()
+            f()
+            sync()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        out = [f"## {self.title}", ""]
+        if self.text:
+            out += [self.text, ""]
+        if self.rows:
+            out.append("| " + " | ".join(self.headers) + " |")
+            out.append("|" + "---|" * len(self.headers))
+            out += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in self.rows]
+            out.append("")
+        out += [f"- {n}" for n in self.notes]
+        return "\n".join(out).rstrip() + "\n"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"
+    return str(v)
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    return [f"- machine: {cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}",
+            f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
+            f"torchattacks {version('torchattacks')}, pyautoattack {version('pyautoattack')}",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}"]
+
+
+def write_report(path: Path, sections: list[Section], sizes: Sizes, argv: list[str]) -> None:
+    how = ("Produced by `python bench/run.py` (`make bench` adds `--from-empty`); rerun it to refresh this "
+           "file. `--only SECTION` runs one section, `--quick` tiny sizes. Each figure is the median of "
+           f"{sizes.repeats} runs ({sizes.slow_repeats} for whole attacks and pipeline runs) unless a table "
+           "says otherwise; ratios compare figures measured in the same run, interleaved.")
+    head = ["# Benchmarks", "", how, "", *machine(), f"- command: `python bench/run.py {' '.join(argv)}`".rstrip(), ""]
+    path.write_text("\n".join(head) + "\n" + "\n".join(s.markdown() for s in sections))
+
+
+# --------------------------------------------------------------------------------------------
+# what the sections share
+
+
+class Bench:
+    def __init__(self, sizes: Sizes, params_file: Path):
+        self.sizes = sizes
+        self.params = load_params(params_file)
+        self.device = torch.device("cuda" if torch.cuda.is_available() and self.params.device != "cpu" else "cpu")
+        self.splits = self._splits().to(self.device)
+        self._models: dict[str, tuple[torch.nn.Module, str]] = {}
+
+    def _splits(self) -> Splits:
+        if dataset_file(self.params.data).exists():
+            return load_splits(self.params.data)
+        arrays = prepare(self.params.data, seed=self.params.seed)  # the fetch stage's work, in memory
+        mean, std = channel_stats(arrays["x_train"])
+        t = {k: torch.from_numpy(v) for k, v in arrays.items()}
+        return Splits(t["x_train"], t["y_train"].long(), t["x_test"], t["y_test"].long(),
+                      tuple(map(float, mean)), tuple(map(float, std)))
+
+    def config(self, method: str):
+        """The first pretrain entry of params.yaml that trains with ``method``."""
+        return next(c for c in self.params.pretrain.values() if c.method == method and c.epochs > 0)
+
+    def fresh_model(self) -> torch.nn.Module:
+        torch.manual_seed(0)
+        s = self.splits
+        return build_model(self.params.model.arch, num_classes=s.num_classes, in_channels=s.channels,
+                           mean=s.mean, std=s.std).to(self.device)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return to_float(self.splits.x_train[:n]), self.splits.y_train[:n]
+
+    def model(self, name: str) -> tuple[torch.nn.Module, str]:
+        """models/NAME/model.pt of this checkout, or one trained here with params.yaml's entry."""
+        if name not in self._models:
+            path = ROOT / "models" / name / "model.pt"
+            if path.exists():
+                self._models[name] = (load_model(path, map_location=self.device)[0], f"models/{name}/model.pt")
+            else:
+                cfg, steps = self.params.pretrain[name], self.sizes.max_steps
+                model = self.fresh_model()
+                train(model, self.splits, cfg, seed=self.params.seed, progress=False, max_steps=steps)
+                done = f"{steps} steps" if steps else f"{cfg.epochs} epochs"
+                self._models[name] = (model.eval(), f"trained here ({done} of pretrain.{name})")
+        return self._models[name]
+
+    def eval_data(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(n or self.params.evaluate.n_samples or len(self.splits.x_test), len(self.splits.x_test))
+        return to_float(self.splits.x_test[:n]), self.splits.y_test[:n]
+
+
+def _step_fns(b: Bench, cfg, model, x, y):
+    """(one forward+backward, one training step of cfg's method) on the same model and batch."""
+    opt = optimizer_for(list(model.parameters()), cfg)
+    method, autocast = METHODS[cfg.method], autocast_for(cfg, b.device)
+    forward = accelerated(model, cfg)
+    x = as_input(x, cfg)
+
+    def fwd_bwd():
+        with training_mode(model, True), autocast:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(forward(x), y).backward()
+
+    def step():
+        with training_mode(model, True):
+            train_step(forward, method, opt, x, y, cfg, autocast)
+
+    return fwd_bwd, step
+
+
+def _with_steps(cfg, k: int):
+    return cfg.model_copy(update={"attack": cfg.attack.model_copy(update={"steps": k})})
+
+
+def _variants(b: Bench):
+    std, adv = b.config("standard"), b.config("pgd_at")
+    out = [("standard", std, 0), (f"pgd_at, PGD-{adv.attack.steps} (params.yaml)", adv, adv.attack.steps)]
+    if adv.attack.steps != 10:
+        out.append(("pgd_at, PGD-10", _with_steps(adv, 10), 10))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# 1. train-step throughput against (k + 1) forward+backward
+
+
+def section_train(b: Bench) -> Section:
+    s = Section("Train-step throughput against its floor",
+                f"One optimization step of the pipeline (`pipeline.train.train_step`, the step of the training "
+                f"loop) on `{b.params.model.arch}`, batch {b.config('standard').batch_size}, against its floor: "
+                "(k + 1) forward+backward passes of the same model and batch (k attack steps plus the update; "
+                "1 for standard training). Overhead = step time / floor - 1; target for PGD-AT: <= 10%.",
+                ["method", "passes", "forwards counted", "step images/s", "floor images/s", "one fwd+bwd ms", "overhead above floor"])
+    for label, cfg, k in _variants(b):
+        x, y = b.batch(cfg.batch_size)
+        model = b.fresh_model()
+        fwd_bwd, step = _step_fns(b, cfg, model, x, y)
+        calls = []
+        hook = model.register_forward_hook(lambda *_: calls.append(1))
+        step()
+        hook.remove()
+        t = timed({"floor": fwd_bwd, "step": step}, b.sizes.repeats)
+        floor = (k + 1) * t["floor"]
+        s.rows.append([label, k + 1, len(calls), len(x) / t["step"], len(x) / floor, 1e3 * t["floor"],
+                       f"{100 * (t['step'] / floor - 1):+.1f}%"])
+    s.notes.append("Forwards counted: calls of the model during one step (a forward hook); no forward is computed "
+                   "twice (tests/test_perf.py checks k + 1 for standard, PGD-AT and BN-only fine-tuning).")
+    s.notes.append("An attack pass needs only the input gradient (`torch.autograd.grad` w.r.t. the input, no "
+                   "parameter gradients), so it can cost less than the floor's forward+backward with parameter "
+                   "gradients; a negative overhead means that.")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# 2. achieved FLOP/s against SGEMM
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def section_flops(b: Bench) -> Section:
+    n = b.sizes.sgemm
+    a, c = torch.randn(n, n, device=b.device), torch.randn(n, n, device=b.device)
+    sgemm = 2 * n ** 3 / timed({"mm": lambda: torch.mm(a, c)}, b.sizes.repeats)["mm"]
+    s = Section("Achieved FLOP/s against SGEMM",
+                f"FLOPs of one training step counted by `torch.utils.flop_counter.FlopCounterMode` on the real "
+                f"step (convolutions and matrix products; batch norm and elementwise work are not counted), over "
+                f"its median time, against this machine's SGEMM rate (`torch.mm` of two {n}x{n} float32 "
+                f"matrices): {sgemm / 1e9:.1f} GFLOP/s.",
+                ["step", "GFLOP per step", "ms per step", "GFLOP/s", "share of SGEMM"])
+    cfg = b.config("standard")
+    x, y = b.batch(cfg.batch_size)
+    fwd_bwd, step = _step_fns(b, cfg, b.fresh_model(), x, y)
+    flops = count_flops(step)
+    t = timed({"step": step}, b.sizes.repeats)["step"]
+    s.rows.append(["standard", flops / 1e9, 1e3 * t, flops / t / 1e9, f"{100 * flops / t / sgemm:.1f}%"])
+    s.notes.append("Only the standard step is counted: the counter's module hooks do not support the "
+                   "`torch.autograd.grad` calls of an attack; a PGD-k step does about k + 1 times this work.")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# 3. the pipeline's PGD against torchattacks.PGD
+
+
+def section_pgd(b: Bench) -> Section:
+    import torchattacks
+
+    cfg = b.params.evaluate
+    spec = next(a for a in cfg.attack_list if a.name == "pgd")
+    eps = cfg.threat
+    step = spec.rel_step_size * eps
+    x, y = b.eval_data(b.sizes.pgd_n)
+    s = Section("PGD evaluation against torchattacks",
+                f"PGD-{spec.steps} at the threat eps {eps:g} (step {step:g}, random start) on the first {len(x)} "
+                "test images, all in one batch: the pipeline's PGD as `pipeline/evaluate.py` runs it (per-sample "
+                "early exit: a sample stops being attacked once it is misclassified), the same without early "
+                "exit, and `torchattacks.PGD` with the same eps, step size and steps. Accuracy on the returned "
+                "examples, predicted by the same deployed model. Target: the pipeline >= 2x torchattacks, "
+                "accuracy within 1 point.",
+                ["model", "attack", "images/s", "speed vs torchattacks", "robust accuracy %", "points vs torchattacks"])
+    for name in ("standard", "adversarial"):
+        if name not in b.params.pretrain:
+            continue
+        model, origin = b.model(name)
+        deployed = Deployed(model)
+        ours = ev.attack_fn(spec, deployed, cfg.deployment.eot)
+        plain = lambda xs, ys, e: ev.pgd(deployed, xs, ys, eps=e, step_size=step, steps=spec.steps,  # noqa: E731
+                                         random_start=spec.random_start, loss=spec.loss)
+        peer = torchattacks.PGD(model, eps=eps, alpha=step, steps=spec.steps, random_start=spec.random_start)
+        runs = {"pipeline (early exit)": lambda: ours(x, y, eps), "pipeline (no early exit)": lambda: plain(x, y, eps),
+                "torchattacks.PGD": lambda: peer(x, y)}
+        t = timed(runs, b.sizes.slow_repeats)
+        acc = {}
+        for label, run in runs.items():
+            torch.manual_seed(0)
+            acc[label] = 100 * (deployed.predict(run()) == y).float().mean().item()
+        for label in runs:
+            s.rows.append([name, label, len(x) / t[label], f"{t['torchattacks.PGD'] / t[label]:.2f}x", acc[label],
+                           f"{acc[label] - acc['torchattacks.PGD']:+.1f}"])
+        s.notes.append(f"{name}: {origin}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# 4. the evaluation suite with and without early exit and cascade
+
+
+def section_cascade(b: Bench) -> Section:
+    from cascade import run as run_suite  # bench/cascade.py
+
+    cfg = b.params.evaluate
+    x, y = b.eval_data(b.sizes.cascade_n)
+    s = Section("Evaluation suite: early exit and cascade",
+                f"The whole attack suite of params.yaml's evaluate section on the first {len(x)} test images "
+                "(`bench/cascade.py`): exhaustive (every attack on every clean-correct sample, PGD without early "
+                "exit) against the pipeline's way (early exit and cascade). One run each: whole suites are slow.",
+                ["model", "exhaustive s", "cascade s", "speed-up", "worst case % (exh. / casc.)", "same per-sample outcome"])
+    for name in ("standard", "adversarial"):
+        if name not in b.params.pretrain:
+            continue
+        model, origin = b.model(name)
+        times, worst = {}, {}
+        for fast in (False, True):
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            res = run_suite(Deployed(model), x, y, cfg, fast=fast)
+            times[fast] = time.perf_counter() - t0
+            worst[fast] = res.worst[cfg.threat]
+        s.rows.append([name, times[False], times[True], f"{times[False] / times[True]:.2f}x",
+                       f"{100 * worst[False].float().mean():.1f} / {100 * worst[True].float().mean():.1f}",
+                       f"{100 * (worst[False] == worst[True]).float().mean():.1f}%"])
+        s.notes.append(f"{name}: {origin}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# 5. the speed options
+
+
+def _loader_step_times(b: Bench, cfg, steps: int) -> dict[str, float]:
+    """Seconds per batch: the loop's batches taken on the device against a torch DataLoader."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    s, bs = b.splits, cfg.batch_size
+    gen = torch.Generator().manual_seed(0)
+    loader = DataLoader(TensorDataset(s.x_train.cpu(), s.y_train.cpu()), batch_size=bs, shuffle=True, generator=gen)
+
+    def on_device():
+        order = torch.randperm(len(s.x_train), generator=gen).to(b.device)
+        for i in range(steps):
+            idx = order[i * bs:(i + 1) * bs]
+            to_float(augment(s.x_train[idx], cfg.augment, gen)), s.y_train[idx]
+
+    def data_loader():
+        for i, (xb, yb) in zip(range(steps), loader):
+            to_float(augment(xb.to(b.device), cfg.augment, gen)), yb.to(b.device)
+
+    t = timed({"device": on_device, "loader": data_loader}, b.sizes.repeats)
+    return {k: v / steps for k, v in t.items()}
+
+
+def section_options(b: Bench) -> Section:
+    s = Section("Speed options",
+                "Each option of the training config against the plain step on the same model and batch "
+                "(images/s of `train_step`, measured interleaved). All are off by default, so the "
+                "default results are unchanged; tests/test_perf.py checks that each changes no result beyond "
+                "float tolerance.",
+                ["option", "method", "plain images/s", "with option images/s", "speed-up"])
+    variants = _variants(b)[:2]
+    options = [("channels_last", {"channels_last": True})]
+    if b.sizes.compile:
+        options.append(("compile", {"compile": True}))
+    else:
+        s.notes.append("compile: not run with --quick (compiling takes minutes on a CPU).")
+    if b.device.type == "cuda":
+        options.append(("amp (bf16 autocast)", {"amp": True}))
+    else:
+        s.notes.append("amp: bf16 autocast on CUDA only; the pipeline ignores it on the CPU, so there is nothing to "
+                       "measure here (bench/gpu_epoch.py measures it on a GPU).")
+    cache_dir, scratch = os.environ.get("TORCHINDUCTOR_CACHE_DIR"), []
+    for option, update in options:
+        for label, cfg, _ in variants:
+            x, y = b.batch(cfg.batch_size)
+            _, plain = _step_fns(b, cfg, b.fresh_model(), x, y)
+            _, fast = _step_fns(b, cfg.model_copy(update=update), b.fresh_model(), x, y)
+            first = 0.0
+            if option == "compile":  # the first call compiles, from nothing; report it on its own
+                torch._dynamo.reset()
+                scratch.append(tempfile.mkdtemp(prefix="bench-inductor-"))
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = scratch[-1]
+                t0 = time.perf_counter()
+                fast()
+                first = time.perf_counter() - t0
+            t = timed({"plain": plain, "fast": fast}, b.sizes.repeats, warmup=2)
+            s.rows.append([option, label, len(x) / t["plain"], len(x) / t["fast"], f"{t['plain'] / t['fast']:.2f}x"])
+            if option == "compile":
+                s.notes.append(f"compile, {label}: the first step took {first:.1f} s (compiling with empty caches), "
+                               "excluded above.")
+    if cache_dir is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir
+    for d in scratch:
+        shutil.rmtree(d, ignore_errors=True)
+    cfg = b.config("standard")
+    steps = min(10, len(b.splits.x_train) // cfg.batch_size)
+    t = _loader_step_times(b, cfg, steps)
+    s.notes.append(f"Data on the device (pipeline/train.py keeps the dataset on the device as uint8 and takes each "
+                   f"batch by index): {1e3 * t['device']:.2f} ms per batch (index, augment, to float) against "
+                   f"{1e3 * t['loader']:.2f} ms with a torch DataLoader over the same tensors (shuffle, no workers): "
+                   f"{t['loader'] / t['device']:.1f}x.")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+# 6. pipeline overhead
+
+
+IGNORED = (".venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "checkpoints", ".prefect", "raw", "__pycache__",
+           ".pytest_cache", "tmp", "BENCHMARKS.md")
+
+
+def copy_built(src: Path, dest: Path) -> Path:
+    """A built project (code, dvc.lock, outs and the DVC cache) in a fresh git repo."""
+    from tests.e2e import sh
+
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
+    sh(["git", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "built"], dest)
+    return dest
+
+
+def _dvc_repro(project: Path) -> str:
+    from tests.e2e import sh
+
+    return sh(["dvc", "repro"], project, timeout=7200).stdout
+
+
+def _time_flow(project: Path, repeats: int) -> float:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.flows import reproduce
+
+    def runs():
+        return timed({"flow": lambda: reproduce(str(project), push=False)}, repeats, warmup=0)["flow"]
+
+    if os.environ.get("PREFECT_API_URL"):
+        return runs()
+    with prefect_test_harness(server_startup_timeout=180):
+        return runs()
+
+
+def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path,
+                     workdir: Path | None = None) -> Section:
+    from tests.e2e import copy_project, sh
+
+    s = Section("Pipeline overhead",
+                "`dvc repro` on a built, up-to-date copy of the project (nothing reruns; target <= 3 s), the "
+                "Prefect `reproduce` flow on the same copy (one task per stage, each a `dvc repro --single-item`) "
+                "against it: the orchestration overhead.",
+                ["what", "runs", "seconds", "vs dvc repro (no-op)"])
+    with (tempfile.TemporaryDirectory(prefix="bench-") if workdir is None else nullcontext(str(workdir))) as tmp:
+        project = Path(tmp) / "project"
+        if from_empty:
+            import yaml
+
+            project.mkdir()
+            copy_project(project, yaml.safe_load(params_file.read_text()))
+            t0 = time.perf_counter()
+            _dvc_repro(project)
+            s.rows.append([f"`dvc repro` from empty ({params_file.name})", 1, time.perf_counter() - t0, ""])
+        else:
+            if not (built / "dvc.lock").exists():
+                s.notes.append(f"skipped: {built} has no dvc.lock (run `dvc repro` there, pass --built DIR of a built "
+                               "project, or --from-empty)")
+                return s
+            copy_built(built, project)
+            status = sh(["dvc", "status"], project, check=False)
+            if status.returncode != 0 or "up to date" not in status.stdout:
+                s.notes.append(f"skipped: {built} is not built and up to date (`dvc status` lists changes or missing "
+                               "outs); run `dvc repro` there, pass --built DIR, or --from-empty")
+                return s
+            _dvc_repro(project)  # DVC hashes the copied outs once (new inodes); not timed
+        t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
+        ran = [line for line in _dvc_repro(project).splitlines() if line.startswith("Running stage")]
+        s.rows.append(["`dvc repro`, up to date (no-op)", b.sizes.noop_repeats, t_noop, "1.00x"])
+        t_flow = _time_flow(project, b.sizes.slow_repeats)
+        from pipeline.flows import ordered_stages
+
+        n = len(ordered_stages(project))
+        s.rows.append(["Prefect `reproduce` flow, up to date", b.sizes.slow_repeats, t_flow, f"{t_flow / t_noop:.1f}x"])
+        s.notes.append(f"The flow's overhead: {t_flow - t_noop:.1f} s over `dvc repro` for {n} stages, "
+                       f"{(t_flow - t_noop) / n:.2f} s per stage (one `dvc repro --single-item` process each).")
+        if ran:
+            s.notes.append(f"warning: the no-op repro ran stages: {ran}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> list[Section]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, one or two runs (tests)")
+    ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
+    ap.add_argument("--from-empty", action="store_true", help="also time `dvc repro` from empty (~10 min)")
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="build the pipeline's copy here and keep it (default: a temporary folder)")
+    ap.add_argument("--built", type=Path, default=ROOT, help="a built project to copy for the no-op timings")
+    ap.add_argument("--params", type=Path, default=ROOT / "params.yaml")
+    ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, one per core)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    out, built, params_file = args.out.resolve(), args.built.resolve(), args.params.resolve()
+    cwd = os.getcwd()
+    os.chdir(ROOT)  # data/prepared and models/ are read relative to the project root
+    try:
+        return _run(args, argv, out, built, params_file)
+    finally:
+        os.chdir(cwd)
+
+
+def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> list[Section]:
+    sizes = QUICK if args.quick else FULL
+    b = Bench(sizes, params_file)
+    runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
+               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file, args.workdir)}
+    sections, failed = [], []
+    for name in args.only or SECTIONS:
+        t0 = time.perf_counter()
+        try:
+            section = runners[name](b)
+        except Exception as err:  # one broken section must not lose the others' figures
+            traceback.print_exc()
+            failed.append(name)
+            section = Section(name, f"failed: {type(err).__name__}: {err}")
+        section.notes.append(f"(section took {time.perf_counter() - t0:.0f} s)")
+        print(section.markdown(), flush=True)
+        sections.append(section)
+        write_report(out, sections, sizes, argv)
+    print(f"wrote {out}")
+    if failed:
+        raise SystemExit(f"sections failed: {', '.join(failed)}")
+    return sections
+
+
+if __name__ == "__main__":
+    main()
