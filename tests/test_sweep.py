@@ -71,7 +71,10 @@ def _exp_show_metrics(proj) -> dict[tuple[str, int], dict]:
 
 
 @pytest.mark.slow
-def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_links(tmp_path):
+def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_links(tmp_path, monkeypatch):
+    # the project's own SQLite store, whatever tracking URI an earlier test left in this process
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PIPELINE_PARENT_RUN_ID", raising=False)
     from mlflow.tracking import MlflowClient
     from prefect.testing.utilities import prefect_test_harness
 
