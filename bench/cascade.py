@@ -34,6 +34,18 @@ def run(deployed, x, y, cfg, *, fast: bool):
         return ev.evaluate(deployed, x, y, cfg, cascade=False, progress=False)
 
 
+def compare(model, x, y, cfg) -> tuple[dict[bool, float], dict[bool, torch.Tensor]]:
+    """Seconds and per-sample worst case at the threat eps, exhaustive (False) and fast (True)."""
+    times, worst = {}, {}
+    for fast in (False, True):
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        res = run(Deployed(model), x, y, cfg, fast=fast)
+        times[fast] = time.perf_counter() - t0
+        worst[fast] = res.worst[cfg.threat]
+    return times, worst
+
+
 def main(names: list[str]) -> None:
     params = load_params("params.yaml")
     cfg = params.evaluate
@@ -45,13 +57,8 @@ def main(names: list[str]) -> None:
     print(f"{'model':28s} {'exhaustive s':>13s} {'cascade s':>10s} {'ratio':>6s}  worst case (exh. / casc.)  same samples")
     for name in names:
         model, _ = load_model(Path("models") / name / "model.pt")
-        times, worst = {}, {}
+        times, worst = compare(model, x, y, cfg)
         for fast in (False, True):
-            torch.manual_seed(0)
-            t0 = time.perf_counter()
-            res = run(Deployed(model), x, y, cfg, fast=fast)
-            times[fast] = time.perf_counter() - t0
-            worst[fast] = res.worst[cfg.threat]
             total[fast] += times[fast]
         agree = (worst[False] == worst[True]).float().mean().item()
         print(f"{name:28s} {times[False]:13.1f} {times[True]:10.1f} {times[False] / times[True]:6.2f}  "

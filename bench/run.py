@@ -196,6 +196,12 @@ class Bench:
                 self._models[name] = (model.eval(), f"trained here ({done} of pretrain.{name})")
         return self._models[name]
 
+    def reference_models(self):
+        """(name, model, where it came from) of the standard and PGD-AT models params.yaml trains."""
+        for name in ("standard", "adversarial"):
+            if name in self.params.pretrain:
+                yield (name, *self.model(name))
+
     def eval_data(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(n or self.params.evaluate.n_samples or len(self.splits.x_test), len(self.splits.x_test))
         return to_float(self.splits.x_test[:n]), self.splits.y_test[:n]
@@ -316,10 +322,7 @@ def section_pgd(b: Bench) -> Section:
                 "examples, predicted by the same deployed model. Target: the pipeline >= 2x torchattacks, "
                 "accuracy within 1 point.",
                 ["model", "attack", "images/s", "speed vs torchattacks", "robust accuracy %", "points vs torchattacks"])
-    for name in ("standard", "adversarial"):
-        if name not in b.params.pretrain:
-            continue
-        model, origin = b.model(name)
+    for name, model, origin in b.reference_models():
         deployed = Deployed(model)
         ours = ev.attack_fn(spec, deployed, cfg.deployment.eot)
         plain = lambda xs, ys, e: ev.pgd(deployed, xs, ys, eps=e, step_size=step, steps=spec.steps,  # noqa: E731
@@ -344,7 +347,7 @@ def section_pgd(b: Bench) -> Section:
 
 
 def section_cascade(b: Bench) -> Section:
-    from cascade import run as run_suite  # bench/cascade.py
+    from cascade import compare  # bench/cascade.py
 
     cfg = b.params.evaluate
     x, y = b.eval_data(b.sizes.cascade_n)
@@ -353,17 +356,8 @@ def section_cascade(b: Bench) -> Section:
                 "(`bench/cascade.py`): exhaustive (every attack on every clean-correct sample, PGD without early "
                 "exit) against the pipeline's way (early exit and cascade). One run each: whole suites are slow.",
                 ["model", "exhaustive s", "cascade s", "speed-up", "worst case % (exh. / casc.)", "same per-sample outcome"])
-    for name in ("standard", "adversarial"):
-        if name not in b.params.pretrain:
-            continue
-        model, origin = b.model(name)
-        times, worst = {}, {}
-        for fast in (False, True):
-            torch.manual_seed(0)
-            t0 = time.perf_counter()
-            res = run_suite(Deployed(model), x, y, cfg, fast=fast)
-            times[fast] = time.perf_counter() - t0
-            worst[fast] = res.worst[cfg.threat]
+    for name, model, origin in b.reference_models():
+        times, worst = compare(model, x, y, cfg)
         s.rows.append([name, times[False], times[True], f"{times[False] / times[True]:.2f}x",
                        f"{100 * worst[False].float().mean():.1f} / {100 * worst[True].float().mean():.1f}",
                        f"{100 * (worst[False] == worst[True]).float().mean():.1f}%"])
