@@ -148,25 +148,26 @@ def tag_lock_hashes(project_dir: str | Path, stages: list[str]) -> None:
 
 def open_run(project_dir: str | Path, experiment: str, name: str, tags: dict[str, str],
              parent_run_id: str | None = None, params: dict[str, Any] | None = None) -> str | None:
-    """Create (and close) an MLflow run that later stage runs attach to as children."""
-    import mlflow
+    """Create (and close) an MLflow run that later stage runs attach to as children. Through the
+    client API, so no active run of this process (MLflow's fluent state) is touched."""
+    from pipeline.tracking import environment_tags
 
-    from pipeline.tracking import environment_tags, tracking_uri
-
-    cwd = os.getcwd()
-    os.chdir(project_dir)  # the default tracking URI is the project's own SQLite file
-    try:
-        mlflow.set_tracking_uri(tracking_uri())
-        mlflow.set_experiment(experiment)
-        run = mlflow.start_run(run_name=name, parent_run_id=parent_run_id,
-                               tags={**environment_tags(), "prefect_flow_run_id": str(flow_run.get_id() or ""),
-                                     **tags})
-        if params:
-            mlflow.log_params({k: json.dumps(v) if not isinstance(v, str) else v for k, v in params.items()})
-        mlflow.end_run()
-        return run.info.run_id
-    finally:
-        os.chdir(cwd)
+    client = _client(project_dir)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        experiment_id = exp.experiment_id
+    else:  # as StageRun does: a local store keeps its files beside it
+        local = client.tracking_uri.startswith("sqlite")
+        location = (Path(project_dir) / "mlartifacts").resolve().as_uri() if local else None
+        experiment_id = client.create_experiment(experiment, artifact_location=location)
+    all_tags = {**environment_tags(), "prefect_flow_run_id": str(flow_run.get_id() or ""), **tags}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    run = client.create_run(experiment_id, run_name=name, tags=all_tags)
+    for key, value in (params or {}).items():
+        client.log_param(run.info.run_id, key, value if isinstance(value, str) else json.dumps(value))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
 
 
 def _client(project_dir: str | Path):
