@@ -1,4 +1,10 @@
-"""fetch: materialize the configured dataset as data/prepared/data.npz."""
+"""fetch: materialize the configured dataset as data/prepared/data.npz.
+
+The MLflow run reference goes beside it (data/fetch/), not into data/prepared: every stage depends
+on data/prepared, and a run id inside it would make two builds of the same data differ, so DVC's
+run cache could not match what was built downstream of either."""
+
+from pathlib import Path
 
 from pipeline.data import dataset_file, load_splits, prepare, prepared_dir, write_npz
 from pipeline.io import atomic_dir
@@ -13,6 +19,7 @@ def main(argv: list[str]) -> None:
         arrays = prepare(params.data, seed=params.seed)
         with atomic_dir(prepared_dir(params.data)) as tmp:
             write_npz(arrays, tmp / dataset_file(params.data).name)
+        with atomic_dir(Path("data") / "fetch") as tmp:
             tracker.write_ref(tmp)
         splits = load_splits(params.data)
         tracker.log_metrics({"n_train": len(splits.x_train), "n_test": len(splits.x_test),

@@ -49,7 +49,7 @@ def test_second_repro_reruns_nothing(project):
 
 
 def test_each_stage_records_its_mlflow_run(project):
-    refs = [project / "data/prepared/mlflow_run.json", project / "reports/mlflow_run.json"]
+    refs = [project / "data/fetch/mlflow_run.json", project / "reports/mlflow_run.json"]
     refs += [project / "models" / n / "mlflow_run.json" for n in [*RAW["pretrain"], *RAW["finetune"]]]
     refs += [project / "results" / n / "mlflow_run.json" for n in RAW["evaluate"]["models"]]
     refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
