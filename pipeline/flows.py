@@ -8,7 +8,9 @@ caches what is built, MLflow records it, Prefect schedules it.
   built comes from the DVC remote's run cache instead of being trained again.
 - ``sweep``: the product of methods and seeds as ``experiment`` runs, through the ``experiment``
   deployment (any worker of the ``gpu`` pool picks each up) or in this process; then mean and
-  standard deviation over seeds per method, written as a table and logged.
+  standard deviation over seeds per method, written as a table and logged. On workers, the stages
+  that several methods need (the data, a shared starting model) are built first, once per seed:
+  two workers building the same stage at once would train it twice.
 
 MLflow: every flow run opens a parent run; stage runs are its children through
 ``PIPELINE_PARENT_RUN_ID`` (a sweep's experiments are its children and the stages theirs). A
@@ -51,6 +53,30 @@ def ordered_stages(project_dir: str | Path = ".") -> list[str]:
         graph = repo.index.graph  # an edge u -> v means u depends on v
         order = list(reversed(list(nx.topological_sort(graph))))
         return [stage.name for stage in order if stage.cmd]
+
+
+def upstream_stages(project_dir: str | Path, targets: list[str]) -> dict[str, set[str]]:
+    """target -> every stage it needs, itself included."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(project_dir)) as repo:
+        graph = repo.index.graph
+        by_name = {stage.name: stage for stage in graph}
+        missing = [t for t in targets if t not in by_name]
+        if missing:
+            raise KeyError(f"no stages {missing} in dvc.yaml")
+        return {t: {s.name for s in nx.descendants(graph, by_name[t]) if s.cmd} | {t} for t in targets}
+
+
+def shared_stages(project_dir: str | Path, methods: list[str]) -> list[str]:
+    """Stages that the evaluations of two or more of the methods need, dependencies first."""
+    needs = upstream_stages(project_dir, [f"evaluate@{m}" for m in methods])
+    counts: dict[str, int] = {}
+    for stages in needs.values():
+        for stage in stages:
+            counts[stage] = counts.get(stage, 0) + 1
+    return [s for s in ordered_stages(project_dir) if counts.get(s, 0) > 1]
 
 
 def _env(parent_run_id: str | None) -> dict[str, str]:
@@ -267,36 +293,47 @@ def reset_to_head(project_dir: str | Path) -> None:
 
 
 @task(tags=["gpu"])
-def run_experiment(method: str, seed: int, overrides: dict[str, Any] | None, project_dir: str,
+def run_experiment(targets: list[str], seed: int, overrides: dict[str, Any] | None, project_dir: str,
                    parent_run_id: str | None) -> list[str]:
-    """``dvc exp run`` of one sweep point from the committed params; pushes what it built."""
+    """``dvc exp run`` of the targets at one seed from the committed params; pushes what it built."""
     reset_to_head(project_dir)
     remote = has_remote(project_dir)
-    out = dvc(["exp", "run", *(["--pull"] if remote else []), *set_params(seed, overrides), f"evaluate@{method}"],
+    out = dvc(["exp", "run", *(["--pull"] if remote else []), *set_params(seed, overrides), *targets],
               project_dir, parent_run_id)
     ran = stages_run(out)
     tag_lock_hashes(project_dir, ran)
     if remote:
-        dvc(["push", "--run-cache", "--with-deps", f"evaluate@{method}"], project_dir)
+        dvc(["push", "--run-cache", "--with-deps", *targets], project_dir)
     return ran
 
 
 @flow(name="experiment", log_prints=True)
-def experiment(method: str, seed: int, overrides: dict[str, Any] | None = None, parent_run_id: str | None = None,
-               project_dir: str = ".", mlflow_experiment: str = DEFAULT_EXPERIMENT) -> dict[str, Any]:
-    """One sweep point in this checkout; its metrics go to an MLflow run under the sweep's run."""
+def experiment(method: str | None, seed: int, overrides: dict[str, Any] | None = None,
+               parent_run_id: str | None = None, project_dir: str = ".",
+               mlflow_experiment: str = DEFAULT_EXPERIMENT, stages: list[str] | None = None) -> dict[str, Any]:
+    """One sweep point in this checkout; its metrics go to an MLflow run under the sweep's run.
+    With ``stages`` instead of a method, it builds those stages (a sweep's shared upstream) and
+    logs no metrics."""
     import platform
 
+    if (method is None) == (stages is None):
+        raise ValueError("experiment: give either a method or the stages to build")
     project_dir = str(Path(project_dir).resolve())
+    targets = stages or [f"evaluate@{method}"]
+    kind, name = ("experiment", f"{method}/seed={seed}") if method else ("upstream", f"upstream/seed={seed}")
     with checkout_lock(project_dir):
-        run_id = open_run(project_dir, mlflow_experiment, f"{method}/seed={seed}",
-                          {"kind": "experiment", "method": method, "seed": str(seed),
+        run_id = open_run(project_dir, mlflow_experiment, name,
+                          {"kind": kind, **({"method": method} if method else {}), "seed": str(seed),
                            "checkout": project_dir, "worker_host": platform.node()},
-                          parent_run_id=parent_run_id, params={"method": method, "seed": seed, **(overrides or {})})
-        ran = run_experiment(method, seed, overrides, project_dir, run_id)
-        metrics = json.loads((Path(project_dir) / "results" / method / "metrics.json").read_text())
-        links = {f"run.{stage.replace('@', ':')}": ref["run_id"] for stage, ref in stage_run_refs(project_dir).items()
-                 if ref.get("run_id") and (stage == "fetch" or stage.endswith(f"@{method}"))}
+                          parent_run_id=parent_run_id,
+                          params={**({"method": method} if method else {"stages": targets}), "seed": seed,
+                                  **(overrides or {})})
+        ran = run_experiment(targets, seed, overrides, project_dir, run_id)
+        refs = stage_run_refs(project_dir)
+        links = {f"run.{stage.replace('@', ':')}": ref["run_id"] for stage, ref in refs.items()
+                 if ref.get("run_id") and (stage in targets or stage == "fetch" or
+                                           (method and stage.endswith(f"@{method}")))}
+        metrics = json.loads((Path(project_dir) / "results" / method / "metrics.json").read_text()) if method else {}
     client = _client(project_dir)
     numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     for key, value in numeric.items():
@@ -304,8 +341,8 @@ def experiment(method: str, seed: int, overrides: dict[str, Any] | None = None, 
     client.set_tag(run_id, "stages_ran", ",".join(ran) or "none")
     for key, value in links.items():
         client.set_tag(run_id, key, value)
-    print(f"{method} seed {seed}: {', '.join(f'{k} {numeric[k]:.3f}' for k in SUMMARY_METRICS if k in numeric)}; "
-          f"stages run: {', '.join(ran) or 'none (all from the run cache)'}")
+    summary = ", ".join(f"{k} {numeric[k]:.3f}" for k in SUMMARY_METRICS if k in numeric) or ", ".join(targets)
+    print(f"{name}: {summary}; stages run: {', '.join(ran) or 'none (all from the run cache)'}")
     return {"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric}
 
 
@@ -316,7 +353,8 @@ def launch(deployment: str, parameters: dict[str, Any]) -> str:
 
     run = run_deployment(name=deployment, parameters=parameters, timeout=None)
     if not run.state or not run.state.is_completed():
-        raise RuntimeError(f"experiment {parameters['method']} seed {parameters['seed']} ended "
+        what = parameters.get("method") or f"stages {parameters.get('stages')}"
+        raise RuntimeError(f"experiment {what} seed {parameters['seed']} ended "
                            f"{run.state.name if run.state else 'without a state'} (flow run {run.id})")
     return str(run.id)
 
@@ -369,10 +407,14 @@ def sweep(methods: list[str], seeds: list[int], overrides: dict[str, Any] | None
                       params={"methods": methods, "seeds": seeds, "overrides": overrides or {}})
     points = list(itertools.product(methods, seeds))
     if deployment:
-        futures = [launch.submit(deployment, {"method": m, "seed": s, "overrides": overrides,
-                                              "parent_run_id": parent, "mlflow_experiment": mlflow_experiment})
-                   for m, s in points]
-        for f in futures:
+        common = {"overrides": overrides, "parent_run_id": parent, "mlflow_experiment": mlflow_experiment}
+        shared = shared_stages(project_dir, methods)
+        if shared:  # once per seed before the fan-out, so that no two workers build them at once
+            print(f"building the stages several methods share first: {', '.join(shared)}")
+            for f in [launch.submit(deployment, {"method": None, "seed": s, "stages": shared, **common})
+                      for s in seeds]:
+                f.result()
+        for f in [launch.submit(deployment, {"method": m, "seed": s, **common}) for m, s in points]:
             f.result()
     else:
         for m, s in points:

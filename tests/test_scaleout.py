@@ -76,10 +76,10 @@ class Service:
                 continue
 
 
-def _experiments(client: MlflowClient, parent_id: str) -> list:
+def _children(client: MlflowClient, parent_id: str, kind: str) -> list:
     parent = client.get_run(parent_id)
     return client.search_runs([parent.info.experiment_id],
-                              f"tags.mlflow.parentRunId = '{parent_id}' and tags.kind = 'experiment'")
+                              f"tags.mlflow.parentRunId = '{parent_id}' and tags.kind = '{kind}'")
 
 
 def test_two_workers_share_a_sweep_and_a_second_sweep_trains_nothing(tmp_path):
@@ -125,20 +125,23 @@ def test_two_workers_share_a_sweep_and_a_second_sweep_trains_nothing(tmp_path):
         sweeps = sorted(client.search_runs([exp.experiment_id], "tags.kind = 'sweep'"),
                         key=lambda r: r.info.start_time)
         assert len(sweeps) == 2
-        first, second = (_experiments(client, s.info.run_id) for s in sweeps)
+        first, second = (_children(client, s.info.run_id, "experiment") for s in sweeps)
+        upstream = [_children(client, s.info.run_id, "upstream") for s in sweeps]
         points = {(m, s) for m in ("standard", "adversarial") for s in (0, 1)}
         for runs in (first, second):
             assert {(r.data.tags["method"], int(r.data.tags["seed"])) for r in runs} == points
             assert all({"clean", "pgd", "worst_case"} <= r.data.metrics.keys() for r in runs)
         # both workers took experiments, each in its own checkout
         assert {r.data.tags["checkout"] for r in first} == {str(c.resolve()) for c in checkouts}
-        # the second sweep trained nothing: data and models came from the remote's run cache. (An
-        # evaluation may rerun where both workers built the same upstream model at once in the first
-        # sweep and the run cache holds two versions of it.)
-        ran = [stage for r in second for stage in r.data.tags["stages_ran"].split(",") if stage != "none"]
-        assert not [s for s in ran if s.startswith(("fetch", "pretrain@", "finetune@"))], ran
+        # what both methods need (the data, the standard model that adversarial's transfer attack
+        # starts from) was built once per seed before the fan-out: one pretrain run per model
+        for runs in upstream:
+            assert sorted(int(r.data.tags["seed"]) for r in runs) == [0, 1]
         stage_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'pretrain@%'")
         assert len(stage_runs) == 4 and all(r.info.start_time < sweeps[1].info.start_time for r in stage_runs)
+        # the second sweep ran nothing at all: everything came from the remote's run cache
+        ran = [stage for r in second + upstream[1] for stage in r.data.tags["stages_ran"].split(",")]
+        assert set(ran) == {"none"}, ran
         # ...and what it restored still points at the runs that built it
         by_point = {(r.data.tags["method"], r.data.tags["seed"]): r for r in first}
         for r in second:

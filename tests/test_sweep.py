@@ -46,6 +46,19 @@ def test_bad_sweeps_fail_before_anything_runs_with_one_line(methods, seeds, over
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
+def test_shared_stages_are_what_two_or_more_evaluations_need_dependencies_first():
+    from pipeline.flows import shared_stages, upstream_stages
+
+    needs = upstream_stages(ROOT, ["evaluate@standard", "evaluate@adversarial"])
+    assert needs["evaluate@standard"] == {"fetch", "pretrain@standard", "evaluate@standard"}
+    # adversarial's transfer attack starts from the standard model
+    assert "pretrain@standard" in needs["evaluate@adversarial"]
+    assert shared_stages(ROOT, ["standard", "adversarial"]) == ["fetch", "pretrain@standard"]
+    assert shared_stages(ROOT, ["standard"]) == []
+    with pytest.raises(KeyError, match="evaluate@nope"):
+        upstream_stages(ROOT, ["evaluate@nope"])
+
+
 def test_lock_hash_follows_the_stage_entry_of_dvc_lock(tmp_path):
     lock = {"schema": "2.0", "stages": {"fetch": {"cmd": "x", "outs": [{"path": "a", "md5": "1"}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
