@@ -29,6 +29,13 @@ class ConfigError(ValueError):
     """A params file that cannot be used; ``str(err)`` is the one-line message for the user."""
 
 
+def _known(name: str, registry: dict, what: str) -> str:
+    """``name`` if the registry has it; otherwise the error lists what it has."""
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
+    return name
+
+
 def _parse_number(value: Any) -> Any:
     """Accept ``8/255``-style strings for pixel-unit quantities."""
     if isinstance(value, str):
@@ -77,9 +84,7 @@ class ModelConfig(Section):
     def _known_arch(cls, name: str) -> str:
         from pipeline.models import ARCHITECTURES
 
-        if name not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-        return name
+        return _known(name, ARCHITECTURES, "architecture")
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,9 +130,7 @@ class TrainConfig(Section):
     def _known_method(cls, name: str) -> str:
         from pipeline.methods import METHODS
 
-        if name not in METHODS:
-            raise ValueError(f"unknown method {name!r}; known: {', '.join(sorted(METHODS))}")
-        return name
+        return _known(name, METHODS, "method")
 
     @model_validator(mode="after")
     def _attack_when_needed(self) -> TrainConfig:

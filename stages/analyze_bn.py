@@ -15,10 +15,9 @@ from pipeline.analysis.bn_stats import (
 )
 from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
-from pipeline.models import load_model
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import device_of, load, one_item, run, seed_everything
+from stages.common import run, start, trained_model
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -27,14 +26,10 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def main(argv: list[str]) -> None:
-    params = load()
+    params, name, device = start(argv, lambda p: p.analyze_bn and p.analyze_bn.pairs, "analyze_bn pair")
     cfg = params.analyze_bn
-    name = one_item(argv, cfg.pairs if cfg else {}, "analyze_bn pair")
     pair = cfg.pairs[name]
-    device = device_of(params)
-    seed_everything(params.seed)
-    load_m = lambda n: load_model(Path("models") / n / "model.pt", map_location=device)[0]  # noqa: E731
-    a, b = load_m(pair.a), load_m(pair.b)
+    a, b = trained_model(pair.a, device)[0], trained_model(pair.b, device)[0]
     splits = load_splits(params.data)
     x = to_float(splits.x_test[:cfg.n_samples]).to(device)
 
@@ -51,7 +46,7 @@ def main(argv: list[str]) -> None:
         metrics["channels_on"] = sum(c["n_on"] for c in changes)
         metrics["channels_magnified"] = sum(c["n_magnified"] for c in changes)
         metrics["channels"] = sum(r["channels"] for r in layers)
-        ref = load_m(pair.logits_of)
+        ref = trained_model(pair.logits_of, device)[0]
         metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
         out = Path("results") / "analyze_bn" / name
         with atomic_dir(out) as tmp:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import random
 import sys
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ import torch
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.data import DataError
 from pipeline.io import CheckpointError
+from pipeline.models import load_model
 from pipeline.train import NonFiniteLossError
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
@@ -56,3 +58,18 @@ def one_item(argv: list[str], choices, what: str) -> str:
     if len(argv) != 1 or argv[0] not in choices:
         raise ConfigError(f"expected one {what} argument out of {sorted(choices)}, got {argv}")
     return argv[0]
+
+
+def start(argv: list[str], items: Callable[[Params], Mapping | None], what: str) -> tuple[Params, str, torch.device]:
+    """The opening of a per-item stage (``python -m stages.X NAME``): validated params, NAME checked
+    against ``items(params)``, the device, and every RNG seeded."""
+    params = load()
+    name = one_item(argv, items(params) or {}, what)
+    device = device_of(params)
+    seed_everything(params.seed)
+    return params, name, device
+
+
+def trained_model(name: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """models/NAME/model.pt (written by the pretrain or finetune stage), in eval mode, and its spec."""
+    return load_model(Path("models") / name / "model.pt", map_location=device)

@@ -9,10 +9,9 @@ from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.masking import masking_checks
-from pipeline.models import load_model
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import device_of, load, one_item, run, seed_everything
+from stages.common import run, start, trained_model
 
 
 def deploy(model, cfg, splits, device, seed: int) -> Deployed:
@@ -22,12 +21,9 @@ def deploy(model, cfg, splits, device, seed: int) -> Deployed:
 
 
 def main(argv: list[str]) -> None:
-    params = load()
+    params, name, device = start(argv, lambda p: p.evaluate.models, "evaluated model name")
     cfg = params.evaluate
-    name = one_item(argv, cfg.models, "evaluated model name")
-    device = device_of(params)
-    seed_everything(params.seed)
-    model, spec = load_model(Path("models") / name / "model.pt", map_location=device)
+    model, spec = trained_model(name, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
@@ -44,7 +40,7 @@ def main(argv: list[str]) -> None:
         if cfg.checks.enabled:
             surrogate = None
             if cfg.checks.surrogate and cfg.checks.surrogate != name:
-                sur_model, _ = load_model(Path("models") / cfg.checks.surrogate / "model.pt", map_location=device)
+                sur_model, _ = trained_model(cfg.checks.surrogate, device)
                 surrogate = Deployed(sur_model)
             pgd_spec = next((a for a in cfg.attack_list if a.name == "pgd"), None)
             checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,

@@ -1,22 +1,16 @@
 """finetune NAME: fine-tune part of a pretrained model (``finetune.NAME``) into models/NAME/."""
 
-from pathlib import Path
-
 from pipeline.data import load_splits
 from pipeline.methods.bn_finetune import freeze_all_but, share_trained
-from pipeline.models import load_model
-from stages.common import device_of, load, one_item, run, seed_everything
+from stages.common import run, start, trained_model
 from stages.training import train_and_save
 
 
 def main(argv: list[str]) -> None:
-    params = load()
-    name = one_item(argv, params.finetune, "finetune model name")
+    params, name, device = start(argv, lambda p: p.finetune, "finetune model name")
     cfg = params.finetune[name]
-    device = device_of(params)
-    seed_everything(params.seed)
     splits = load_splits(params.data).to(device)
-    model, spec = load_model(Path("models") / cfg.start / "model.pt", map_location=device)
+    model, spec = trained_model(cfg.start, device)
     spec.pop("method", None)
     section = {"seed": params.seed, "data": params.data.model_dump(), "model": params.model.model_dump(),
                "finetune": cfg.model_dump()}

@@ -12,10 +12,9 @@ from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import correct
 from pipeline.io import atomic_dir, write_csv, write_json
-from pipeline.models import load_model
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import device_of, load, one_item, run, seed_everything
+from stages.common import run, start, trained_model
 
 
 def monotone_violations(values: list[float], tolerance: float = 0.0) -> int:
@@ -25,14 +24,11 @@ def monotone_violations(values: list[float], tolerance: float = 0.0) -> int:
 
 
 def main(argv: list[str]) -> None:
-    params = load()
+    params, name, device = start(argv, lambda p: p.interpolate and p.interpolate.pairs, "interpolation pair")
     cfg = params.interpolate
-    name = one_item(argv, cfg.pairs if cfg else {}, "interpolation pair")
     pair = cfg.pairs[name]
-    device = device_of(params)
-    seed_everything(params.seed)
-    model_a, _ = load_model(Path("models") / pair.a / "model.pt", map_location=device)
-    model_b, _ = load_model(Path("models") / pair.b / "model.pt", map_location=device)
+    model_a, _ = trained_model(pair.a, device)
+    model_b, _ = trained_model(pair.b, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)

@@ -3,16 +3,13 @@
 from pipeline.data import load_splits
 from pipeline.methods import METHODS
 from pipeline.models import build_model
-from stages.common import device_of, load, one_item, run, seed_everything
+from stages.common import run, start
 from stages.training import train_and_save
 
 
 def main(argv: list[str]) -> None:
-    params = load()
-    name = one_item(argv, params.pretrain, "pretrain model name")
+    params, name, device = start(argv, lambda p: p.pretrain, "pretrain model name")
     cfg = params.pretrain[name]
-    device = device_of(params)
-    seed_everything(params.seed)
     splits = load_splits(params.data).to(device)
     spec = dict(arch=params.model.arch, num_classes=splits.num_classes, in_channels=splits.channels,
                 mean=splits.mean, std=splits.std)

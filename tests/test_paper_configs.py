@@ -25,14 +25,16 @@ def cifar_splits(cifar_mini):
                   tuple(map(float, mean)), tuple(map(float, std)))
 
 
+def _fresh_model(params, splits):
+    torch.manual_seed(0)
+    return build_model(params.model.arch, num_classes=10, in_channels=3, mean=splits.mean, std=splits.std)
+
+
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.name)
 def test_first_training_step_of_each_model_runs(path, cifar_splits):
     params = load_params(path)
     for name, cfg in params.pretrain.items():
-        torch.manual_seed(0)
-        model = build_model(params.model.arch, num_classes=10, in_channels=3,
-                            mean=cifar_splits.mean, std=cifar_splits.std)
-        model = METHODS[cfg.method].convert(model, cfg)
+        model = METHODS[cfg.method].convert(_fresh_model(params, cifar_splits), cfg)
         before = model.fc.weight.detach().clone()
         history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1)
         if cfg.epochs == 0:  # an initialization only (random filters for BN-only training)
@@ -46,9 +48,7 @@ def test_first_training_step_of_each_model_runs(path, cifar_splits):
 def test_first_step_of_each_finetuning_runs(path, cifar_splits):
     params = load_params(path)
     for name, cfg in params.finetune.items():
-        torch.manual_seed(0)
-        model = build_model(params.model.arch, num_classes=10, in_channels=3,
-                            mean=cifar_splits.mean, std=cifar_splits.std)
+        model = _fresh_model(params, cifar_splits)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1,
                         params=lambda m: freeze_all_but(m, cfg.trainable))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -33,3 +33,17 @@ def init_weights(model: nn.Module) -> None:
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
             nn.init.zeros_(m.bias)
+
+
+def residual_stages(block: Callable[..., nn.Module], cin: int, widths: Sequence[int],
+                    blocks: Sequence[int]) -> tuple[nn.Sequential, int]:
+    """Stages of ``blocks[i]`` blocks of width ``widths[i]``; the first block of every stage but
+    the first halves the size. Returns the stages and their output width."""
+    stages = []
+    for i, (width, n) in enumerate(zip(widths, blocks)):
+        layers = []
+        for j in range(n):
+            layers.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1))
+            cin = width
+        stages.append(nn.Sequential(*layers))
+    return nn.Sequential(*stages), cin

@@ -1,4 +1,5 @@
-"""PreAct-ResNet-18 (He et al., "Identity Mappings in Deep Residual Networks"), CIFAR variant."""
+"""Pre-activation ResNets (He et al., "Identity Mappings in Deep Residual Networks"), CIFAR
+variant: PreAct-ResNet-18, and the Wide ResNets built from the same blocks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.common import Normalize, conv3x3, init_weights
+from pipeline.models.common import Normalize, conv3x3, init_weights, residual_stages
 
 
 class PreActBlock(nn.Module):
@@ -31,22 +32,19 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
+    """Stem conv (``stem`` channels, default ``widths[0]``), stages of pre-activation blocks, a
+    final BN and ReLU, pool, fc."""
+
     def __init__(self, widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int,
-                 mean: Sequence[float], std: Sequence[float]):
+                 mean: Sequence[float], std: Sequence[float], stem: int | None = None):
         super().__init__()
+        stem = stem or widths[0]
         self.normalize = Normalize(mean, std)
-        self.conv1 = conv3x3(in_channels, widths[0])
-        stages, cin = [], widths[0]
-        for i, (width, n) in enumerate(zip(widths, blocks)):
-            layers = []
-            for j in range(n):
-                layers.append(PreActBlock(cin, width, stride=2 if (i > 0 and j == 0) else 1))
-                cin = width
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.Sequential(*stages)
-        self.bn = nn.BatchNorm2d(cin)
+        self.conv1 = conv3x3(in_channels, stem)
+        self.layers, cout = residual_stages(PreActBlock, stem, widths, blocks)
+        self.bn = nn.BatchNorm2d(cout)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+        self.fc = nn.Linear(cout, num_classes)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

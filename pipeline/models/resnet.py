@@ -12,7 +12,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from pipeline.models.common import Normalize, conv3x3, init_weights
+from pipeline.models.common import Normalize, conv3x3, init_weights, residual_stages
 
 
 class BasicBlock(nn.Module):
@@ -43,16 +43,9 @@ class ResNet(nn.Module):
         self.conv1 = conv3x3(in_channels, widths[0])
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        stages, cin = [], widths[0]
-        for i, (width, n) in enumerate(zip(widths, blocks)):
-            layers = []
-            for j in range(n):
-                layers.append(BasicBlock(cin, width, stride=2 if (i > 0 and j == 0) else 1))
-                cin = width
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.Sequential(*stages)
+        self.layers, cout = residual_stages(BasicBlock, widths[0], widths, blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+        self.fc = nn.Linear(cout, num_classes)
         init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
