@@ -7,6 +7,7 @@ either the old file or the new one, never half of one. Checkpoints are state dic
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -60,8 +61,12 @@ def read_json(path: str | Path) -> Any:
 
 
 def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
+    """Byte-reproducible: the same weights give the same file (and DVC hash) on every build.
+    Saved to a path, torch names the archive inside after the file, here a random temporary name."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

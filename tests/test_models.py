@@ -42,6 +42,16 @@ def test_save_and_load_roundtrip(tmp_path):
     assert torch.equal(model(x), loaded(x)) and spec["arch"] == "resnet_small"
 
 
+def test_the_same_weights_give_the_same_checkpoint_bytes(tmp_path):
+    # so that two builds of a model (two workers, or a rebuild) give DVC the same hash downstream
+    torch.manual_seed(0)
+    model = build_model("resnet_small", num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+    spec = dict(arch="resnet_small", num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+    for name in ("a", "b"):
+        save_model(tmp_path / name / "model.pt", model, **spec)
+    assert (tmp_path / "a" / "model.pt").read_bytes() == (tmp_path / "b" / "model.pt").read_bytes()
+
+
 def test_load_rejects_garbage(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
