@@ -1,4 +1,4 @@
-"""Normalization layers: finding them, and context managers that change and restore their state.
+"""Finding normalization layers, and context managers that change and restore their state.
 
 Everything here restores what it changes on exit, also when the block raises, so that no attack,
 evaluation or deployment can leave a model in a different mode than it found it.
@@ -15,8 +15,21 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def batch_norms(model: nn.Module) -> list[tuple[str, _BatchNorm]]:
-    """The batch-norm modules of ``model`` with their qualified names, in forward order."""
+    """The batch-norm modules of ``model`` with their qualified names, in forward order.
+
+    Routed norms keep their statistics in plain ``BatchNorm2d`` children, so these are found too
+    (named ``...bn.branches.1`` and the like)."""
     return [(name, m) for name, m in model.named_modules() if isinstance(m, _BatchNorm)]
+
+
+def require_batch_norms(model: nn.Module, why: str) -> list[tuple[str, _BatchNorm]]:
+    """:func:`batch_norms`, refusing a model that has none (GroupNorm, say): ``why`` names what
+    needed them, so the error says what cannot be done instead of doing nothing."""
+    found = batch_norms(model)
+    if not found:
+        kinds = sorted({type(m).__name__ for m in model.modules() if "Norm" in type(m).__name__}) or ["no norm layer"]
+        raise ValueError(f"{why} needs BatchNorm layers; the model has none ({', '.join(kinds)})")
+    return found
 
 
 @contextmanager
@@ -52,40 +65,6 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[nn.Module]:
         for m, buffers in saved:
             for n, b in zip(names, buffers):
                 setattr(m, n, b)
-
-
-# --------------------------------------------------------------------------------------------
-# routing: which branch, strength or fusion a multi-branch norm uses for the next forward passes
-
-
-class RoutedNorm(nn.Module):
-    """Base of norms whose behaviour depends on a route (a BN branch, a perturbation strength,
-    fusion weights). The route is state on the module, set by :func:`norm_route` and restored
-    on exit, so no ``forward`` signature in the network has to carry it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.route: dict = {}
-
-
-def routed_norms(model: nn.Module) -> list[RoutedNorm]:
-    return [m for m in model.modules() if isinstance(m, RoutedNorm)]
-
-
-@contextmanager
-def norm_route(model: nn.Module, **route) -> Iterator[nn.Module]:
-    """Route every routed norm of ``model``: ``with norm_route(model, branch=1): model(x)``."""
-    norms = routed_norms(model)
-    if not norms:
-        raise ValueError("norm_route: the model has no routed norms (convert its norms first)")
-    saved = [(m, m.route) for m in norms]
-    for m in norms:
-        m.route = dict(route)
-    try:
-        yield model
-    finally:
-        for m, r in saved:
-            m.route = r
 
 
 # --------------------------------------------------------------------------------------------
