@@ -3,10 +3,19 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
-from pipeline.models import ARCHITECTURES, build_model, load_model, save_model
+import hashlib
+
+from pipeline.models import ACTIVATIONS, ARCHITECTURES, bn_share, build_model
 from pipeline.io import CheckpointError
+from pipeline.spec import load_model, make_spec
+from pipeline.spec import save_model as _save
 
 SMALL = ["resnet_small", "resnet20", "resnet18", "preact_resnet18", "wrn16_8"]
+BIG = ["resnet34", "resnet50", "wrn28_10", "wrn32_10", "wrn34_10", "densenet121", "resnext29"]
+
+
+def save_model(path, model, **spec):
+    _save(path, model, make_spec(**spec))
 
 
 @pytest.mark.parametrize("arch", SMALL)
@@ -21,7 +30,71 @@ def test_models_take_any_input_size_and_use_plain_batchnorm(arch, channels, size
 
 
 def test_registry_has_the_paper_networks():
-    assert {"resnet20", "resnet18", "preact_resnet18", "wrn28_10", "wrn16_8", "wrn34_10"} <= set(ARCHITECTURES)
+    assert set(SMALL + BIG) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", SMALL + BIG)
+@pytest.mark.parametrize("size", [16, 32])
+def test_every_network_runs_forward_and_backward(arch, size):
+    torch.manual_seed(0)
+    model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+    out = model(torch.rand(2, 3, size, size))
+    assert out.shape == (2, 10)
+    out.sum().backward()
+    assert model.conv1.weight.grad is not None and model.fc.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("arch", SMALL + BIG)
+def test_every_network_swaps_in_groupnorm_and_each_activation(arch):
+    gn = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, norm="group")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in gn.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in gn.modules())
+    kinds = {"softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "celu": nn.CELU}
+    for name, kind in kinds.items():
+        model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, activation=name)
+        assert any(isinstance(m, kind) for m in model.modules()) and not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert set(ACTIVATIONS) == {"relu", *kinds}
+
+
+@pytest.mark.parametrize("arch", ["resnet_small", "preact_resnet18"])
+@pytest.mark.parametrize("options", [{"norm": "group"}, {"activation": "softplus"}, {"activation": "gelu"}])
+def test_swapped_networks_run_on_small_inputs(arch, options):
+    model = build_model(arch, num_classes=10, in_channels=1, mean=[0.5], std=[0.25], **options)
+    model(torch.rand(2, 1, 16, 16)).sum().backward()
+
+
+def test_bn_share_of_resnet20_width_64_is_the_posters():
+    model = build_model("resnet20", num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, width=64)
+    assert [m.out_channels for m in model.layers[2].modules() if isinstance(m, nn.Conv2d)][-1] == 256
+    assert abs(bn_share(model) - 0.15) <= 0.01
+    widths = {w: bn_share(build_model("resnet20", num_classes=10, in_channels=3, mean=[0] * 3, std=[1] * 3, width=w))
+              for w in (16, 32, 64, 128)}
+    assert widths[16] > widths[32] > widths[64] > widths[128]
+
+
+# sha256 of the sorted state-dict keys, taken from the networks before norm and activation options:
+# old checkpoints load strictly only if the keys stay the same.
+KEYS = {"resnet_small": "cc62484e4190a362", "resnet20": "cb8fd66cec9b4fee", "resnet18": "284a0f7d433f4263",
+        "preact_resnet18": "21d049e6a667c041", "wrn16_8": "b4649941ffc8f5b6"}
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_state_dict_keys_of_the_existing_networks_are_unchanged(arch):
+    model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+    assert hashlib.sha256("\n".join(sorted(model.state_dict())).encode()).hexdigest()[:16] == KEYS[arch]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"arch": "resnet99"}, "unknown architecture 'resnet99'"),
+    ({"activation": "swish"}, "activation: unknown activation 'swish'"),
+    ({"norm": "layer"}, "norm: unknown norm layer 'layer'"),
+    ({"arch": "resnet18", "width": 32}, "width: architecture 'resnet18' has no width option"),
+])
+def test_bad_architecture_options_fail_with_one_line(options, message):
+    kw = {"arch": "resnet_small", **options}
+    with pytest.raises((ValueError, KeyError)) as err:
+        build_model(kw.pop("arch"), num_classes=10, in_channels=1, mean=[0.5], std=[0.25], **kw)
+    assert message in str(err.value)
 
 
 def test_normalization_is_the_first_layer():

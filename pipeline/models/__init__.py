@@ -1,56 +1,59 @@
 """Name -> constructor registry of the networks. Every network takes ``num_classes``,
-``in_channels``, ``mean`` and ``std`` (normalization is its first layer) and uses plain
-``nn.BatchNorm2d``; methods convert the norms afterwards (``pipeline.norms``)."""
+``in_channels``, ``mean`` and ``std`` (normalization is its first layer), names its stem conv
+``conv1`` and its classifier ``fc``, and is built with a norm layer and an activation of choice
+(``pipeline.models.common``); methods convert the norms afterwards (``pipeline.norms``).
+Saving and loading with the spec that rebuilds a network: ``pipeline.spec``."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Sequence
 
 from torch import nn
 
+from pipeline.models.common import ACTIVATIONS, NORMS, activation_layer, norm_layer
+from pipeline.models.densenet import densenet121
 from pipeline.models.preact_resnet import preact_resnet18
-from pipeline.models.resnet import resnet18, resnet20, resnet_small
-from pipeline.models.wide_resnet import wrn16_8, wrn28_10, wrn34_10
+from pipeline.models.resnet import resnet18, resnet20, resnet34, resnet50, resnet_small
+from pipeline.models.resnext import resnext29
+from pipeline.models.wide_resnet import wrn16_8, wrn28_10, wrn32_10, wrn34_10
 
 ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "resnet_small": resnet_small,
     "resnet20": resnet20,
     "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
     "preact_resnet18": preact_resnet18,
     "wrn16_8": wrn16_8,
     "wrn28_10": wrn28_10,
+    "wrn32_10": wrn32_10,
     "wrn34_10": wrn34_10,
+    "densenet121": densenet121,
+    "resnext29": resnext29,
 }
 
+__all__ = ["ACTIVATIONS", "ARCHITECTURES", "NORMS", "bn_share", "build_model"]
 
-def build_model(arch: str, *, num_classes: int, in_channels: int,
-                mean: Sequence[float], std: Sequence[float]) -> nn.Module:
+
+def build_model(arch: str, *, num_classes: int, in_channels: int, mean: Sequence[float], std: Sequence[float],
+                norm: str = "batch", groups: int = 32, activation: str = "relu", softplus_beta: float = 10.0,
+                width: int | None = None) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise KeyError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    return ARCHITECTURES[arch](num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
+    make = ARCHITECTURES[arch]
+    kw = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std,
+              norm=norm_layer(norm, groups), act=activation_layer(activation, softplus_beta))
+    if width is not None:
+        if "width" not in inspect.signature(make).parameters:
+            raise ValueError(f"width: architecture {arch!r} has no width option")
+        kw["width"] = width
+    return make(**kw)
 
 
-def save_model(path, model: nn.Module, *, arch: str, num_classes: int, in_channels: int,
-               mean: Sequence[float], std: Sequence[float], **extra) -> None:
-    """A state dict plus what rebuilds the network: plain data only, loadable with weights_only."""
-    from pipeline.io import save_checkpoint
-
-    spec = {"arch": arch, "num_classes": num_classes, "in_channels": in_channels,
-            "mean": list(map(float, mean)), "std": list(map(float, std)), **extra}
-    save_checkpoint(path, {"spec": spec, "state_dict": model.state_dict()})
-
-
-def load_model(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a network saved by :func:`save_model`; returns it (in eval mode) and its spec."""
-    from pipeline.io import CheckpointError, load_checkpoint
-
-    state = load_checkpoint(path, map_location=map_location)
-    try:
-        spec = state["spec"]
-        model = build_model(spec["arch"], num_classes=spec["num_classes"], in_channels=spec["in_channels"],
-                            mean=spec["mean"], std=spec["std"])
-        model.load_state_dict(state["state_dict"])
-    except (KeyError, TypeError, RuntimeError) as err:
-        first = str(err).strip().splitlines()[0]
-        raise CheckpointError(f"{path}: not a model checkpoint of this pipeline ({type(err).__name__}: {first})") from None
-    return model.to(map_location).eval(), spec
+def bn_share(model: nn.Module) -> float:
+    """Percent of the parameters that are affine parameters of norm layers (the poster's %prms of
+    BN-only training)."""
+    norm = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)
+    n = sum(p.numel() for m in model.modules() if isinstance(m, norm) for p in m.parameters(recurse=False))
+    return 100.0 * n / sum(p.numel() for p in model.parameters())

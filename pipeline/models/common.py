@@ -1,11 +1,17 @@
-"""Pieces shared by the CIFAR-style networks."""
+"""Pieces shared by the CIFAR-style networks: input normalization, the norm and activation
+factories every block takes, initialization, and the residual-stage builder."""
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Callable, Sequence
 
 import torch
 from torch import nn
+
+NormFactory = Callable[[int], nn.Module]
+ActFactory = Callable[[], nn.Module]
 
 
 class Normalize(nn.Module):
@@ -20,6 +26,35 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+NORMS = ("batch", "group")
+
+
+def norm_layer(kind: str = "batch", groups: int = 32) -> NormFactory:
+    """``channels -> module``: BatchNorm, or GroupNorm with gcd(groups, channels) groups (so a
+    16-channel layer of a 32-group network gets 16 groups)."""
+    if kind == "batch":
+        return nn.BatchNorm2d
+    if kind == "group":
+        return lambda c: nn.GroupNorm(math.gcd(groups, c), c)
+    raise ValueError(f"norm: unknown norm layer {kind!r}; known: {', '.join(NORMS)}")
+
+
+ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
+    "relu": lambda beta: nn.ReLU(inplace=True),
+    "softplus": lambda beta: nn.Softplus(beta=beta),  # the thesis' parametric Softplus, beta 10
+    "silu": lambda beta: nn.SiLU(),
+    "gelu": lambda beta: nn.GELU(),
+    "elu": lambda beta: nn.ELU(),
+    "celu": lambda beta: nn.CELU(),
+}
+
+
+def activation_layer(name: str = "relu", softplus_beta: float = 10.0) -> ActFactory:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation: unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
+    return partial(ACTIVATIONS[name], softplus_beta)
+
+
 def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
 
@@ -28,7 +63,7 @@ def init_weights(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
@@ -36,14 +71,16 @@ def init_weights(model: nn.Module) -> None:
 
 
 def residual_stages(block: Callable[..., nn.Module], cin: int, widths: Sequence[int],
-                    blocks: Sequence[int]) -> tuple[nn.Sequential, int]:
+                    blocks: Sequence[int], **block_kw) -> tuple[nn.Sequential, int]:
     """Stages of ``blocks[i]`` blocks of width ``widths[i]``; the first block of every stage but
-    the first halves the size. Returns the stages and their output width."""
+    the first halves the size. A block's output width is ``width * block.expansion`` (1 unless the
+    block says). Returns the stages and their output width."""
+    expansion = getattr(block, "expansion", 1)
     stages = []
     for i, (width, n) in enumerate(zip(widths, blocks)):
         layers = []
         for j in range(n):
-            layers.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1))
-            cin = width
+            layers.append(block(cin, width, stride=2 if (i > 0 and j == 0) else 1, **block_kw))
+            cin = width * expansion
         stages.append(nn.Sequential(*layers))
     return nn.Sequential(*stages), cin
