@@ -20,7 +20,7 @@ from pipeline import evaluate as ev
 from pipeline.config import load_params
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
-from pipeline.models import load_model
+from pipeline.spec import load_model
 from pipeline.train import to_float
 
 

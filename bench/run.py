@@ -41,7 +41,8 @@ from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Splits, channel_stats, dataset_file, load_splits, prepare  # noqa: E402
 from pipeline.deploy import Deployed  # noqa: E402
 from pipeline.methods import METHODS  # noqa: E402
-from pipeline.models import build_model, load_model  # noqa: E402
+from pipeline.models import build_model  # noqa: E402
+from pipeline.spec import load_model  # noqa: E402
 from pipeline.norms import training_mode  # noqa: E402
 from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
                             train, train_step)

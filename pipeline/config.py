@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from pipeline.attacks.specs import AttackSpec, AutoAttackSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
+from pipeline.methods import METHODS
+from pipeline.models import ACTIVATIONS, ARCHITECTURES
+from pipeline.protocols import PROTOCOLS
+from pipeline.schema import Eps, PositiveInt, Section, parse_number
+
+__all__ = ["AttackSpec", "AutoAttackSpec", "CWSpec", "DeepFoolSpec", "FGSMSpec", "PGDSpec", "ConfigError",
+           "Params", "load_params", "parse_params", "parse_number"]
 
 
 class ConfigError(ValueError):
@@ -34,25 +35,6 @@ def _known(name: str, registry: dict, what: str) -> str:
     if name not in registry:
         raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(registry))}")
     return name
-
-
-def _parse_number(value: Any) -> Any:
-    """Accept ``8/255``-style strings for pixel-unit quantities."""
-    if isinstance(value, str):
-        try:
-            num, _, den = value.replace(" ", "").partition("/")
-            return float(num) / float(den) if den else float(num)
-        except (ValueError, ZeroDivisionError):
-            raise ValueError(f"expected a number or a fraction like 8/255, got {value!r}") from None
-    return value
-
-
-Eps = Annotated[float, BeforeValidator(_parse_number), Field(ge=0.0, le=1.0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -76,15 +58,44 @@ class DataConfig(Section):
         return self
 
 
+class DenoiseConfig(Section):
+    """Feature-denoising blocks (thesis Ch. 4) appended to residual stages of the network."""
+
+    after: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]  # stage indices (0 = first)
+    filter: Literal["nonlocal_gaussian", "nonlocal_softmax", "nonlocal_dot", "bilateral", "mean", "median",
+                    "null"] = "nonlocal_gaussian"
+
+
 class ModelConfig(Section):
+    """The architecture and its options; a checkpoint records them and rebuilds from them."""
+
     arch: str = "resnet_small"
+    norm: Literal["batch", "group"] = "batch"
+    groups: PositiveInt = 32  # GroupNorm groups (at most the channel count: gcd(groups, channels))
+    activation: str = "relu"  # relu | softplus | silu | gelu | elu | celu
+    softplus_beta: Annotated[float, Field(gt=0.0)] = 10.0
+    width: PositiveInt | None = None  # first-stage width of resnet20 / resnet_small (16 by default)
+    denoise: DenoiseConfig | None = None
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, name: str) -> str:
-        from pipeline.models import ARCHITECTURES
-
         return _known(name, ARCHITECTURES, "architecture")
+
+    @field_validator("activation")
+    @classmethod
+    def _known_activation(cls, name: str) -> str:
+        return _known(name, ACTIVATIONS, "activation")
+
+    def build_options(self) -> dict:
+        """Keyword arguments of ``build_model`` beyond the data's shape (defaults left out, so
+        the spec of a plain network stays what it always was)."""
+        opts = self.model_dump(exclude={"arch", "denoise"}, exclude_defaults=True)
+        return opts
+
+    def conversions(self) -> list[dict]:
+        """Blocks the architecture adds after building, as replayable conversions."""
+        return [{"kind": "denoise", **self.denoise.model_dump()}] if self.denoise else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,11 +116,22 @@ class AttackConfig(Section):
 class AugmentConfig(Section):
     crop_padding: Annotated[int, Field(ge=0)] = 0
     flip: bool = False
+    autoaugment: bool = False  # torchvision's AutoAugment with the CIFAR-10 policy, per image
 
 
 class TrainConfig(Section):
+    """One training run: the method, its options, and the loop's hyperparameters.
+
+    ``options`` are the method's own typed options (``pipeline/methods/NAME.py`` declares them);
+    after validation ``cfg.options`` is an instance of that schema, so a method reads
+    ``cfg.options.beta``. ``model`` is the architecture of a model trained from scratch (the
+    top-level ``model`` section when absent).
+    """
+
     method: str
+    options: Any = {}
     epochs: Annotated[int, Field(ge=0)]  # 0 saves the initialization (random filters for BN-only training)
+    model: ModelConfig | None = None
     batch_size: PositiveInt = 128
     lr: Annotated[float, Field(gt=0.0)] = 0.1
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
@@ -128,15 +150,24 @@ class TrainConfig(Section):
     @field_validator("method")
     @classmethod
     def _known_method(cls, name: str) -> str:
-        from pipeline.methods import METHODS
-
         return _known(name, METHODS, "method")
 
     @model_validator(mode="after")
-    def _attack_when_needed(self) -> TrainConfig:
-        from pipeline.methods import METHODS
-
-        if METHODS[self.method].adversarial and self.attack is None:
+    def _method_options_and_attack(self) -> TrainConfig:
+        method = METHODS[self.method]
+        raw = self.options.model_dump() if isinstance(self.options, Section) else self.options
+        if not isinstance(raw, dict):
+            raise ValueError(f"options: expected a mapping of {self.method!r} options, got {raw!r}")
+        try:
+            options = method.options.model_validate(raw)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+            got = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {first.get('input')!r})"
+            raise ValueError(f"options.{where}: {msg} for method {self.method!r}{got}") from None
+        object.__setattr__(self, "options", options)
+        if method.adversarial and self.attack is None:
             raise ValueError(f"attack: method {self.method!r} trains on attacks and needs an attack section")
         return self
 
@@ -145,10 +176,17 @@ Trainable = Literal["bn", "bn_stats", "bn_logits_conv1"]
 
 
 class FinetuneConfig(TrainConfig):
-    """Fine-tune a pretrained model, training only part of it (pipeline.methods.bn_finetune)."""
+    """Fine-tune an earlier model (pretrained or fine-tuned), training all of it or part of it
+    (``trainable``, pipeline.methods.bn_finetune). The architecture comes from the start model."""
 
-    start: str  # the pretrain model to start from
-    trainable: Trainable = "bn"  # bn: BN affine + stats; bn_stats: stats only; bn_logits_conv1: + fc + conv1
+    start: str  # the pretrain or finetune model to start from
+    trainable: Trainable | Literal["all"] = "bn"  # bn: BN affine + stats; bn_stats: stats only; + fc + conv1; all
+
+    @model_validator(mode="after")
+    def _no_architecture(self) -> FinetuneConfig:
+        if self.model is not None:
+            raise ValueError("model: a fine-tune takes its architecture from its start model")
+        return self
 
 
 class InterpolatePair(Section):
@@ -185,61 +223,22 @@ class AnalyzeBNConfig(Section):
 # evaluation, report, tracking
 
 
-At = Literal["grid", "threat"]  # run over the whole eps grid, or only at the threat eps
-
-
-class FGSMSpec(Section):
-    name: Literal["fgsm"]
-    at: At = "grid"
-
-
-class PGDSpec(Section):
-    name: Literal["pgd"]
-    at: At = "grid"
-    steps: PositiveInt = 20
-    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25  # step = rel_step_size * eps
-    restarts: PositiveInt = 1
-    random_start: bool = True
-    loss: Literal["ce", "margin"] = "ce"
-
-
-class CWSpec(Section):
-    """CW-L2 (Carlini and Wagner), its perturbation projected onto the L-inf ball of eps."""
-
-    name: Literal["cw"]
-    at: At = "threat"
-    steps: PositiveInt = 100
-    c_init: Annotated[float, Field(gt=0.0)] = 1.0
-    binary_steps: PositiveInt = 1
-    lr: Annotated[float, Field(gt=0.0)] = 0.01
-    kappa: Annotated[float, Field(ge=0.0)] = 0.0
-
-
-class DeepFoolSpec(Section):
-    """DeepFool (Moosavi-Dezfooli et al.), projected onto the L-inf ball of eps."""
-
-    name: Literal["deepfool"]
-    at: At = "threat"
-    steps: PositiveInt = 50
-    overshoot: Annotated[float, Field(ge=0.0)] = 0.02
-
-
-class AutoAttackSpec(Section):
-    name: Literal["autoattack"]
-    at: At = "threat"
-    version: Literal["standard", "plus", "rand"] = "standard"  # rand is used for randomized deployments
-
-
-AttackSpec = Annotated[FGSMSpec | PGDSpec | CWSpec | DeepFoolSpec | AutoAttackSpec, Field(discriminator="name")]
-
-
 class DeploymentConfig(Section):
     """How the evaluated model runs at inference (see pipeline.deploy)."""
 
-    mode: Literal["eval", "batch", "shaping"] = "eval"
+    mode: Literal["eval", "batch", "shaping"] | None = None  # None: each model's method's default
     n_ref: PositiveInt = 9  # shaping: clean training images grouped with each query
     fixed_references: bool = False  # shaping: one reference set known to the attacker
     eot: PositiveInt = 10  # gradient samples per step against a randomized deployment
+
+
+class ViewConfig(Section):
+    """A named way to deploy one model (a BN branch, a strength, another mode): evaluated like a
+    model, a row in the report and a run in MLflow."""
+
+    model: str
+    mode: Literal["eval", "batch", "shaping"] | None = None  # None: the model's default deployment
+    route: dict[str, float | int | list[float]] = {}  # e.g. {branch: 1}; a list gives one value per sample
 
 
 class ChecksConfig(Section):
@@ -265,12 +264,16 @@ class EvaluateConfig(Section):
     batch_size: PositiveInt = 500
     cascade: bool = True  # each attack runs only on the samples every earlier attack left standing
     deployment: DeploymentConfig = DeploymentConfig()
+    views: dict[str, ViewConfig] = {}  # more deployments of the models, each evaluated as its own row
     checks: ChecksConfig
+
+    @property
+    def targets(self) -> list[str]:
+        """What evaluation produces a results/NAME folder for: every model, then every view."""
+        return [*self.models, *self.views]
 
     @model_validator(mode="after")
     def _protocol_or_explicit(self) -> EvaluateConfig:
-        from pipeline.protocols import PROTOCOLS
-
         explicit = {k for k in ("eps", "threat_eps", "attacks") if getattr(self, k) is not None}
         if self.protocol == "custom":
             missing = {"eps", "threat_eps", "attacks"} - explicit
@@ -293,20 +296,14 @@ class EvaluateConfig(Section):
 
     @property
     def eps_grid(self) -> list[float]:
-        from pipeline.protocols import PROTOCOLS
-
         return list(self.eps) if self.protocol == "custom" else PROTOCOLS[self.protocol].eps
 
     @property
     def threat(self) -> float:
-        from pipeline.protocols import PROTOCOLS
-
         return self.threat_eps if self.protocol == "custom" else PROTOCOLS[self.protocol].threat_eps
 
     @property
     def attack_list(self) -> list:
-        from pipeline.protocols import PROTOCOLS
-
         return list(self.attacks or []) if self.protocol == "custom" else PROTOCOLS[self.protocol].attacks
 
 
@@ -318,7 +315,10 @@ class Params(Section):
     seed: Annotated[int, Field(ge=0)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig
-    model: ModelConfig
+    model: ModelConfig  # the default architecture of pretrain entries
+    # Shared training settings: entries inherit them with YAML's merge key (``<<: *train``), so
+    # DVC sees each entry's effective settings and reruns exactly the entries a change reaches.
+    train_defaults: dict[str, Any] | None = None
     pretrain: Annotated[dict[str, TrainConfig], Field(min_length=1)]
     finetune: dict[str, FinetuneConfig] = {}
     interpolate: InterpolateConfig | None = None
@@ -330,16 +330,39 @@ class Params(Section):
     def model_names(self) -> list[str]:
         return [*self.pretrain, *self.finetune]
 
+    def architecture(self, name: str) -> ModelConfig:
+        """The architecture a trained model ``name`` has (a fine-tune: its first ancestor's)."""
+        while name in self.finetune:
+            name = self.finetune[name].start
+        return self.pretrain[name].model or self.model
+
+    @field_validator("train_defaults")
+    @classmethod
+    def _defaults_are_train_settings(cls, value: dict | None) -> dict | None:
+        if value:  # each key must be a valid training setting on its own
+            TrainConfig.model_validate({"method": "standard", "epochs": 0, **value})
+        return value
+
     @model_validator(mode="after")
     def _referenced_models_exist(self) -> Params:
         clash = set(self.pretrain) & set(self.finetune)
         if clash:
             raise ValueError(f"finetune.{sorted(clash)[0]}: the name is already a pretrain model")
-        for name, cfg in self.finetune.items():
-            if cfg.start not in self.pretrain:
-                raise ValueError(f"finetune.{name}.start: no model named {cfg.start!r} in pretrain")
         known = set(self.model_names)
+        for name, cfg in self.finetune.items():
+            if cfg.start not in known:
+                raise ValueError(f"finetune.{name}.start: no model named {cfg.start!r} in pretrain or finetune")
+            seen, cur = {name}, cfg.start
+            while cur in self.finetune:
+                if cur in seen:
+                    raise ValueError(f"finetune.{name}.start: the chain of start models loops back to {cur!r}")
+                seen.add(cur)
+                cur = self.finetune[cur].start
+            if cfg.trainable != "all" and self.architecture(name).norm != "batch":
+                raise ValueError(f"finetune.{name}.trainable: {cfg.trainable!r} selects BatchNorm layers, but "
+                                 f"{cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
         refs = [(f"evaluate.models.{i}", n) for i, n in enumerate(self.evaluate.models)]
+        refs += [(f"evaluate.views.{v}.model", view.model) for v, view in self.evaluate.views.items()]
         refs.append(("evaluate.checks.surrogate", self.evaluate.checks.surrogate))
         for section in ("interpolate", "analyze_bn"):
             cfg = getattr(self, section)
@@ -351,6 +374,9 @@ class Params(Section):
         for path, name in refs:
             if name not in known:
                 raise ValueError(f"{path}: no model named {name!r} in pretrain or finetune")
+        taken = set(self.evaluate.views) & known
+        if taken:
+            raise ValueError(f"evaluate.views.{sorted(taken)[0]}: the name is already a model")
         return self
 
 

@@ -69,9 +69,18 @@ def upstream_stages(project_dir: str | Path, targets: list[str]) -> dict[str, se
         return {t: {s.name for s in nx.descendants(graph, by_name[t]) if s.cmd} | {t} for t in targets}
 
 
+def evaluation_stage(project_dir: str | Path, name: str) -> str:
+    """The DVC stage that evaluates ``name``: ``view@NAME`` for a view of evaluate.views, else
+    ``evaluate@NAME``. Both write results/NAME/, so sweeps read views like models."""
+    import yaml
+
+    raw = yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}
+    return f"view@{name}" if name in ((raw.get("evaluate") or {}).get("views") or {}) else f"evaluate@{name}"
+
+
 def shared_stages(project_dir: str | Path, methods: list[str]) -> list[str]:
     """Stages that the evaluations of two or more of the methods need, dependencies first."""
-    needs = upstream_stages(project_dir, [f"evaluate@{m}" for m in methods])
+    needs = upstream_stages(project_dir, [evaluation_stage(project_dir, m) for m in methods])
     counts: dict[str, int] = {}
     for stages in needs.values():
         for stage in stages:
@@ -275,9 +284,10 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
             node = node[part]
         node[last] = value
     params = parse_params(raw, "params.yaml with the sweep overrides")
-    unknown = [m for m in methods if m not in params.evaluate.models]
+    unknown = [m for m in methods if m not in params.evaluate.targets]
     if unknown:
-        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models {params.evaluate.models}")
+        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models or evaluate.views "
+                          f"{params.evaluate.targets}")
 
 
 def reset_to_head(project_dir: str | Path) -> None:
@@ -319,7 +329,7 @@ def experiment(method: str | None, seed: int, overrides: dict[str, Any] | None =
     if (method is None) == (stages is None):
         raise ValueError("experiment: give either a method or the stages to build")
     project_dir = str(Path(project_dir).resolve())
-    targets = stages or [f"evaluate@{method}"]
+    targets = stages or [evaluation_stage(project_dir, method)]
     kind, name = ("experiment", f"{method}/seed={seed}") if method else ("upstream", f"upstream/seed={seed}")
     with checkout_lock(project_dir):
         run_id = open_run(project_dir, mlflow_experiment, name,

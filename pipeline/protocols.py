@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.config import AutoAttackSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
+from pipeline.attacks.specs import AutoAttackSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
 
 
 @dataclass(frozen=True)

@@ -37,8 +37,18 @@ class NonFiniteLossError(RuntimeError):
 # batches
 
 
+def autoaugment(x: torch.Tensor) -> torch.Tensor:
+    """torchvision's AutoAugment (CIFAR-10 policy) drawn per image of a uint8 batch; its random
+    draws come from torch's global generator, which the training checkpoint saves."""
+    from torchvision.transforms import AutoAugment, AutoAugmentPolicy
+
+    policy = AutoAugment(AutoAugmentPolicy.CIFAR10)
+    return torch.stack([policy(img) for img in x])
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
-    """Random crop from a zero-padded image and random horizontal flip, batched on the device."""
+    """Random crop from a zero-padded image and random horizontal flip, batched on the device;
+    then AutoAugment per image if asked."""
     n, _, h, w = x.shape
     p = cfg.crop_padding
     if p:
@@ -52,6 +62,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     if cfg.flip:
         flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    if cfg.autoaugment:
+        x = autoaugment(x)
     return x
 
 
@@ -154,6 +166,7 @@ def train(
     params: Callable[[nn.Module], list[nn.Parameter]] | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    desc: str | None = None,
 ) -> list[dict]:
     """Train ``model`` in place on ``splits`` (already on the device); return per-epoch metrics.
 
@@ -189,7 +202,7 @@ def train(
 
     autocast = autocast_for(cfg, device)
     forward = accelerated(model, cfg)
-    bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=cfg.method, unit="step",
+    bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=desc or cfg.method, unit="step",
                disable=not progress)
     with training_mode(model, True):
         for epoch in range(start_epoch, cfg.epochs):

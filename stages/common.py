@@ -15,7 +15,7 @@ import torch
 from pipeline.config import ConfigError, Params, load_params
 from pipeline.data import DataError
 from pipeline.io import CheckpointError
-from pipeline.models import load_model
+from pipeline.spec import load_model
 from pipeline.train import NonFiniteLossError
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")

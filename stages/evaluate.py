@@ -1,6 +1,12 @@
-"""evaluate NAME: the attack suite and the gradient-masking checks against models/NAME as deployed."""
+"""evaluate NAME: the attack suite and the gradient-masking checks against a model as deployed.
+
+NAME is a model (deployed as its method says, unless ``evaluate.deployment.mode`` is set) or a view
+of ``evaluate.views`` (a model with another mode or norm route). Both write results/NAME/.
+"""
 
 from pathlib import Path
+
+import torch
 
 from pipeline.analysis.plots import accuracy_vs_eps
 from pipeline.config import PGDSpec
@@ -9,37 +15,57 @@ from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.masking import masking_checks
+from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
 from stages.common import run, start, trained_model
 
 
-def deploy(model, cfg, splits, device, seed: int) -> Deployed:
+def deployment_of(name: str, cfg, spec: dict) -> dict:
+    """Mode and route of ``name``: the model's default (its method's), then ``evaluate.deployment``,
+    then the view's own settings."""
+    d = default_deployment(spec)
+    if cfg.deployment.mode:
+        d["mode"] = cfg.deployment.mode
+    view = cfg.views.get(name)
+    if view is not None:
+        d["mode"] = view.mode or d["mode"]
+        if view.route:
+            d["route"] = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in view.route.items()}
+    return d
+
+
+def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
     d = cfg.deployment
-    refs = to_float(splits.x_train).to(device) if d.mode == "shaping" else None
-    return Deployed(model, d.mode, references=refs, n_ref=d.n_ref, fixed_references=d.fixed_references, seed=seed)
+    mode = how.get("mode", "eval")
+    refs = to_float(splits.x_train).to(device) if mode == "shaping" else None
+    return Deployed(model, mode, route=how.get("route"), references=refs, n_ref=d.n_ref,
+                    fixed_references=d.fixed_references, seed=seed)
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: p.evaluate.models, "evaluated model name")
+    params, name, device = start(argv, lambda p: p.evaluate.targets, "evaluated model or view name")
     cfg = params.evaluate
-    model, spec = trained_model(name, device)
+    model_name = cfg.views[name].model if name in cfg.views else name
+    model, spec = trained_model(model_name, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    deployed = deploy(model, cfg, splits, device, params.seed)
+    deployed = deploy(model, cfg, splits, device, params.seed, deployment_of(name, cfg, spec))
 
-    section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k != "models"}, "model": name,
+    section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k not in ("models", "views")},
+               "model": model_name, "view": cfg.views[name].model_dump() if name in cfg.views else None,
                "protocol_eps": cfg.eps_grid, "protocol_attacks": [a.name for a in cfg.attack_list]}
     out = Path("results") / name
     with StageRun(f"evaluate@{name}", params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
         result = evaluate(deployed, x, y, cfg, seed=params.seed)
         metrics = result.headline()
-        metrics["deployment"] = cfg.deployment.mode
+        metrics["deployment"] = deployed.mode
+        metrics["model"] = model_name
         if cfg.checks.enabled:
             surrogate = None
-            if cfg.checks.surrogate and cfg.checks.surrogate != name:
+            if cfg.checks.surrogate and cfg.checks.surrogate != model_name:
                 sur_model, _ = trained_model(cfg.checks.surrogate, device)
                 surrogate = Deployed(sur_model)
             pgd_spec = next((a for a in cfg.attack_list if a.name == "pgd"), None)
@@ -56,7 +82,7 @@ def main(argv: list[str]) -> None:
                                              "samples_attacked": {f"{a}@{e:.4f}": k for (a, e), k in result.ran_on.items()}})
             write_csv(tmp / "accuracy.csv", rows)
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
-            accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {cfg.deployment.mode})")
+            accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
             tracker.write_ref(tmp)
         tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
         tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})

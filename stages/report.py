@@ -11,9 +11,10 @@ from stages.common import load, run
 
 def main(argv: list[str]) -> None:
     params = load()
-    results = load_results(params.evaluate.models)
+    results = load_results(params.evaluate.targets,
+                           model_of={v: view.model for v, view in params.evaluate.views.items()})
     out = Path("reports")
-    with StageRun("report", params.tracking.experiment, {"models": params.evaluate.models}) as tracker:
+    with StageRun("report", params.tracking.experiment, {"models": params.evaluate.targets}) as tracker:
         markdown, summary, curve_rows = build_report(results, params)
         markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
@@ -21,7 +22,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "summary.json", summary)
             write_csv(tmp / "pgd_accuracy.csv", curve_rows)
             curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
-                      for name in params.evaluate.models}
+                      for name in params.evaluate.targets}
             accuracy_vs_eps(curves, tmp / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
         tracker.log_artifacts(out)

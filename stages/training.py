@@ -11,11 +11,23 @@ from torch import nn
 from pipeline.config import Params, TrainConfig
 from pipeline.data import Splits
 from pipeline.io import atomic_dir, fingerprint, write_csv, write_json
-from pipeline.models import save_model
+from pipeline.methods import METHODS
+from pipeline.spec import save_model
 from pipeline.tracking import StageRun
 from pipeline.train import clean_accuracy, train
 
 CHECKPOINTS = Path("checkpoints")  # resumable state, outside DVC's outs so a killed run keeps it
+
+
+def with_step(spec: dict, stage: str, cfg: TrainConfig) -> dict:
+    """``spec`` with this training step appended: its method, options and trained parameters;
+    the method's deployment becomes the model's default when it declares one."""
+    method = METHODS[cfg.method]
+    step = {"stage": stage, "method": cfg.method, "options": cfg.options.model_dump(),
+            "trainable": getattr(cfg, "trainable", "all")}
+    deployment = method.deployment if method.deployment != {"mode": "eval"} else spec.get("deployment")
+    return {**spec, "steps": [*spec.get("steps", []), step], "method": cfg.method,
+            "deployment": deployment or {"mode": "eval"}}
 
 
 def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: TrainConfig, params: Params,
@@ -26,7 +38,7 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
     with StageRun(f"{stage}@{name}", params.tracking.experiment, section,
                   tags={"method": cfg.method, "device": str(splits.x_train.device)}) as tracker:
         history = train(model, splits, cfg, seed=params.seed, checkpoint=checkpoint,
-                        fingerprint=fingerprint(section), params=trainable,
+                        fingerprint=fingerprint(section), params=trainable, desc=f"{stage}@{name}",
                         on_epoch=lambda row: tracker.log_metrics(row, step=row["epoch"]))
         if history:
             last = history[-1]
@@ -38,7 +50,7 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
         for p in model.parameters():
             p.requires_grad_(True)
         with atomic_dir(out) as tmp:
-            save_model(tmp / "model.pt", model, **spec, method=cfg.method)
+            save_model(tmp / "model.pt", model, with_step(spec, f"{stage}@{name}", cfg))
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
             tracker.write_ref(tmp)

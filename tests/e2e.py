@@ -106,6 +106,7 @@ def sweep_params(base: dict) -> dict:
     raw["analyze_bn"] = {**base["analyze_bn"], "pairs": {}}
     ev = dict(base["evaluate"])
     ev["models"] = ["standard", "adversarial"]
+    ev["views"] = {}
     ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
     raw["evaluate"] = ev
     return raw

@@ -7,9 +7,8 @@ import torch
 
 from pipeline.config import DataConfig, load_params
 from pipeline.data import Splits, channel_stats, prepare
-from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
-from pipeline.models import build_model
+from pipeline.spec import build_from_spec, spec_for_training
 from pipeline.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,16 +24,22 @@ def cifar_splits(cifar_mini):
                   tuple(map(float, mean)), tuple(map(float, std)))
 
 
-def _fresh_model(params, splits):
+def _fresh_model(params, name, splits):
+    """The network of ``name`` as its training stage builds it (a fine-tune: its start's)."""
     torch.manual_seed(0)
-    return build_model(params.model.arch, num_classes=10, in_channels=3, mean=splits.mean, std=splits.std)
+    root = name
+    while root in params.finetune:
+        root = params.finetune[root].start
+    spec = spec_for_training(params.architecture(name), params.pretrain[root], num_classes=10, in_channels=3,
+                             mean=splits.mean, std=splits.std)
+    return build_from_spec(spec)
 
 
 @pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.name)
 def test_first_training_step_of_each_model_runs(path, cifar_splits):
     params = load_params(path)
     for name, cfg in params.pretrain.items():
-        model = METHODS[cfg.method].convert(_fresh_model(params, cifar_splits), cfg)
+        model = _fresh_model(params, name, cifar_splits)
         before = model.fc.weight.detach().clone()
         history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1)
         if cfg.epochs == 0:  # an initialization only (random filters for BN-only training)
@@ -48,7 +53,7 @@ def test_first_training_step_of_each_model_runs(path, cifar_splits):
 def test_first_step_of_each_finetuning_runs(path, cifar_splits):
     params = load_params(path)
     for name, cfg in params.finetune.items():
-        model = _fresh_model(params, cifar_splits)
+        model = _fresh_model(params, name, cifar_splits)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         history = train(model, cifar_splits, cfg, seed=0, progress=False, max_steps=1,
                         params=lambda m: freeze_all_but(m, cfg.trainable))

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in RAW["pretrain"]} | {f"finetune@{n}" for n in RAW["finetune"]}
           | {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {f"interpolate@{n}" for n in RAW["interpolate"]["pairs"]}
-          | {f"analyze_bn@{n}" for n in RAW["analyze_bn"]["pairs"]})
+          | {f"analyze_bn@{n}" for n in RAW["analyze_bn"]["pairs"]} | {f"view@{n}" for n in RAW["evaluate"]["views"]})
+EVALUATIONS = {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {f"view@{n}" for n in RAW["evaluate"]["views"]}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def test_second_repro_reruns_nothing(project):
 def test_each_stage_records_its_mlflow_run(project):
     refs = [project / "data/fetch/mlflow_run.json", project / "reports/mlflow_run.json"]
     refs += [project / "models" / n / "mlflow_run.json" for n in [*RAW["pretrain"], *RAW["finetune"]]]
-    refs += [project / "results" / n / "mlflow_run.json" for n in RAW["evaluate"]["models"]]
+    refs += [project / "results" / n / "mlflow_run.json" for n in [*RAW["evaluate"]["models"], *RAW["evaluate"]["views"]]]
     refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
              for n in RAW[kind]["pairs"]]
     stages = {json.loads(r.read_text())["stage"] for r in refs}
@@ -86,7 +87,7 @@ def test_changing_the_eps_grid_reruns_only_evaluation_and_report(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["eps"] = params["evaluate"]["eps"] + [0.25]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _stale(project) == {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {"report"}
+    assert _stale(project) == EVALUATIONS | {"report"}
     models = {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in ("standard", "adversarial")}
     out = sh(["dvc", "repro"], project).stdout
     for kind in ("fetch", "pretrain", "finetune", "interpolate", "analyze_bn"):
@@ -104,6 +105,14 @@ def test_changing_a_finetuning_reruns_it_and_what_follows_never_pretraining(proj
     ran = set(re.findall(r"Running stage '([^']+)'", out))
     assert ran == {"finetune@bn_params", "evaluate@bn_params", "interpolate@standard_to_bn_params",
                    "analyze_bn@normal_vs_bn_params", "report"}, ran
+
+
+def test_a_view_is_a_row_of_its_own_with_its_route(project):
+    aux = json.loads((project / "results" / "advprop_aux" / "metrics.json").read_text())
+    main = json.loads((project / "results" / "advprop" / "metrics.json").read_text())
+    assert aux["model"] == main["model"] == "advprop"
+    report = (project / "reports" / "report.md").read_text()
+    assert "| advprop_aux | view of advprop: branch 1 |" in report
 
 
 def test_report_has_the_papers_tables(project):

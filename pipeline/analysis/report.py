@@ -31,7 +31,9 @@ def run_link(ref: dict | None) -> str:
     return f"[{ref['run_id'][:8]}]({base}/#/experiments/{ref.get('experiment_id')}/runs/{ref['run_id']})"
 
 
-def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
+def load_results(names: list[str], root: Path = Path("."), model_of: dict[str, str] | None = None) -> list[ModelResult]:
+    """Each name's evaluation; ``model_of`` maps a view to the model whose training metrics it shows."""
+    model_of = model_of or {}
     out = []
     for name in names:
         res = root / "results" / name
@@ -39,7 +41,7 @@ def load_results(names: list[str], root: Path = Path(".")) -> list[ModelResult]:
             curve = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
         ref = res / "mlflow_run.json"
         out.append(ModelResult(name, read_json(res / "metrics.json"), curve,
-                               read_json(root / "models" / name / "metrics.json"),
+                               read_json(root / "models" / model_of.get(name, name) / "metrics.json"),
                                read_json(ref) if ref.exists() else None))
     return out
 
@@ -52,11 +54,26 @@ def _eps(e: float) -> str:
     return f"{e * 255:.3g}/255"
 
 
+def _options(cfg) -> str:
+    opts = cfg.options.model_dump()
+    return f" ({', '.join(f'{k} {v:g}' if isinstance(v, float) else f'{k} {v}' for k, v in opts.items())})" if opts else ""
+
+
 def _method(params: Params, name: str) -> str:
+    """How a row was made: the method (with its options), what a fine-tune trained, or the view."""
+    view = params.evaluate.views.get(name)
+    if view is not None:
+        how = [f"mode {view.mode}"] if view.mode else []
+        how += [f"{k} {v}" for k, v in view.route.items()]
+        return f"view of {view.model}: {', '.join(how) or 'its default deployment'}"
     if name in params.finetune:
         ft = params.finetune[name]
-        return f"{ft.method} on {ft.trainable} from {ft.start}"
-    return params.pretrain[name].method
+        return f"{ft.method}{_options(ft)} on {ft.trainable} from {ft.start}"
+    cfg = params.pretrain[name]
+    arch = cfg.model or params.model
+    extra = "" if arch == params.model else f" on {arch.arch}" + "".join(
+        f", {k} {v}" for k, v in arch.model_dump(exclude={"arch"}, exclude_defaults=True).items())
+    return f"{cfg.method}{_options(cfg)}{extra}"
 
 
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-L2", "deepfool": "DeepFool", "autoattack": "AutoAttack"}
@@ -84,8 +101,8 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
     lines = [
         "# Robustness report",
         "",
-        f"Dataset `{params.data.dataset}`, architecture `{params.model.arch}`, deployment "
-        f"`{cfg.deployment.mode}`, protocol `{cfg.protocol}`, L-inf threat eps {_eps(cfg.threat)} "
+        f"Dataset `{params.data.dataset}`, architecture `{params.model.arch}` unless a row says otherwise, "
+        f"deployment `{cfg.deployment.mode or 'each model as its method deploys it'}`, protocol `{cfg.protocol}`, L-inf threat eps {_eps(cfg.threat)} "
         f"({cfg.threat:.4f}). Accuracies in % on {results[0].metrics['n_samples'] if results else 0} test images.",
         "",
         "Attacks: " + "; ".join(desc) + ". " + cascade_note,
@@ -155,7 +172,7 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
     from pipeline.analysis import paper_numbers as paper
 
     ours = f"ours: `{params.data.dataset}`, `{params.model.arch}`, worst case over the suite at eps {cfg_eps(params)}"
-    evaluated = set(params.evaluate.models)
+    evaluated = set(params.evaluate.targets)
 
     def result(name: str) -> dict | None:
         path = root / "results" / name / "metrics.json"

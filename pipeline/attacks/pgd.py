@@ -4,6 +4,8 @@ Attacks"), used by training and by evaluation.
 - ``loss``: "ce" (cross-entropy), "margin" (the CW margin, max_{j != y} z_j - z_y), or any
   callable ``(logits, y) -> per-sample loss`` to maximize.
 - ``eps`` is a float or a per-sample tensor; ``steps=1, step_size=eps, random_start=False`` is FGSM.
+- ``init``: a starting perturbation (e.g. TRADES' small Gaussian noise) instead of the random start;
+  it is clipped into the eps ball and [0, 1] like every step.
 - ``restarts`` keep, per sample, the first restart that fools the model (or the last one).
 - ``early_stop`` (evaluation): a sample stops being attacked once it is misclassified, and each
   step computes only the samples still standing. Not allowed for batch-dependent deployments,
@@ -75,6 +77,7 @@ def pgd(
     momentum: float = 0.0,
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eot: int = 1,
+    init: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarial examples for ``f`` within ``eps`` of ``x`` (L-inf) and inside [0, 1]."""
     if early_stop and getattr(f, "batch_dependent", False):
@@ -94,9 +97,11 @@ def pgd(
         if len(idx) == 0:
             break
         delta = torch.zeros_like(x[idx])
-        if random_start:
+        if init is not None:
+            delta = init.to(x)[idx].clamp(-eps_t[idx], eps_t[idx])
+        elif random_start:
             delta = (torch.rand_like(delta) * 2 - 1) * eps_t[idx]
-            delta = (x[idx] + delta).clamp(0, 1) - x[idx]
+        delta = (x[idx] + delta).clamp(0, 1) - x[idx]
         g = None  # MI-FGSM's accumulated direction, reset per restart
         for _ in range(steps):
             xs = (x[idx] + delta).requires_grad_(True)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.norms import batch_norms
+from pipeline.norms import require_batch_norms
 
 
 def bn_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for _, m in batch_norms(model) for p in (m.weight, m.bias) if p is not None]
+    """Affine parameters of every BN (a routed norm's branches included); a model without BN is
+    an error, never an empty selection that trains nothing."""
+    return [p for _, m in require_batch_norms(model, "BN fine-tuning") for p in (m.weight, m.bias) if p is not None]
 
 
 def trainable_parameters(model: nn.Module, trainable: str) -> list[nn.Parameter]:

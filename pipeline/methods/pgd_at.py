@@ -11,4 +11,4 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(F.cross_entropy(logits, y), logits, y)
 
 
-PGD_AT = Method("pgd_at", adversarial=True, batch_loss=_loss)
+PGD_AT = Method("pgd_at", _loss, adversarial=True)

@@ -10,4 +10,4 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(F.cross_entropy(logits, y), logits, y)
 
 
-STANDARD = Method("standard", adversarial=False, batch_loss=_loss)
+STANDARD = Method("standard", _loss)

@@ -1,0 +1,113 @@
+"""The base losses (TRADES, MART, IAT) and AdvProp: each loss's defining property on a fixed batch."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pipeline.config import TrainConfig
+from pipeline.methods import METHODS
+from pipeline.methods.mart import mart_weights
+from pipeline.methods.trades import kl_to_clean
+from pipeline.norms import MultiBatchNorm, batch_norms, convert_norms, replay
+
+ATTACK = {"eps": 0.1, "step_size": 0.025, "steps": 5}
+
+
+def _cfg(method, **options):
+    return TrainConfig(method=method, epochs=1, options=options, attack=ATTACK if METHODS[method].adversarial else None)
+
+
+@pytest.fixture
+def batch(digits):
+    return digits.x_train[:64].float() / 255, digits.y_train[:64]
+
+
+def test_trades_with_beta_zero_is_clean_cross_entropy(digits_model, batch):
+    x, y = batch
+    model = copy.deepcopy(digits_model).eval()
+    out = METHODS["trades"].batch_loss(model, x, y, _cfg("trades", beta=0.0))
+    assert torch.allclose(out.loss, F.cross_entropy(model(x), y), atol=1e-6)
+
+
+def test_trades_attack_maximizes_kl_to_the_clean_prediction_not_ce(digits_model, batch, monkeypatch):
+    import pipeline.methods.base as base
+
+    x, y = batch
+    model = copy.deepcopy(digits_model).eval()
+    seen = {}
+    real_pgd = base.pgd
+
+    def spy(f, x, targets, **kw):
+        seen.update(loss=kw["loss"], targets=targets)
+        return real_pgd(f, x, targets, **kw)
+
+    monkeypatch.setattr(base, "pgd", spy)
+    from pipeline.methods.trades import trades_attack
+
+    torch.manual_seed(0)
+    x_adv = trades_attack(model, x, y, _cfg("trades"))
+    assert seen["loss"] is kl_to_clean
+    assert seen["targets"].shape == (64, 10) and torch.allclose(seen["targets"].sum(1), torch.ones(64))
+    with torch.no_grad():
+        p = F.softmax(model(x), 1)
+        kl_adv = kl_to_clean(model(x_adv), p).mean()
+        kl_noise = kl_to_clean(model((x + 0.001 * torch.randn_like(x)).clamp(0, 1)), p).mean()
+    assert kl_adv > 10 * kl_noise
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+
+
+def test_mart_weights_are_one_minus_the_true_class_probability():
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
+    y = torch.tensor([0, 2])
+    p = F.softmax(logits, 1)
+    assert torch.allclose(mart_weights(logits, y), torch.stack([1 - p[0, 0], 1 - p[1, 2]]), atol=1e-6)
+
+
+@pytest.mark.parametrize("method, options", [("trades", {}), ("mart", {}), ("iat", {}), ("advprop", {})])
+def test_each_loss_decreases_on_a_fixed_batch(digits_model, batch, method, options):
+    x, y = batch
+    torch.manual_seed(0)
+    cfg = _cfg(method, **options)
+    model = replay(copy.deepcopy(digits_model), METHODS[method].conversions(cfg)).train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        torch.manual_seed(1)  # the same attack start and mixup draw every step: a fixed objective
+        out = METHODS[method].batch_loss(model, x, y, cfg)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_advprop_sends_clean_through_the_main_bn_and_adversarial_through_the_auxiliary(digits_model, batch):
+    x, y = batch
+    model = convert_norms(copy.deepcopy(digits_model), "multi", k=2).train()
+    seen = {0: [], 1: []}
+    for norm in (m for m in model.modules() if isinstance(m, MultiBatchNorm)):
+        for b, bn in enumerate(norm.branches):
+            bn.register_forward_hook(lambda mod, inp, out, b=b: seen[b].append(inp[0].shape[0]))
+    stats = [bn.running_mean.clone() for _, bn in batch_norms(model)]
+    first = next(m for m in model.modules() if isinstance(m, MultiBatchNorm))
+    calls = []  # (branch routed, network input) of every forward
+    model.normalize.register_forward_pre_hook(
+        lambda mod, inp: calls.append((first.route.get("branch", 0), inp[0].detach().clone())))
+
+    from pipeline.methods.base import craft
+
+    cfg = _cfg("advprop")
+    torch.manual_seed(0)
+    craft(model, x, y, cfg, route={"branch": 1})  # what the loss does first: crafting alone
+    assert all(torch.equal(a, bn.running_mean) for a, (_, bn) in zip(stats, batch_norms(model)))
+    assert len(seen[0]) == 0 and len(seen[1]) == 9 * 5  # 9 BNs x 5 attack steps, all auxiliary
+    seen[0].clear(), seen[1].clear()
+    torch.manual_seed(0)
+    METHODS["advprop"].batch_loss(model, x, y, cfg)
+    assert seen[0] == [64] * 9  # one clean forward through the main BNs
+    assert seen[1] == [64] * 9 * 6  # 5 crafting steps and one training forward through the auxiliary BNs
+    main = [inp for branch, inp in calls if branch == 0]
+    assert len(main) == 1 and torch.equal(main[0], x)  # the clean batch, unperturbed, through the main BN
+    assert all(not torch.equal(inp, x) for branch, inp in calls if branch == 1)
