@@ -230,6 +230,7 @@ class DeploymentConfig(Section):
     n_ref: PositiveInt = 9  # shaping: clean training images grouped with each query
     fixed_references: bool = False  # shaping: one reference set known to the attacker
     eot: PositiveInt = 10  # gradient samples per step against a randomized deployment
+    batch_size: PositiveInt = 100  # batch-dependent deployments (batch statistics) see batches of this size
 
 
 class ViewConfig(Section):
@@ -249,7 +250,8 @@ class ChecksConfig(Section):
     tolerance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.03  # accuracy gap that counts as a flag
     large_eps: Eps = 0.5  # PGD at this eps should bring accuracy near zero ...
     large_eps_max_acc: Annotated[float, Field(ge=0.0, le=1.0)] = 0.1  # ... i.e. at most this
-    more_steps_factor: PositiveInt = 4  # PGD with this many times the steps and 2 restarts
+    more_steps_factor: PositiveInt = 4  # PGD with this many times the steps (same step size) and 2 restarts
+    autoattack_gap: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05  # AutoAttack this far below PGD flags a weak PGD
     square_queries: PositiveInt = 1000  # Square Attack, the black-box check
     surrogate: str  # a pretrained model to craft transfer attacks on (DI2-FGSM); skipped for itself
 

@@ -26,6 +26,17 @@ from pipeline.config import EvaluateConfig
 from pipeline.deploy import Deployed
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (95% by default): on 200 test images a 3-point
+    difference between two models is inside the noise."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 @dataclass
 class EvalResult:
     n: int
@@ -47,6 +58,9 @@ class EvalResult:
             if eps == t:
                 out[attack] = ok.float().mean().item()
         out["worst_case"] = self.worst[t].float().mean().item()
+        counts = {"clean": self.clean, "worst_case": self.worst[t],
+                  **{a: ok for (a, eps), ok in self.robust.items() if eps == t}}
+        out["ci95"] = {k: [round(v, 4) for v in wilson(int(ok.sum()), self.n)] for k, ok in counts.items()}
         return out
 
     def curve_rows(self) -> list[dict[str, float]]:
@@ -61,8 +75,10 @@ def _seed_for(seed: int, attack: str, eps: float) -> int:
     return zlib.crc32(f"{seed}/{attack}/{eps:.8f}".encode())
 
 
-def attack_fn(spec, deployed: Deployed, eot: int) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
-    """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``."""
+def attack_fn(spec, deployed: Deployed, eot: int,
+              flags: list[str] | None = None) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+    """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``. AutoAttack's
+    own warnings about the model (randomness, output range, zero gradients) go to ``flags``."""
     name = spec.name
     if name == "fgsm":
         return lambda x, y, eps: fgsm(deployed, x, y, eps=eps)
@@ -78,14 +94,20 @@ def attack_fn(spec, deployed: Deployed, eot: int) -> Callable[[torch.Tensor, tor
         return lambda x, y, eps: deepfool(deployed, x, y, eps=eps, max_iter=spec.steps, overshoot=spec.overshoot)
     if name == "autoattack":
         version = "rand" if deployed.randomized else spec.version
-        return lambda x, y, eps: autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x)).x_adv
+
+        def run(x, y, eps):
+            res = autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x))
+            if flags is not None:
+                flags.extend(m for m in res.flags if m not in flags)
+            return res.x_adv
+        return run
     raise ValueError(f"unknown attack {name!r}")
 
 
 @torch.no_grad()
 def correct(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> torch.Tensor:
-    if deployed.batch_dependent:
-        return deployed(x).argmax(1) == y
+    """Per-sample correctness, in batches of ``batch_size`` (for a batch-dependent deployment the
+    batches it is deployed on: each sample is normalized with the rest of its batch)."""
     return torch.cat([deployed(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]
                       for i in range(0, len(x), batch_size)])
 
@@ -94,12 +116,13 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
              cascade: bool | None = None, progress: bool = True) -> EvalResult:
     """Clean accuracy and every attack of ``cfg`` on ``x`` (float in [0, 1]) and ``y``.
 
-    Batch-dependent deployments are attacked as one batch and never in subsets (no early exit,
+    Batch-dependent deployments run on consecutive batches of ``cfg.deployment.batch_size`` (the
+    norm-shaping paper's 100) and are attacked batch by batch, never in subsets (no early exit,
     no cascade): a subset would be a different function.
     """
     cascade = cfg.cascade if cascade is None else cascade
     cascade = cascade and not deployed.batch_dependent
-    bs = len(x) if deployed.batch_dependent else cfg.batch_size
+    bs = cfg.deployment.batch_size if deployed.batch_dependent else cfg.batch_size
     clean = correct(deployed, x, y, bs)
     result = EvalResult(n=len(x), threat_eps=cfg.threat, clean=clean)
     grid = cfg.eps_grid
@@ -116,9 +139,11 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
         standing = result.worst[eps] if (cascade and spec.at == "threat") else clean
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
         if eps > 0 and standing.any():
-            run = attack_fn(spec, deployed, cfg.deployment.eot)
-            if deployed.batch_dependent:  # the whole batch or it is another function
-                ok = correct(deployed, run(x, y, eps), y, bs) & standing
+            run = attack_fn(spec, deployed, cfg.deployment.eot, result.autoattack_flags)
+            if deployed.batch_dependent:  # whole deployment batches or it is another function
+                for i in range(0, len(x), bs):
+                    part = slice(i, i + bs)
+                    ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs) & standing[part]
             else:
                 for part in standing.nonzero().squeeze(1).split(bs):
                     ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)

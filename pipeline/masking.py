@@ -6,12 +6,15 @@ Each check compares two accuracies at the threat eps on the same samples; a gap 
 ``tolerance`` raises a flag, and any flag marks the model "suspect":
 
 - single-step beats multi-step: FGSM accuracy below PGD accuracy;
-- more effort helps the model: PGD with more steps and restarts gives higher accuracy;
+- more effort helps the model: PGD with more steps (same step size) and restarts gives higher
+  accuracy;
 - black-box beats white-box: Square Attack (no gradients) below PGD;
 - transfer beats white-box: examples crafted on a surrogate model below PGD;
 - unbounded attack fails: PGD at a large eps leaves accuracy well above zero;
 - vanishing gradients: most input gradients of the loss are exactly zero;
-- AutoAttack's own warnings (randomness, dynamic defense, output range).
+- AutoAttack's own warnings (randomness, dynamic defense, output range);
+- AutoAttack far below PGD in the suite: the suite's PGD is weak on this model, so PGD-only
+  figures of it (the grid, interpolations) overstate its robustness.
 """
 
 from __future__ import annotations
@@ -37,15 +40,16 @@ def zero_gradient_fraction(deployed: Deployed, x: torch.Tensor, y: torch.Tensor)
 
 def masking_checks(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, *, eps: float, cfg: ChecksConfig,
                    pgd_spec: PGDSpec, surrogate: Deployed | None = None, eot: int = 1,
-                   autoattack_flags: list[str] | None = None, seed: int = 0) -> dict:
-    """Run the checks on ``x, y`` (already cut to ``cfg.n_samples``); returns accuracies and flags."""
+                   autoattack_flags: list[str] | None = None, suite: dict | None = None, seed: int = 0) -> dict:
+    """Run the checks on ``x, y`` (cut to ``cfg.n_samples``); returns accuracies and flags.
+    ``suite`` is the evaluation's headline (its PGD and AutoAttack accuracies at the threat eps)."""
     x, y = x[:cfg.n_samples], y[:cfg.n_samples]
     eot = eot if deployed.randomized else 1
     early = not deployed.batch_dependent and not deployed.randomized
 
     def run_pgd(e: float, steps: int, restarts: int) -> float:
         torch.manual_seed(seed)
-        x_adv = pgd(deployed, x, y, eps=e, step_size=pgd_spec.rel_step_size * e * pgd_spec.steps / steps,
+        x_adv = pgd(deployed, x, y, eps=e, step_size=pgd_spec.rel_step_size * e,
                     steps=steps, restarts=restarts, random_start=True, loss=pgd_spec.loss,
                     early_stop=early, eot=eot)
         return _acc(deployed, x_adv, y)
@@ -78,6 +82,12 @@ def masking_checks(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, *, eps:
                      f"(> {cfg.large_eps_max_acc:g})")
     if out["zero_gradient_fraction"] > 0.5:
         flags.append(f"input gradients are exactly zero for {out['zero_gradient_fraction']:.0%} of samples")
+    if suite and "pgd" in suite and "autoattack" in suite:
+        gap = suite["pgd"] - suite["autoattack"]
+        out["autoattack_gap"] = gap
+        if gap > cfg.autoattack_gap:
+            flags.append(f"AutoAttack ({suite['autoattack']:.3f}) is {100 * gap:.1f} points below the suite's PGD "
+                         f"({suite['pgd']:.3f}): PGD is weak on this model; read its AutoAttack figure")
     flags += [f"AutoAttack: {m}" for m in autoattack_flags or []]
     out["flags"] = flags
     out["suspect"] = bool(flags)

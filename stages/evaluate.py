@@ -72,6 +72,7 @@ def main(argv: list[str]) -> None:
             checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,
                                     pgd_spec=pgd_spec or PGDSpec(name="pgd"), surrogate=surrogate,
                                     eot=cfg.deployment.eot, autoattack_flags=result.autoattack_flags,
+                                    suite=metrics,
                                     seed=params.seed)
             metrics["suspect"] = checks["suspect"]
             metrics["checks"] = checks

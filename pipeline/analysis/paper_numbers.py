@@ -33,8 +33,9 @@ TABLE2 = {  # our interpolation pair -> (clean %, robust %) per p of TABLE2_P
     "standard_to_bn_params": ([91.97, 88.66, 74.87, 58.76, 53.89, 53.96], [0.0, 0.0, 0.12, 5.73, 19.93, 26.51]),
 }
 # Table 9: cosine similarity per BN layer (ADV against ADV + standard fine-tuning of BN), layers
-# 1-18 (layer 0's mean and variance are illegible in the source). Columns: mean, var, weight, bias.
+# 0-18; layer 0's mean and variance are illegible in the source (None). Columns: mean, var, weight, bias.
 TABLE9 = [
+    (None, None, 0.7620, 1.0),
     (0.9842, 0.9718, 0.7883, 1.0), (0.9530, 0.9199, 0.7544, 1.0), (0.9743, 0.9691, 0.8594, 1.0),
     (0.8894, 0.9340, 0.8126, 1.0), (0.9555, 0.9516, 0.8813, 1.0), (0.9853, 0.9452, 0.7141, 1.0),
     (0.9554, 0.9169, 0.8609, 1.0), (0.9903, 0.9646, 0.8961, 1.0), (0.9635, 0.9755, 0.8046, 1.0),
@@ -45,6 +46,20 @@ TABLE9 = [
 TABLE9_PAIR = "adv_vs_clean_bn"
 
 
-def table9_means() -> dict[str, float]:
-    cols = list(zip(*TABLE9))
-    return {name: sum(c) / len(c) for name, c in zip(("mean", "var", "gamma", "beta"), cols)}
+TABLE9_COLUMNS = ("mean", "var", "gamma", "beta")
+
+
+def table9_layers(column: str) -> list[int]:
+    """The layers the paper gives ``column`` for (gamma and beta: 0-18; mean and var: 1-18)."""
+    i = TABLE9_COLUMNS.index(column)
+    return [layer for layer, row in enumerate(TABLE9) if row[i] is not None]
+
+
+def table9_means(layers: dict[str, list[int]] | None = None) -> dict[str, float]:
+    """The paper's mean per column over ``layers[column]`` (default: every layer it gives)."""
+    out = {}
+    for i, name in enumerate(TABLE9_COLUMNS):
+        keep = layers[name] if layers else table9_layers(name)
+        values = [TABLE9[layer][i] for layer in keep if layer < len(TABLE9) and TABLE9[layer][i] is not None]
+        out[name] = sum(values) / len(values) if values else None
+    return out

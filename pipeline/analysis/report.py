@@ -50,6 +50,30 @@ def _pct(v: float | str | None) -> str:
     return "—" if v is None or v == "" else f"{100 * float(v):.1f}"
 
 
+def _ci(metrics: dict, key: str) -> str:
+    ci = (metrics.get("ci95") or {}).get(key)
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+
+
+def overlap_sentence(results: list) -> str:
+    """Which rows' worst-case intervals overlap: sorted by worst case, neighbours whose intervals
+    overlap are joined with ~ (their order is within the noise)."""
+    rows = sorted((r for r in results if (r.metrics.get("ci95") or {}).get("worst_case")),
+                  key=lambda r: r.metrics["worst_case"])
+    groups, current = [], rows[:1]
+    for prev, row in zip(rows, rows[1:]):
+        if row.metrics["ci95"]["worst_case"][0] <= prev.metrics["ci95"]["worst_case"][1]:
+            current.append(row)
+        else:
+            groups.append(current)
+            current = [row]
+    groups.append(current)
+    tied = [" ~ ".join(r.name for r in g) for g in groups if len(g) > 1]
+    if not tied:
+        return "No two neighbouring rows' worst-case intervals overlap."
+    return "Worst-case figures whose intervals overlap (not distinguishable at this sample size): " + "; ".join(tied) + "."
+
+
 def _eps(e: float) -> str:
     return f"{e * 255:.3g}/255"
 
@@ -110,7 +134,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         "## At the threat eps",
         "",
         "| model | method | clean | " + " | ".join(ATTACK_LABELS[a] for a in threat_attacks)
-        + " | worst case | masking checks | MLflow run |",
+        + " | worst case [95% CI] | masking checks | MLflow run |",
         "|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
     ]
     summary = {}
@@ -121,9 +145,11 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         lines.append(
             f"| {r.name} | {_method(params, r.name)} | {_pct(m['clean'])} | "
             + " | ".join(_pct(m.get(a)) for a in threat_attacks)
-            + f" | {_pct(m.get('worst_case'))} | {verdict} | {run_link(r.run)} |"
+            + f" | {_pct(m.get('worst_case'))} {_ci(m, 'worst_case')} | {verdict} | {run_link(r.run)} |"
         )
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
+
+    lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results)]
 
     flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]
     if flagged:
@@ -236,7 +262,7 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
             layers = _read_csv(path / "layers.csv")
             lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
                       f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
-                      f"(\"Adversarial Masking\", Table 9{', paper: mean over its layers 1-18' if pair_name == paper.TABLE9_PAIR else ''}); "
+                      f"(\"Adversarial Masking\", Table 9{'; paper and ours compared over the same layers below' if pair_name == paper.TABLE9_PAIR else ''}); "
                       f"the poster's rewrite BN(z) = m·z + b: mean difference in m {m['mean_m_diff']:+.3f} "
                       f"(poster, BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f}); channels turned off "
                       f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
@@ -244,8 +270,15 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
                       "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
                       "| ours | " + " | ".join(_num(m[f"mean_cos_{f}"], 4) for f in ("mean", "var", "gamma", "beta")) + " |"]
             if pair_name == paper.TABLE9_PAIR:
-                pm = paper.table9_means()
-                lines.append("| paper | " + " | ".join(_num(pm[f], 4) for f in ("mean", "var", "gamma", "beta")) + " |")
+                # the layers both have: the paper gives gamma and beta for layers 0-18, mean and var for 1-18
+                shared = {c: [i for i in paper.table9_layers(c) if i < len(layers)] for c in paper.TABLE9_COLUMNS}
+                ours = {c: sum(layers[i][f"cos_{c}"] for i in idx) / len(idx) if idx else None
+                        for c, idx in shared.items()}
+                pm = paper.table9_means(shared)
+                span = {c: f"{idx[0]}-{idx[-1]}" if idx else "none" for c, idx in shared.items()}
+                lines += ["| ours, shared layers | " + " | ".join(_num(ours[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
+                          "| paper, shared layers | " + " | ".join(_num(pm[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
+                          "| layers compared | " + " | ".join(span[c] for c in paper.TABLE9_COLUMNS) + " |"]
             for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items():
                 lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
                              f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")

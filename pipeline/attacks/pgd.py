@@ -6,7 +6,9 @@ Attacks"), used by training and by evaluation.
 - ``eps`` is a float or a per-sample tensor; ``steps=1, step_size=eps, random_start=False`` is FGSM.
 - ``init``: a starting perturbation (e.g. TRADES' small Gaussian noise) instead of the random start;
   it is clipped into the eps ball and [0, 1] like every step.
-- ``restarts`` keep, per sample, the first restart that fools the model (or the last one).
+- ``restarts`` keep, per sample, the first restart that fools the model (or the last one). Later
+  restarts attack only the samples still standing, except against a batch-dependent deployment,
+  where every restart attacks the whole batch (a subset would be another function).
 - ``early_stop`` (evaluation): a sample stops being attacked once it is misclassified, and each
   step computes only the samples still standing. Not allowed for batch-dependent deployments,
   whose outputs would change when the batch shrinks.
@@ -92,8 +94,10 @@ def pgd(
     x_adv = x.clone()
     standing = torch.ones(len(x), dtype=torch.bool, device=x.device)  # not yet fooled
 
+    whole_batches = getattr(f, "batch_dependent", False)
     for restart in range(restarts):
-        idx = standing.nonzero().squeeze(1) if early_stop or restart > 0 else torch.arange(len(x), device=x.device)
+        subset = early_stop or (restart > 0 and not whole_batches)
+        idx = standing.nonzero().squeeze(1) if subset else torch.arange(len(x), device=x.device)
         if len(idx) == 0:
             break
         delta = torch.zeros_like(x[idx])
@@ -130,7 +134,7 @@ def pgd(
         with torch.no_grad():
             fooled = f(x_final).argmax(1) != y[idx]
         last = restart == restarts - 1
-        take = fooled | last
+        take = (fooled | last) & standing[idx]  # a sample keeps the first restart that fooled it
         x_adv[idx[take]] = x_final[take]
         standing[idx[fooled]] = False
     return x_adv
