@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from pipeline.attacks.specs import AttackSpec, AutoAttackSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
+from pipeline.attacks.specs import AttackSpec, AutoAttackSpec, CWLinfSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
 from pipeline.methods import METHODS
 from pipeline.models import ACTIVATIONS, ARCHITECTURES
 from pipeline.protocols import PROTOCOLS
 from pipeline.schema import Eps, PositiveInt, Section, parse_number
 
-__all__ = ["AttackSpec", "AutoAttackSpec", "CWSpec", "DeepFoolSpec", "FGSMSpec", "PGDSpec", "ConfigError",
+__all__ = ["AttackSpec", "AutoAttackSpec", "CWLinfSpec", "CWSpec", "DeepFoolSpec", "FGSMSpec", "PGDSpec", "ConfigError",
            "Params", "load_params", "parse_params", "parse_number"]
 
 
@@ -194,15 +194,28 @@ class InterpolatePair(Section):
     b: str
 
 
+InterpolationStats = Literal["a", "b", "interpolate"]
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
 class InterpolateConfig(Section):
-    """BN interpolation between two models that differ only in BN ("Adversarial Masking", Table 2)."""
+    """BN interpolation between two models that differ only in BN ("Adversarial Masking", Table 2).
+
+    ``stats``: the readings of the running statistics to report (the paper mixes gamma and beta and
+    does not say which statistics the mix normalizes with): ``interpolate`` mixes them with the same
+    p (exact at both ends), ``a`` keeps model a's (only the masking moves). ``attack``: ``pgd`` is
+    the evaluate section's PGD at the threat eps (at the endpoints, Table 1's PGD column); ``suite``
+    is every attack of the evaluate section there (Table 1's worst case; AutoAttack at every p).
+    """
 
     p: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=2)]
-    stats: Literal["a", "b", "interpolate"] = "interpolate"  # running statistics of the mix
+    stats: Annotated[list[InterpolationStats], BeforeValidator(_as_list), Field(min_length=1)] = ["interpolate", "a"]
+    attack: Literal["pgd", "suite"] = "pgd"
     pairs: dict[str, InterpolatePair]
     n_samples: PositiveInt | None = None
-    pgd_steps: PositiveInt = 20
-    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
 
 
 class AnalyzePair(Section):
@@ -289,9 +302,9 @@ class EvaluateConfig(Section):
                              "use protocol: custom to choose it")
         if not self.attack_list:
             raise ValueError("attacks: at least one attack is needed")
-        names = [a.name for a in self.attack_list]
+        names = [a.key for a in self.attack_list]
         if len(set(names)) != len(names):
-            raise ValueError(f"attacks: each attack may appear once, got {names}")
+            raise ValueError(f"attacks: each attack may appear once unless given its own label, got {names}")
         if not any(abs(e - self.threat) < 1e-9 for e in self.eps_grid):
             raise ValueError(f"threat_eps: {self.threat:g} is not in the eps grid")
         return self

@@ -20,7 +20,9 @@ import torch
 
 from pipeline.progress import progress as progress_bar
 
-from pipeline.attacks import cw_l2, deepfool, fgsm, pgd
+from pipeline.attacks.cw import cw_l2, project_linf
+from pipeline.attacks.deepfool import deepfool
+from pipeline.attacks.pgd import fgsm, pgd
 from pipeline.attacks.autoattack import autoattack
 from pipeline.config import EvaluateConfig
 from pipeline.deploy import Deployed
@@ -47,6 +49,11 @@ class EvalResult:
     ran_on: dict[tuple[str, float], int] = field(default_factory=dict)  # samples each attack computed
     seconds: dict[str, float] = field(default_factory=dict)
     autoattack_flags: list[str] = field(default_factory=list)
+    # an attack's own outcome, where it ran on every clean-correct sample (grid attacks, the first
+    # threat attack, or ``alone``); the cascade's cumulative columns are ``robust``
+    alone: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict)
+    # minimal-perturbation attacks (CW-L2, DeepFool), unbounded: per attack, success and L2 norms
+    minimal: dict[str, dict[str, list]] = field(default_factory=dict)
 
     def accuracy(self, attack: str, eps: float) -> float:
         return self.robust[(attack, eps)].float().mean().item()
@@ -58,6 +65,11 @@ class EvalResult:
             if eps == t:
                 out[attack] = ok.float().mean().item()
         out["worst_case"] = self.worst[t].float().mean().item()
+        for (attack, eps), ok in self.alone.items():
+            if eps == t:
+                out[f"{attack}_alone"] = ok.float().mean().item()
+        if self.minimal:
+            out["minimal"] = {a: minimal_summary(m) for a, m in self.minimal.items()}
         counts = {"clean": self.clean, "worst_case": self.worst[t],
                   **{a: ok for (a, eps), ok in self.robust.items() if eps == t}}
         out["ci95"] = {k: [round(v, 4) for v in wilson(int(ok.sum()), self.n)] for k, ok in counts.items()}
@@ -70,16 +82,47 @@ class EvalResult:
                  "worst_case": ok.float().mean().item()} for eps, ok in sorted(self.worst.items())]
 
 
+def minimal_summary(m: dict[str, list]) -> dict:
+    """Success rate over the samples attacked and the median L2 norm of the successful minimal
+    perturbations: CW-L2 and DeepFool as the norm-shaping paper reports them."""
+    norms = sorted(n for n, ok in zip(m["l2"], m["success"]) if ok)
+    mid = len(norms) // 2
+    median = None if not norms else (norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2)
+    return {"n_attacked": len(m["success"]), "success_rate": sum(m["success"]) / max(len(m["success"]), 1),
+            "median_l2": median}
+
+
 def _seed_for(seed: int, attack: str, eps: float) -> int:
     """Each (attack, eps) draws from its own stream, whatever ran before it."""
     return zlib.crc32(f"{seed}/{attack}/{eps:.8f}".encode())
 
 
-def attack_fn(spec, deployed: Deployed, eot: int,
-              flags: list[str] | None = None) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None,
+              minimal: dict[str, list] | None = None) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
     """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``. AutoAttack's
-    own warnings about the model (randomness, output range, zero gradients) go to ``flags``."""
+    own warnings about the model (randomness, output range, zero gradients) go to ``flags``; the
+    unbounded outcome of CW-L2 and DeepFool (success, L2 norm per sample) to ``minimal``."""
     name = spec.name
+    if name in ("cw", "deepfool"):
+        unbounded = (lambda x, y: cw_l2(deployed, x, y, eps=None, steps=spec.steps, c_init=spec.c_init,
+                                        binary_steps=spec.binary_steps, lr=spec.lr, kappa=spec.kappa)) \
+            if name == "cw" else (lambda x, y: deepfool(deployed, x, y, eps=None, max_iter=spec.steps,
+                                                         overshoot=spec.overshoot))
+
+        def run_minimal(x, y, eps):
+            x_min = unbounded(x, y)
+            if minimal is not None:
+                with torch.no_grad():
+                    fooled = deployed(x_min).argmax(1) != y
+                minimal.setdefault("success", []).extend(fooled.tolist())
+                minimal.setdefault("l2", []).extend((x_min - x).flatten(1).norm(dim=1).tolist())
+            return project_linf(x, x_min, eps)
+        return run_minimal
+    if name == "cw_linf":
+        early = not deployed.batch_dependent and not deployed.randomized
+        return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
+                                     random_start=spec.random_start, restarts=spec.restarts, loss="margin",
+                                     early_stop=early, eot=eot if deployed.randomized else 1)
     if name == "fgsm":
         return lambda x, y, eps: fgsm(deployed, x, y, eps=eps)
     if name == "pgd":
@@ -87,11 +130,6 @@ def attack_fn(spec, deployed: Deployed, eot: int,
         return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps,
                                      steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
                                      loss=spec.loss, early_stop=early, eot=eot if deployed.randomized else 1)
-    if name == "cw":
-        return lambda x, y, eps: cw_l2(deployed, x, y, eps=eps, steps=spec.steps, c_init=spec.c_init,
-                                       binary_steps=spec.binary_steps, lr=spec.lr, kappa=spec.kappa)
-    if name == "deepfool":
-        return lambda x, y, eps: deepfool(deployed, x, y, eps=eps, max_iter=spec.steps, overshoot=spec.overshoot)
     if name == "autoattack":
         version = "rand" if deployed.randomized else spec.version
 
@@ -133,13 +171,15 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
 
     bar = progress_bar(jobs, desc="evaluate", unit="attack", disable=not progress)
     for spec, eps in bar:
-        bar.set_postfix(attack=spec.name, eps=f"{eps:.4f}", refresh=False)
+        key = spec.key
+        bar.set_postfix(attack=key, eps=f"{eps:.4f}", refresh=False)
         t0 = time.perf_counter()
-        torch.manual_seed(_seed_for(seed, spec.name, eps))
-        standing = result.worst[eps] if (cascade and spec.at == "threat") else clean
+        torch.manual_seed(_seed_for(seed, key, eps))
+        standing = result.worst[eps] if (cascade and spec.at == "threat" and not spec.alone) else clean
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
+        minimal = result.minimal.setdefault(key, {}) if spec.name in ("cw", "deepfool") and eps > 0 else None
         if eps > 0 and standing.any():
-            run = attack_fn(spec, deployed, cfg.deployment.eot, result.autoattack_flags)
+            run = attack_fn(spec, deployed, cfg.deployment.eot, result.autoattack_flags, minimal)
             if deployed.batch_dependent:  # whole deployment batches or it is another function
                 for i in range(0, len(x), bs):
                     part = slice(i, i + bs)
@@ -147,10 +187,12 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
             else:
                 for part in standing.nonzero().squeeze(1).split(bs):
                     ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
-        result.ran_on[(spec.name, eps)] = int(standing.sum()) if eps > 0 else 0
+        result.ran_on[(key, eps)] = int(standing.sum()) if eps > 0 else 0
+        if torch.equal(standing, clean):  # it ran on every sample it could fool: its own figure
+            result.alone[(key, eps)] = ok.clone()
         if spec.at == "threat" and cascade:
             ok &= result.worst[eps]
-        result.robust[(spec.name, eps)] = ok
+        result.robust[(key, eps)] = ok
         result.worst[eps] &= ok
-        result.seconds[f"{spec.name}@{eps:.4f}"] = time.perf_counter() - t0
+        result.seconds[f"{key}@{eps:.4f}"] = time.perf_counter() - t0
     return result

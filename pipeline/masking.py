@@ -22,7 +22,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from pipeline.attacks import di2_fgsm, fgsm, pgd, square
+from pipeline.attacks.pgd import fgsm, pgd
+from pipeline.attacks.square import square
+from pipeline.attacks.transfer import di2_fgsm
 from pipeline.config import ChecksConfig, PGDSpec
 from pipeline.deploy import Deployed
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import torch
 
+from pipeline.analysis.model_card import build_card, card_markdown, counting_passes
 from pipeline.analysis.plots import accuracy_vs_eps
 from pipeline.config import PGDSpec
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_text
 from pipeline.masking import masking_checks
 from pipeline.spec import default_deployment
-from pipeline.tracking import StageRun
+from pipeline.tracking import StageRun, _git
 from pipeline.train import to_float
 from stages.common import run, start, trained_model
 
@@ -51,7 +52,8 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    deployed = deploy(model, cfg, splits, device, params.seed, deployment_of(name, cfg, spec))
+    how = deployment_of(name, cfg, spec)
+    deployed = deploy(model, cfg, splits, device, params.seed, how)
 
     section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k not in ("models", "views")},
                "model": model_name, "view": cfg.views[name].model_dump() if name in cfg.views else None,
@@ -59,7 +61,8 @@ def main(argv: list[str]) -> None:
     out = Path("results") / name
     with StageRun(f"evaluate@{name}", params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
-        result = evaluate(deployed, x, y, cfg, seed=params.seed)
+        with counting_passes(model) as passes:
+            result = evaluate(deployed, x, y, cfg, seed=params.seed)
         metrics = result.headline()
         metrics["deployment"] = deployed.mode
         metrics["model"] = model_name
@@ -69,7 +72,7 @@ def main(argv: list[str]) -> None:
                 sur_model, _ = trained_model(cfg.checks.surrogate, device)
                 surrogate = Deployed(sur_model)
             pgd_spec = next((a for a in cfg.attack_list if a.name == "pgd"), None)
-            checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,
+            checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,  # not counted in the card
                                     pgd_spec=pgd_spec or PGDSpec(name="pgd"), surrogate=surrogate,
                                     eot=cfg.deployment.eot, autoattack_flags=result.autoattack_flags,
                                     suite=metrics,
@@ -85,6 +88,10 @@ def main(argv: list[str]) -> None:
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
             tracker.write_ref(tmp)
+            card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
+                              read_json(tmp / "mlflow_run.json"))
+            write_json(tmp / "model_card.json", card)
+            write_text(tmp / "model_card.md", card_markdown(card))
         tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
         tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})
         if cfg.checks.enabled:

@@ -1,16 +1,15 @@
 """interpolate PAIR: BN rescaling mixed between two models over a p grid, each mix evaluated clean
-and under PGD at the threat eps ("Adversarial Masking", Table 2)."""
+and at the threat eps with the evaluate section's attacks ("Adversarial Masking", Table 2): its PGD
+by default, so that the endpoints equal Table 1's PGD column, or the whole suite."""
 
 from pathlib import Path
 
-import torch
-
 from pipeline.analysis.bn_plots import plot_tradeoff
 from pipeline.analysis.interpolate import interpolate_bn
-from pipeline.attacks import pgd
+from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
-from pipeline.evaluate import correct
+from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
@@ -23,6 +22,15 @@ def monotone_violations(values: list[float], tolerance: float = 0.0) -> int:
     return sum(direction * (b - a) < -tolerance for a, b in zip(values, values[1:]))
 
 
+def interpolation_suite(params):
+    """The evaluate section cut to the threat eps: its PGD alone (``attack: pgd``) or every attack."""
+    cfg, t = params.evaluate, params.evaluate.threat
+    attacks = [a for a in cfg.attack_list if params.interpolate.attack == "suite" or a.name == "pgd"]
+    if not attacks:
+        raise ConfigError("interpolate.attack: 'pgd' needs a pgd attack in the evaluate section")
+    return cfg.model_copy(update={"protocol": "custom", "eps": [0.0, t], "threat_eps": t, "attacks": attacks})
+
+
 def main(argv: list[str]) -> None:
     params, name, device = start(argv, lambda p: p.interpolate and p.interpolate.pairs, "interpolation pair")
     cfg = params.interpolate
@@ -32,30 +40,32 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    eps = params.evaluate.threat
+    suite = interpolation_suite(params)
+    what = " + ".join(a.key for a in suite.attack_list)
 
     rows = []
-    section = {"interpolate": cfg.model_dump(exclude={"pairs"}), "pair": pair.model_dump(), "eps": eps}
+    section = {"interpolate": cfg.model_dump(exclude={"pairs"}), "pair": pair.model_dump(), "eps": suite.threat,
+               "attacks": what}
     with StageRun(f"interpolate@{name}", params.tracking.experiment, section) as tracker:
-        for step, p in enumerate(cfg.p):
-            deployed = Deployed(interpolate_bn(model_a, model_b, p, stats=cfg.stats))
-            torch.manual_seed(params.seed)
-            x_adv = pgd(deployed, x, y, eps=eps, step_size=cfg.rel_step_size * eps, steps=cfg.pgd_steps,
-                        early_stop=True)
-            row = {"p": p, "clean": correct(deployed, x, y, 500).float().mean().item(),
-                   "robust": correct(deployed, x_adv, y, 500).float().mean().item()}
-            rows.append(row)
-            tracker.log_metrics({"clean": row["clean"], "robust": row["robust"]}, step=step)
-            print(f"{name}: p={p:.2f} clean {row['clean']:.4f} robust {row['robust']:.4f}")
-        metrics = {"pair": f"{pair.a} -> {pair.b}", "eps": eps, "n_samples": n,
-                   "clean_violations": monotone_violations([r["clean"] for r in rows], 0.005),
-                   "robust_violations": monotone_violations([r["robust"] for r in rows], 0.005)}
+        for stats in cfg.stats:
+            for step, p in enumerate(cfg.p):
+                deployed = Deployed(interpolate_bn(model_a, model_b, p, stats=stats))
+                result = evaluate(deployed, x, y, suite, seed=params.seed, progress=False).headline()
+                row = {"stats": stats, "p": p, "clean": result["clean"], "robust": result["worst_case"]}
+                rows.append(row)
+                tracker.log_metrics({f"clean_stats_{stats}": row["clean"], f"robust_stats_{stats}": row["robust"]}, step=step)
+                print(f"{name}: stats={stats} p={p:.2f} clean {row['clean']:.4f} robust {row['robust']:.4f}")
+        metrics = {"pair": f"{pair.a} -> {pair.b}", "eps": suite.threat, "n_samples": n, "attacks": what}
+        for stats in cfg.stats:
+            mine = [r for r in rows if r["stats"] == stats]
+            metrics[f"clean_violations_{stats}"] = monotone_violations([r["clean"] for r in mine], 0.005)
+            metrics[f"robust_violations_{stats}"] = monotone_violations([r["robust"] for r in mine], 0.005)
         out = Path("results") / "interpolate" / name
         with atomic_dir(out) as tmp:
             write_csv(tmp / "interpolation.csv", rows)
             write_json(tmp / "metrics.json", metrics)
-            plot_tradeoff([{**r, "series": name} for r in rows], tmp / "tradeoff.png",
-                          title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0)")
+            plot_tradeoff([{**r, "series": f"{name}, stats {r['stats']}"} for r in rows], tmp / "tradeoff.png",
+                          title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0), {what}")
             tracker.write_ref(tmp)
         tracker.log_artifacts(out)
 

@@ -33,7 +33,7 @@ def tiny_raw(raw: dict) -> dict:
             attack["steps"] = 3
     ev["checks"].update(n_samples=16, square_queries=20)
     if raw.get("interpolate"):
-        raw["interpolate"].update(n_samples=40, pgd_steps=3, p=[1.0, 0.5, 0.0])
+        raw["interpolate"].update(n_samples=40, p=[1.0, 0.5, 0.0])
     if raw.get("analyze_bn"):
         raw["analyze_bn"]["n_samples"] = 40
     return raw

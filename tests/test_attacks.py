@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.attacks import fgsm, pgd
+from pipeline.attacks.pgd import fgsm, pgd
 from pipeline.attacks.pgd import margin_loss
 from pipeline.deploy import Deployed
 from pipeline.norms import batch_norms

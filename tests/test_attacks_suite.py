@@ -8,8 +8,11 @@ import pytest
 from tests.conftest import train_digits_model
 import torch
 
-from pipeline.attacks import (cw_l2, deepfool, di2_fgsm, input_diversity, m_di2_fgsm, pgd, square,
-                              transfer_attack)
+from pipeline.attacks.cw import cw_l2
+from pipeline.attacks.deepfool import deepfool
+from pipeline.attacks.pgd import pgd
+from pipeline.attacks.square import square
+from pipeline.attacks.transfer import di2_fgsm, input_diversity, m_di2_fgsm, transfer_attack
 from pipeline.deploy import Deployed
 from pipeline.norms import batch_norms
 from pipeline.train import to_float

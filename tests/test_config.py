@@ -61,7 +61,7 @@ BAD = [
     ("momentum of 1", "pretrain.standard.momentum", 1.0, "pretrain.standard.momentum"),
     ("unknown schedule", "pretrain.standard.schedule", "exponential", "pretrain.standard.schedule"),
     ("npz without a path", "data.dataset", "npz", "data.path"),
-    ("unknown AutoAttack version", "evaluate.attacks.4.version", "fast", "evaluate.attacks.4.autoattack.version"),
+    ("unknown AutoAttack version", "evaluate.attacks.5.version", "fast", "evaluate.attacks.5.autoattack.version"),
     ("unknown attack", "evaluate.attacks.0.name", "laser", "evaluate.attacks.0"),
     ("unknown protocol", "evaluate.protocol", "bestpaper", "evaluate.protocol"),
     ("protocol and an explicit grid", "evaluate.protocol", "robmask", "evaluate.attacks"),

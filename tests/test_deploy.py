@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.attacks import pgd
+from pipeline.attacks.pgd import pgd
 from pipeline.deploy import Deployed
 from pipeline.models import build_model
 from pipeline.norms import RoutedNorm, batch_norms, frozen_bn_stats, ghost_batches, norm_route

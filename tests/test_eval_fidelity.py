@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.analysis import paper_numbers as paper
-from pipeline.attacks import pgd
+from pipeline.attacks.pgd import pgd
 from pipeline.config import ChecksConfig, EvaluateConfig, PGDSpec, TrainConfig
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate, wilson
@@ -120,3 +120,69 @@ def test_a_batch_dependent_deployment_is_evaluated_and_attacked_in_its_batches(d
                          attacks=[{"name": "pgd", "steps": 2, "restarts": 2}], deployment={"batch_size": 10})
     result = evaluate(Deployed(model, "batch"), x, y, cfg, progress=False)
     assert set(sizes) == {10} and result.n == 30
+
+
+def _cfg(attacks, **kw):
+    return EvaluateConfig(models=["m"], eps=[0.0, 0.1], threat_eps=0.1, attacks=attacks, checks={"surrogate": "m"}, **kw)
+
+
+def test_variants_of_one_attack_sit_side_by_side_under_their_labels(digits_model, digits):
+    from pipeline.config import ConfigError, parse_params
+
+    x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
+    cfg = _cfg([{"name": "pgd", "steps": 2, "label": "PGD-2"}, {"name": "pgd", "steps": 6, "label": "PGD-6"}])
+    head = evaluate(Deployed(digits_model), x, y, cfg, progress=False).headline()
+    assert {"PGD-2", "PGD-6", "PGD-2_alone", "PGD-6_alone"} <= set(head)
+    with pytest.raises(ValueError, match="unless given its own label"):
+        _cfg([{"name": "pgd", "steps": 2}, {"name": "pgd", "steps": 6}])
+
+
+def test_cw_linf_is_pgd_on_the_margin_loss(digits_model, digits, monkeypatch):
+    import pipeline.evaluate as ev
+
+    seen = []
+    real = ev.pgd
+    monkeypatch.setattr(ev, "pgd", lambda f, x, y, **kw: seen.append(kw["loss"]) or real(f, x, y, **kw))
+    x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
+    evaluate(Deployed(digits_model), x, y, _cfg([{"name": "cw_linf", "steps": 3}]), progress=False)
+    assert seen == ["margin"]
+
+
+def test_minimal_perturbation_attacks_report_success_and_median_l2(digits_model, digits):
+    x, y = digits.x_test[:12].float() / 255, digits.y_test[:12]
+    cfg = _cfg([{"name": "deepfool", "steps": 20}, {"name": "cw", "steps": 20, "alone": True}])
+    result = evaluate(Deployed(digits_model), x, y, cfg, progress=False)
+    head = result.headline()
+    for key in ("deepfool", "cw"):
+        m = head["minimal"][key]
+        assert m["n_attacked"] == int(result.clean.sum()) and 0.5 <= m["success_rate"] <= 1
+        assert 0 < m["median_l2"] < 16  # an L2 norm in pixels of a 16x16 image
+    # alone: CW ran on every clean-correct sample, so its own column exists and the cascade's is no higher
+    assert head["cw_alone"] >= head["cw"] and "deepfool_alone" in head
+
+
+def test_cascade_attacks_after_the_first_have_no_own_figure_unless_alone(digits_model, digits):
+    x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
+    head = evaluate(Deployed(digits_model), x, y, _cfg([{"name": "fgsm"}, {"name": "cw_linf", "steps": 3}]),
+                    progress=False).headline()
+    assert "fgsm_alone" in head and "cw_linf_alone" not in head
+
+
+def test_model_card_counts_passes_and_records_the_setting(digits_model, digits, default_raw):
+    from pipeline.analysis.model_card import build_card, card_markdown, counting_passes
+    from pipeline.config import parse_params
+
+    params = parse_params(default_raw)
+    x, y = digits.x_test[:10].float() / 255, digits.y_test[:10]
+    cfg = _cfg([{"name": "pgd", "steps": 4}])
+    with counting_passes(digits_model) as passes:
+        metrics = evaluate(Deployed(digits_model), x, y, cfg, progress=False).headline()
+    # PGD-4 without early exit would be 4 gradient passes per image; early exit can only save
+    assert 0 < passes.gradient <= 4 * 10 and passes.forward_only >= 10
+    spec = {"arch": "resnet_small", "options": {}, "conversions": [], "steps": [{"stage": "pretrain@m", "method": "standard"}]}
+    card = build_card("m", "m", metrics, params, spec, {"mode": "eval", "route": {"branch": torch.tensor([0, 1])}},
+                      passes, "abc123", {"run_id": "r1"})
+    assert card["threat_model"]["eps"] == params.evaluate.threat and card["n_test_samples"] == 10
+    assert card["deployment"]["route"] == {"branch": [0, 1]} and card["mlflow_run"] == "r1"
+    text = card_markdown(card)
+    assert "# Model card: m" in text and "gradient passes" in text and "abc123" in text

@@ -84,6 +84,50 @@ def test_state_dict_keys_of_the_existing_networks_are_unchanged(arch):
     assert hashlib.sha256("\n".join(sorted(model.state_dict())).encode()).hexdigest()[:16] == KEYS[arch]
 
 
+# out[:, :3] in train mode, then in eval mode, of the networks before norm and activation options
+# (commit e964534), with the RNG-free weights and input of _fill and _wave below: the default
+# options compute what the old networks computed for the same weights.
+OUTPUTS = {
+    "resnet_small": ([0.22884, 0.1648, -0.22691, 0.27552, 0.18416, -0.26903],
+                     [0.21777, 0.31043, -0.18154, 0.20168, 0.31739, -0.16381]),
+    "resnet20": ([0.62631, -0.69054, -0.82587, -0.14488, -0.4486, 0.00232],
+                 [0.08799, -0.25366, -0.18462, 0.002, -0.28884, -0.10692]),
+    "resnet18": ([-0.53535, -0.71315, -0.31641, 0.90739, 1.03343, 0.28852],
+                 [0.0236, -0.16119, -0.22826, 0.02727, -0.15922, -0.22961]),
+    "preact_resnet18": ([-0.95503, -0.39107, 0.48086, -0.75624, -0.11456, 0.60625],
+                        [-0.53486, -0.07304, 0.43355, -0.53535, -0.07343, 0.43359]),
+    "wrn16_8": ([-0.71615, -0.18507, 0.48349, -0.89471, -0.26086, 0.57321],
+                [-0.53426, -0.07333, 0.43262, -0.53435, -0.07317, 0.4329]),
+}
+
+
+def _wave(n: int, phase: float = 0.0, step: float = 1.0) -> torch.Tensor:
+    return torch.sin(torch.arange(n, dtype=torch.float64) * step + phase).float()
+
+
+def _fill(model: nn.Module) -> nn.Module:
+    """Deterministic weights from the sorted parameter names alone (no RNG, no init_weights)."""
+    with torch.no_grad():
+        for i, (name, p) in enumerate(sorted(model.named_parameters())):
+            wave = _wave(p.numel(), i, 0.37).view_as(p)
+            if p.dim() > 1:
+                p.copy_(wave / p[0].numel() ** 0.5)
+            else:
+                p.copy_(0.1 * wave + (1.0 if name.endswith(".weight") else 0.0))
+    return model
+
+
+@pytest.mark.parametrize("arch", SMALL)
+def test_default_outputs_of_the_existing_networks_are_unchanged(arch):
+    model = _fill(build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3))
+    x = _wave(2 * 3 * 16 * 16).view(2, 3, 16, 16) * 0.5 + 0.5
+    train = model(x)  # batch statistics, and one update of the running ones
+    evaluated = model.eval()(x)
+    want_train, want_eval = OUTPUTS[arch]
+    assert torch.allclose(train[:, :3].flatten(), torch.tensor(want_train), atol=1e-4)
+    assert torch.allclose(evaluated[:, :3].flatten(), torch.tensor(want_eval), atol=1e-4)
+
+
 @pytest.mark.parametrize("options, message", [
     ({"arch": "resnet99"}, "unknown architecture 'resnet99'"),
     ({"activation": "swish"}, "activation: unknown activation 'swish'"),

@@ -74,9 +74,9 @@ def interpolate_bn(model_a: nn.Module, model_b: nn.Module, p: float, stats: Stat
     """A deep copy of ``model_a`` with BN affine parameters p * (model_a) + (1 - p) * (model_b).
 
     ``stats`` says which running statistics the copy normalizes with:
-    - ``"a"`` (default): model_a's own. The paper's interpolation mixes the rescaling (gamma,
-      beta) only and reports that fine-tuning BN leaves the statistics nearly unchanged, so the
-      normalization stays that of model_a and only the masking moves.
+    - ``"a"`` (the function's default): model_a's own, so only the masking moves. The paper mixes
+      the rescaling (gamma, beta) and does not say which statistics the mix normalizes with; the
+      pipeline reports this reading and ``"interpolate"`` side by side (``interpolate.stats``).
     - ``"b"``: model_b's (with ``num_batches_tracked``), so that p = 0 reproduces model_b exactly
       even when its statistics differ (e.g. BN fine-tuning that also re-estimated them).
     - ``"interpolate"``: running mean and running variance mixed with the same p (a blend of the

@@ -7,6 +7,7 @@ from __future__ import annotations
 # CIFAR-10, AutoAttack at 8/255. Our model names for each row, then test error, robust test
 # error and the share of trained parameters (%prms; BN STATS' share is in parentheses there).
 POSTER_SETTING = "ResNet-20, CIFAR-10, AutoAttack L-inf 8/255"
+POSTER_MATCH = {"arch": "resnet20", "dataset": "cifar10", "eps": 8 / 255, "attack": "AutoAttack"}
 POSTER = [
     ("NORMAL", "standard", 4.11, 99.8, 100.0),
     ("ADV", "adversarial", 17.67, 58.4, 100.0),
@@ -21,6 +22,7 @@ POSTER_MEAN_M_DIFF = -0.177  # average difference in m, BN PARAMS against NORMAL
 # "Adversarial Masking: Towards Understanding Robustness Trade-off for Generalization",
 # ResNet-18 on CIFAR-10, robust accuracy at L-inf 8/255.
 ROBMASK_SETTING = "ResNet-18, CIFAR-10, PGD L-inf 8/255"
+ROBMASK_MATCH = {"arch": "resnet18", "dataset": "cifar10", "eps": 8 / 255, "attack": "PGD"}
 TABLE1 = [  # (row, our model, clean %, robust %)
     ("Standard Training", "standard", 91.97, 0.0),
     ("+ Adv. Finetuning of BN", "bn_params", 53.96, 26.51),

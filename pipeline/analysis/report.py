@@ -50,6 +50,43 @@ def _pct(v: float | str | None) -> str:
     return "—" if v is None or v == "" else f"{100 * float(v):.1f}"
 
 
+def alone_table(results: list, attacks: list, labels: dict, cascade: bool) -> list[str]:
+    """Each attack's own accuracy at the threat eps, as the papers' tables give it. Under the
+    cascade an attack after the first threat-eps one ran only on what the earlier ones left, so
+    its own figure is known only with ``alone: true``."""
+    if not cascade:
+        return []
+    keys = [a.key for a in attacks]
+    out = ["", "### Each attack alone", "",
+           "Accuracy under each attack by itself. \"—\": the cascade ran it only on the samples the "
+           "attacks before it left standing; set `alone: true` on the attack to measure it on all.", "",
+           "| model | " + " | ".join(labels[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
+    for r in results:
+        out.append(f"| {r.name} | " + " | ".join(_pct(r.metrics.get(f"{k}_alone")) for k in keys) + " |")
+    return out
+
+
+def minimal_table(results: list, attacks: list, labels: dict) -> list[str]:
+    """CW-L2 and DeepFool unbounded, as the norm-shaping paper reports them."""
+    keys = [a.key for a in attacks if a.name in ("cw", "deepfool")]
+    rows = [r for r in results if r.metrics.get("minimal")]
+    if not keys or not rows:
+        return []
+    out = ["", "### Minimal perturbations (unbounded)", "",
+           "Success rate on the samples each attack ran on, and the median L2 norm of its successful "
+           "minimal perturbations (pixels in [0, 1]).", "",
+           "| model | " + " | ".join(f"{labels[k]} success % | {labels[k]} median L2 | {labels[k]} n" for k in keys) + " |",
+           "|---|" + "---|---|---|" * len(keys)]
+    for r in rows:
+        cells = []
+        for k in keys:
+            m = r.metrics["minimal"].get(k) or {}
+            med = m.get("median_l2")
+            cells.append(f"{_pct(m.get('success_rate'))} | {'—' if med is None else f'{med:.3f}'} | {m.get('n_attacked', 0)}")
+        out.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    return out
+
+
 def _ci(metrics: dict, key: str) -> str:
     ci = (metrics.get("ci95") or {}).get(key)
     return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
@@ -100,22 +137,30 @@ def _method(params: Params, name: str) -> str:
     return f"{cfg.method}{_options(cfg)}{extra}"
 
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw": "CW-L2", "deepfool": "DeepFool", "autoattack": "AutoAttack"}
+ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw_linf": "CW-Linf", "cw": "CW-L2", "deepfool": "DeepFool",
+                 "autoattack": "AutoAttack"}
+
+
+def attack_label(spec) -> str:
+    return spec.label or ATTACK_LABELS[spec.name]
 
 
 def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict, list[dict]]:
     """Markdown text, a summary for ``dvc metrics``, and the PGD-against-eps rows for ``dvc plots``."""
     cfg = params.evaluate
     attacks = cfg.attack_list
-    threat_attacks = [a.name for a in attacks]
+    threat_attacks = [a.key for a in attacks]
+    labels = {a.key: attack_label(a) for a in attacks}
     pgd = next((a for a in attacks if a.name == "pgd"), None)
     desc = []
     for a in attacks:
-        label = ATTACK_LABELS[a.name]
+        label = labels[a.key]
         if a.name == "pgd":
             label += f"-{a.steps} (step {a.rel_step_size:g}·eps, {a.restarts} restart(s), {a.loss} loss)"
+        elif a.name == "cw_linf":
+            label += f" ({a.steps} steps of {a.rel_step_size:g}·eps on the CW margin loss)"
         elif a.name in ("cw", "deepfool"):
-            label += f" ({a.steps} steps, projected onto the eps ball)"
+            label += f" ({a.steps} steps; its minimal L2 perturbation projected onto the eps ball)"
         elif a.name == "autoattack":
             label += f" ({a.version}, official code)"
         desc.append(f"{label} {'over the eps grid' if a.at == 'grid' else 'at the threat eps'}")
@@ -133,7 +178,8 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         "",
         "## At the threat eps",
         "",
-        "| model | method | clean | " + " | ".join(ATTACK_LABELS[a] for a in threat_attacks)
+        "| model | method | clean | " + " | ".join(("+" if i and cfg.cascade else "") + labels[a]
+                                                   for i, a in enumerate(threat_attacks))
         + " | worst case [95% CI] | masking checks | MLflow run |",
         "|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
     ]
@@ -150,6 +196,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
 
     lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results)]
+    lines += alone_table(results, attacks, labels, cfg.cascade) + minimal_table(results, attacks, labels)
 
     flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]
     if flagged:
@@ -212,7 +259,7 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
     rows = [(label, name, *fig) for label, name, *fig in paper.POSTER if result(name)]
     if rows:
         lines += ["", "## BN-only fine-tuning (the poster's table)", "",
-                  f"Paper: {paper.POSTER_SETTING}; {ours}. Errors in %.", "",
+                  f"Paper: {paper.POSTER_SETTING}; {ours}. Errors in %. {setting_note(params, paper.POSTER_MATCH)}", "",
                   "| row | model | test error | robust test error | %prms | paper test error | paper robust error | paper %prms |",
                   "|---|---|---|---|---|---|---|---|"]
         for label, name, p_err, p_rob, p_prms in rows:
@@ -226,7 +273,7 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
     rows = [(label, name, c, rob) for label, name, c, rob in paper.TABLE1 if result(name)]
     if rows:
         lines += ["", "## Fine-tuning BN in both directions (\"Adversarial Masking\", Table 1)", "",
-                  f"Paper: {paper.ROBMASK_SETTING}; {ours}. Accuracies in %.", "",
+                  f"Paper: {paper.ROBMASK_SETTING}; {ours}. Accuracies in %. {setting_note(params, paper.ROBMASK_MATCH)}", "",
                   "| row | model | clean | robust | paper clean | paper robust |", "|---|---|---|---|---|---|"]
         for label, name, p_clean, p_rob in rows:
             r = result(name)
@@ -238,17 +285,25 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
             path = root / "results" / "interpolate" / pair_name / "interpolation.csv"
             if not path.exists():
                 continue
-            table = _read_csv(path)
+            rows = _read_csv(path)
             meta = read_json(path.parent / "metrics.json")
             fig = paper.TABLE2.get(pair_name)
+            ps = sorted({r["p"] for r in rows}, reverse=True)
             lines += ["", f"## BN interpolation `{pair.a}` (p=1) to `{pair.b}` (p=0) (\"Adversarial Masking\", Table 2)", "",
-                      f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise; PGD at eps {meta['eps']:.4f}. "
-                      f"Steps against the trend: clean {meta['clean_violations']}, robust {meta['robust_violations']}.",
-                      "", "| | " + " | ".join(f"p={r['p']:.1f}" for r in table) + " |",
-                      "|---|" + "---|" * len(table),
-                      "| clean | " + " | ".join(_pct(r["clean"]) for r in table) + " |",
-                      "| robust | " + " | ".join(_pct(r["robust"]) for r in table) + " |"]
-            if fig and [r["p"] for r in table] == paper.TABLE2_P:
+                      f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise. Robust: {meta['attacks']} at eps "
+                      f"{meta['eps']:.4f} (the worst case over them), on {meta['n_samples']} test images; at p=1 "
+                      f"(and at p=0 when the statistics are interpolated) the model is `{pair.a}` (`{pair.b}`), so "
+                      f"the endpoints equal their rows of the threat-eps table under the same attacks. Running "
+                      f"statistics: `interpolate` mixes them with p, `a` keeps `{pair.a}`'s (the paper does not "
+                      f"say which it uses).", "",
+                      "| | " + " | ".join(f"p={v:.1f}" for v in ps) + " |", "|---|" + "---|" * len(ps)]
+            for stats in dict.fromkeys(r["stats"] for r in rows):
+                by_p = {r["p"]: r for r in rows if r["stats"] == stats}
+                for what in ("clean", "robust"):
+                    against = meta.get(f"{what}_violations_{stats}", 0)
+                    lines.append(f"| {what}, stats {stats} ({against} against the trend) | "
+                                 + " | ".join(_pct(by_p[v][what]) if v in by_p else "—" for v in ps) + " |")
+            if fig and ps == paper.TABLE2_P:
                 lines += ["| paper clean | " + " | ".join(_num(v, 2) for v in fig[0]) + " |",
                           "| paper robust | " + " | ".join(_num(v, 2) for v in fig[1]) + " |"]
             lines += ["", f"![trade-off](../results/interpolate/{pair_name}/tradeoff.png)"]
@@ -286,6 +341,24 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
                       f"![m and b](../results/analyze_bn/{pair_name}/rescaling.png)",
                       f"![feature maps](../results/analyze_bn/{pair_name}/feature_maps.png)"]
     return lines
+
+
+def setting_note(params: Params, match: dict) -> str:
+    """Whether our run is the paper's setting for a comparison, and where it differs."""
+    ours = {"arch": params.model.arch, "dataset": params.data.dataset, "eps": params.evaluate.threat}
+    diffs = [f"{what} (ours `{ours[k]}`, paper `{match[k]}`)" for k, what in
+             (("arch", "architecture"), ("dataset", "dataset")) if ours[k] != match[k]]
+    if abs(ours["eps"] - match["eps"]) > 1e-6:
+        diffs.append(f"threat eps (ours {ours['eps']:.4f}, paper {match['eps']:.4f})")
+    attacks = {a.name for a in params.evaluate.attack_list}
+    if match["attack"] == "AutoAttack" and "autoattack" not in attacks:
+        diffs.append("attack (the paper uses AutoAttack; our suite has none)")
+    elif match["attack"] == "PGD" and attacks - {"pgd", "fgsm"}:
+        diffs.append("attack (the paper reports PGD; ours is the worst case over the whole suite)")
+    if not diffs:
+        return "This is the paper's setting: the figures are directly comparable."
+    return ("Differs from the paper's setting in " + "; ".join(diffs)
+            + ": compare directions (which model is more robust or accurate), not values.")
 
 
 def cfg_eps(params: Params) -> str:

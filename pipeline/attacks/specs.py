@@ -11,12 +11,25 @@ from pipeline.schema import PositiveInt, Section
 At = Literal["grid", "threat"]  # run over the whole eps grid, or only at the threat eps
 
 
-class FGSMSpec(Section):
+class AttackEntry(Section):
+    """What every attack entry has: ``label`` names a variant (PGD-20 beside PGD-100: the label is
+    its column and key in metrics, default the attack's name); ``alone`` also runs a threat-eps
+    attack on the samples the cascade skipped, so that its own column is exact."""
+
+    label: str | None = None
+    alone: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.label or self.name
+
+
+class FGSMSpec(AttackEntry):
     name: Literal["fgsm"]
     at: At = "grid"
 
 
-class PGDSpec(Section):
+class PGDSpec(AttackEntry):
     name: Literal["pgd"]
     at: At = "grid"
     steps: PositiveInt = 20
@@ -26,8 +39,21 @@ class PGDSpec(Section):
     loss: Literal["ce", "margin"] = "ce"
 
 
-class CWSpec(Section):
-    """CW-L2 (Carlini and Wagner), its perturbation projected onto the L-inf ball of eps."""
+class CWLinfSpec(AttackEntry):
+    """CW-Linf: PGD on the CW margin loss max_{j != y} z_j - z_y inside the L-inf ball (the "C&W"
+    of L-inf papers such as AFA)."""
+
+    name: Literal["cw_linf"]
+    at: At = "threat"
+    steps: PositiveInt = 30
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    restarts: PositiveInt = 1
+    random_start: bool = True
+
+
+class CWSpec(AttackEntry):
+    """CW-L2 (Carlini and Wagner): its minimal perturbation projected onto the L-inf ball of eps
+    for the accuracy at eps, and reported unbounded as the papers do (success rate, median L2)."""
 
     name: Literal["cw"]
     at: At = "threat"
@@ -38,8 +64,9 @@ class CWSpec(Section):
     kappa: Annotated[float, Field(ge=0.0)] = 0.0
 
 
-class DeepFoolSpec(Section):
-    """DeepFool (Moosavi-Dezfooli et al.), projected onto the L-inf ball of eps."""
+class DeepFoolSpec(AttackEntry):
+    """DeepFool (Moosavi-Dezfooli et al.): projected onto the L-inf ball of eps for the accuracy at
+    eps, and reported unbounded (success rate, median L2 of the minimal perturbation)."""
 
     name: Literal["deepfool"]
     at: At = "threat"
@@ -47,12 +74,13 @@ class DeepFoolSpec(Section):
     overshoot: Annotated[float, Field(ge=0.0)] = 0.02
 
 
-class AutoAttackSpec(Section):
+class AutoAttackSpec(AttackEntry):
     name: Literal["autoattack"]
     at: At = "threat"
     version: Literal["standard", "plus", "rand"] = "standard"  # rand is used for randomized deployments
 
 
-AttackSpec = Annotated[FGSMSpec | PGDSpec | CWSpec | DeepFoolSpec | AutoAttackSpec, Field(discriminator="name")]
+AttackSpec = Annotated[FGSMSpec | PGDSpec | CWLinfSpec | CWSpec | DeepFoolSpec | AutoAttackSpec,
+                       Field(discriminator="name")]
 
 

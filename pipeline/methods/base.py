@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple
 import torch
 from torch import nn
 
-from pipeline.attacks import pgd
+from pipeline.attacks.pgd import pgd
 from pipeline.deploy import Deployed
 from pipeline.schema import NoOptions, Section
 
