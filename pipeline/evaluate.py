@@ -85,10 +85,11 @@ class EvalResult:
 def minimal_summary(m: dict[str, list]) -> dict:
     """Success rate over the samples attacked and the median L2 norm of the successful minimal
     perturbations: CW-L2 and DeepFool as the norm-shaping paper reports them."""
-    norms = sorted(n for n, ok in zip(m["l2"], m["success"]) if ok)
+    success, l2 = m.get("success", []), m.get("l2", [])  # empty when no sample was left to attack
+    norms = sorted(n for n, ok in zip(l2, success) if ok)
     mid = len(norms) // 2
     median = None if not norms else (norms[mid] if len(norms) % 2 else (norms[mid - 1] + norms[mid]) / 2)
-    return {"n_attacked": len(m["success"]), "success_rate": sum(m["success"]) / max(len(m["success"]), 1),
+    return {"n_attacked": len(success), "success_rate": sum(success) / len(success) if success else None,
             "median_l2": median}
 
 

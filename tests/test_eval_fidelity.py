@@ -186,3 +186,10 @@ def test_model_card_counts_passes_and_records_the_setting(digits_model, digits, 
     assert card["deployment"]["route"] == {"branch": [0, 1]} and card["mlflow_run"] == "r1"
     text = card_markdown(card)
     assert "# Model card: m" in text and "gradient passes" in text and "abc123" in text
+
+
+def test_minimal_summary_when_the_cascade_left_nothing_to_attack():
+    from pipeline.evaluate import minimal_summary
+
+    assert minimal_summary({}) == {"n_attacked": 0, "success_rate": None, "median_l2": None}
+    assert minimal_summary({"success": [True, False, True], "l2": [1.0, 9.0, 3.0]})["median_l2"] == 2.0
