@@ -231,9 +231,14 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
 
 
 def _read_csv(path: Path) -> list[dict]:
+    def value(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):  # labels: a layer's name, a statistics reading
+            return v
+
     with open(path) as f:
-        return [{k: (float(v) if v not in ("", None) and k != "layer" else v) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        return [{k: (v if k == "layer" else value(v)) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _num(v: float | None, digits: int = 1) -> str:
