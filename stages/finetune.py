@@ -17,7 +17,8 @@ def main(argv: list[str]) -> None:
     method = METHODS[cfg.method]
     splits = load_splits(params.data).to(device)
     model, spec = trained_model(cfg.start, device)
-    added = method.conversions(cfg)
+    # a conversion the start model already has (AdvProp fine-tuned with AdvProp) is not applied twice
+    added = [c for c in method.conversions(cfg) if c not in spec.get("conversions", [])]
     replay(model, added)
     spec["conversions"] = [*spec.get("conversions", []), *added]
     section = {"seed": params.seed, "data": params.data.model_dump(), "start_spec": spec, "finetune": cfg.model_dump()}

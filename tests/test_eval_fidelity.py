@@ -3,6 +3,7 @@ never attack part of a batch-dependent deployment, the training attack uses its 
 "PGD more" is more effort, Table 9 compares the same layers, and figures carry intervals."""
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,36 @@ def test_minimal_summary_when_the_cascade_left_nothing_to_attack():
 
     assert minimal_summary({}) == {"n_attacked": 0, "success_rate": None, "median_l2": None}
     assert minimal_summary({"success": [True, False, True], "l2": [1.0, 9.0, 3.0]})["median_l2"] == 2.0
+
+
+def test_interpolation_endpoints_equal_the_models_own_pgd_rows(digits_model, digits, default_raw):
+    from pipeline.analysis.interpolate import interpolate_bn
+    from pipeline.config import parse_params
+    from pipeline.norms import batch_norms
+    from stages.interpolate import interpolation_suite
+    from tests.conftest import tiny_raw
+
+    params = parse_params(tiny_raw(default_raw))
+    suite = interpolation_suite(params)
+    assert [a.name for a in suite.attack_list] == ["pgd"] and suite.eps_grid == [0.0, params.evaluate.threat]
+    a, b = digits_model, copy.deepcopy(digits_model)
+    for _, bn in batch_norms(b):
+        bn.weight.data *= 1.3
+    x, y = digits.x_test[:40].float() / 255, digits.y_test[:40]
+    own = {m: evaluate(Deployed(m), x, y, params.evaluate, progress=False).headline()["pgd"] for m in (a, b)}
+    at = {p: evaluate(Deployed(interpolate_bn(a, b, p, stats="interpolate")), x, y, suite, progress=False).headline()
+          for p in (1.0, 0.0)}
+    assert at[1.0]["worst_case"] == own[a] and at[0.0]["worst_case"] == own[b]
+
+
+def test_resnet18_config_has_the_papers_bn_sections_and_the_report_names_the_differences(default_raw):
+    from pipeline.analysis.report import setting_note
+    from pipeline.config import load_params, parse_params
+
+    root = Path(__file__).parents[1]
+    robmask = load_params(root / "configs" / "cifar10_resnet18_robmask_paper.yaml")
+    assert {"bn_params", "adv_clean_bn"} <= set(robmask.finetune)
+    assert robmask.interpolate and robmask.analyze_bn and paper.TABLE9_PAIR in robmask.analyze_bn.pairs
+    note = setting_note(parse_params(default_raw), paper.ROBMASK_MATCH)
+    assert "architecture (ours `resnet_small`, paper `resnet18`)" in note and "dataset" in note
+    assert "architecture" not in setting_note(robmask, paper.ROBMASK_MATCH)

@@ -239,3 +239,55 @@ def test_a_changed_default_reaches_exactly_the_entries_that_inherit_it():
     inherit = {f"{section}.{name}" for section in ("pretrain", "finetune")
                for name, entry in before[section].items() if entry["lr"] == 0.05}
     assert moved == inherit and "finetune.adv_clean_bn" not in moved and "pretrain.standard" in moved
+
+
+def test_finetune_of_a_converted_model_replays_both_steps(tmp_path, monkeypatch, digits):
+    """A denoised network fine-tuned with AdvProp: the start's block and the fine-tune's two-branch
+    BN are both in the spec, and the checkpoint loads by path alone."""
+    import stages.common as common
+    from stages import finetune
+
+    torch.manual_seed(0)
+    spec = _spec(digits, conversions=[{"kind": "denoise", "after": [2], "filter": "mean"}])
+    _train_and_load(tmp_path, monkeypatch, digits, "denoised", spec,
+                    {"method": "standard", "epochs": 1, "batch_size": 256, "lr": 0.05})
+    raw = tiny_raw(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
+    raw["pretrain"]["denoised"] = {**raw["pretrain"]["standard"]}
+    raw["finetune"]["ft"] = {**raw["finetune"]["bn_params"], "start": "denoised", "method": "advprop",
+                             "trainable": "all", "options": {}, "attack": ADVPROP["attack"]}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(common, "PARAMS_FILE", str(tmp_path / "params.yaml"))
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    import numpy as np
+
+    np.savez(tmp_path / "data" / "prepared" / "data.npz", x_train=digits.x_train.numpy(), y_train=digits.y_train.numpy(),
+             x_test=digits.x_test.numpy(), y_test=digits.y_test.numpy(), mean=np.array(digits.mean),
+             std=np.array(digits.std))
+    finetune.main(["ft"])
+    model, spec = load_model(Path("models") / "ft" / "model.pt")
+    assert [c["kind"] for c in spec["conversions"]] == ["denoise", "multi"]
+    assert [s["stage"] for s in spec["steps"]] == ["pretrain@denoised", "finetune@ft"]
+    x = digits.x_test[:8].float() / 255
+    with norm_route(model, branch=1):
+        assert model(x).shape == (8, 10)
+
+
+def test_autoaugment_changes_images_per_image_and_reproducibly(digits):
+    from pipeline.config import AugmentConfig
+    from pipeline.train import augment
+
+    x = digits.x_train[:32]
+    out = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        out.append(augment(x, AugmentConfig(autoaugment=True), torch.Generator().manual_seed(0)))
+    assert out[0].dtype == torch.uint8 and out[0].shape == x.shape
+    assert torch.equal(out[0], out[1]) and not torch.equal(out[0], x)
+
+
+def test_sweeps_and_flows_find_the_stage_of_a_view(tmp_path, default_raw):
+    from pipeline.flows import evaluation_stage
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_raw))
+    assert evaluation_stage(tmp_path, "advprop_aux") == "view@advprop_aux"
+    assert evaluation_stage(tmp_path, "advprop") == "evaluate@advprop"

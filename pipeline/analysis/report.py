@@ -195,7 +195,9 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         )
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
 
-    lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results)]
+    lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results),
+              "", "Model cards (threat model, attacks and their settings, effort, deployment, training recipe): "
+              + ", ".join(f"[{r.name}](../results/{r.name}/model_card.md)" for r in results) + "."]
     lines += alone_table(results, attacks, labels, cfg.cascade) + minimal_table(results, attacks, labels)
 
     flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]
