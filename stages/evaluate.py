@@ -59,7 +59,8 @@ def main(argv: list[str]) -> None:
                "model": model_name, "view": cfg.views[name].model_dump() if name in cfg.views else None,
                "protocol_eps": cfg.eps_grid, "protocol_attacks": [a.name for a in cfg.attack_list]}
     out = Path("results") / name
-    with StageRun(f"evaluate@{name}", params.tracking.experiment, section,
+    stage = f"view@{name}" if name in cfg.views else f"evaluate@{name}"  # the DVC stage, as MLflow names the run
+    with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
         with counting_passes(model) as passes:
             result = evaluate(deployed, x, y, cfg, seed=params.seed)
