@@ -38,17 +38,17 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """1x1 reduce, 3x3, 1x1 expand (x4), as in ResNet-50."""
+    """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand (x4 in ResNet-50, x2 in ResNeXt)."""
 
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1, *, norm: NormFactory = nn.BatchNorm2d,
-                 act: ActFactory = lambda: nn.ReLU(inplace=True)):
+                 act: ActFactory = lambda: nn.ReLU(inplace=True), groups: int = 1, expansion: int | None = None):
         super().__init__()
-        cout = width * self.expansion
+        cout = width * (expansion or self.expansion)
         self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
         self.bn1 = norm(width)
-        self.conv2 = conv3x3(width, width, stride)
+        self.conv2 = nn.Conv2d(width, width, 3, stride=stride, padding=1, groups=groups, bias=False)
         self.bn2 = norm(width)
         self.conv3 = nn.Conv2d(width, cout, 1, bias=False)
         self.bn3 = norm(cout)

@@ -1,5 +1,5 @@
 """ResNeXt-29 (32x4d), CIFAR variant (Xie et al., "Aggregated Residual Transformations for Deep
-Neural Networks"): three stages of three bottleneck blocks with 32 groups of width 4 (doubling per
+Neural Networks"): three stages of three bottleneck blocks (ResNet's, grouped) with 32 groups of width 4 (doubling per
 stage), a 64-channel 3x3 stem (the RobMask paper's Table 3 network)."""
 
 from __future__ import annotations
@@ -10,27 +10,7 @@ import torch
 from torch import nn
 
 from pipeline.models.common import ActFactory, Normalize, NormFactory, conv3x3, init_weights
-
-
-class ResNeXtBlock(nn.Module):
-    def __init__(self, cin: int, cardinality: int, width: int, stride: int, norm: NormFactory, act: ActFactory):
-        super().__init__()
-        inner, cout = cardinality * width, 2 * cardinality * width
-        self.conv1 = nn.Conv2d(cin, inner, 1, bias=False)
-        self.bn1 = norm(inner)
-        self.conv2 = nn.Conv2d(inner, inner, 3, stride=stride, padding=1, groups=cardinality, bias=False)
-        self.bn2 = norm(inner)
-        self.conv3 = nn.Conv2d(inner, cout, 1, bias=False)
-        self.bn3 = norm(cout)
-        self.relu = act()
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), norm(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        return self.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
+from pipeline.models.resnet import Bottleneck
 
 
 class ResNeXt(nn.Module):
@@ -46,7 +26,8 @@ class ResNeXt(nn.Module):
         for i, n in enumerate(blocks):
             stage = []
             for j in range(n):
-                stage.append(ResNeXtBlock(cin, cardinality, width, 2 if (i > 0 and j == 0) else 1, norm, act))
+                stage.append(Bottleneck(cin, cardinality * width, 2 if (i > 0 and j == 0) else 1, norm=norm, act=act,
+                                        groups=cardinality, expansion=2))
                 cin = 2 * cardinality * width
             stages.append(nn.Sequential(*stage))
             width *= 2
