@@ -15,7 +15,9 @@ from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_text
+from pipeline.config import ConfigError
 from pipeline.masking import masking_checks
+from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun, _git
 from pipeline.train import to_float
@@ -36,6 +38,21 @@ def deployment_of(name: str, cfg, spec: dict) -> dict:
     return d
 
 
+def check_route(name: str, how: dict, model) -> None:
+    """A view's route must be one the model's routed norms read: else one line, before any work."""
+    route = how.get("route") or {}
+    if not route:
+        return
+    norms = routed_norms(model)
+    if not norms:
+        raise ConfigError(f"evaluate.views.{name}.route: the model has no routed norms (plain BN); drop the route")
+    known = {k for m in norms for k in m.default_route}
+    unknown = sorted(set(route) - known)
+    if unknown:
+        raise ConfigError(f"evaluate.views.{name}.route: unknown key {unknown[0]!r}; this model's norms read "
+                          f"{sorted(known)}")
+
+
 def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
     d = cfg.deployment
     mode = how.get("mode", "eval")
@@ -53,6 +70,7 @@ def main(argv: list[str]) -> None:
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
     how = deployment_of(name, cfg, spec)
+    check_route(name, how, model)
     deployed = deploy(model, cfg, splits, device, params.seed, how)
 
     section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k not in ("models", "views")},

@@ -291,3 +291,14 @@ def test_sweeps_and_flows_find_the_stage_of_a_view(tmp_path, default_raw):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_raw))
     assert evaluation_stage(tmp_path, "advprop_aux") == "view@advprop_aux"
     assert evaluation_stage(tmp_path, "advprop") == "evaluate@advprop"
+
+
+def test_a_view_route_the_model_cannot_read_fails_in_one_line(digits_model):
+    from stages.evaluate import check_route
+
+    with pytest.raises(ConfigError, match=r"evaluate.views.v.route: the model has no routed norms"):
+        check_route("v", {"route": {"branch": 1}}, digits_model)
+    converted = convert_norms(copy.deepcopy(digits_model), "multi", k=2)
+    with pytest.raises(ConfigError, match=r"unknown key 'strength'"):
+        check_route("v", {"route": {"strength": 0.5}}, converted)
+    check_route("v", {"route": {"branch": 1}}, converted)
