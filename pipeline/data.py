@@ -67,18 +67,37 @@ def dataset_file(cfg: DataConfig) -> Path:
 # validation and the npz format
 
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
+FORMAT = ("an .npz with arrays x_train, y_train, x_test, y_test: images uint8 (N, C, H, W) with C 1 or 3 "
+          "and values 0-255, labels integers in [0, 1000), one per image")
+
+
+def _conversion(name: str, x: np.ndarray) -> str:
+    """How to turn images in a common other layout (grey without a channel axis, channels last,
+    float or wider integers) into the format; empty when it is none of those."""
+    expr = name
+    if x.ndim == 3:
+        expr += "[:, None]"
+    elif x.ndim == 4 and x.shape[1] not in (1, 3) and x.shape[3] in (1, 3):
+        expr += ".transpose(0, 3, 1, 2)"
+    if x.dtype != np.uint8 and x.size and np.issubdtype(x.dtype, np.number):
+        low, high = x.min(), x.max()
+        if np.issubdtype(x.dtype, np.floating) and 0 <= low and high <= 1:
+            expr = f"({expr} * 255).round().astype(np.uint8)"
+        elif 0 <= low and high <= 255:
+            expr += ".round().astype(np.uint8)" if np.issubdtype(x.dtype, np.floating) else ".astype(np.uint8)"
+    return f"; convert with {expr}" if expr != name else ""
 
 
 def validate_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
     missing = [k for k in _KEYS if k not in arrays]
     if missing:
-        raise DataError(f"{source}: missing arrays {missing}; expected {list(_KEYS)}")
+        raise DataError(f"{source}: missing arrays {missing}; expected {FORMAT}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1] not in (1, 3):
             raise DataError(
-                f"{source}: x_{split} must be uint8 of shape (N, C, H, W) with C in (1, 3), "
-                f"got {x.dtype} {x.shape}"
+                f"{source}: x_{split} must be uint8 of shape (N, C, H, W) with C in (1, 3) and values 0-255, "
+                f"got {x.dtype} {x.shape}{_conversion(f'x_{split}', x)}"
             )
         if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{source}: y_{split} must be integer labels, one per image, got {y.dtype} {y.shape}")
@@ -116,14 +135,22 @@ def write_npz(arrays: dict[str, np.ndarray], path: Path) -> None:
             np.savez(f, **arrays)
 
 
+def _open_npz(path: Path, advice: str) -> dict[str, np.ndarray]:
+    """The arrays of an .npz; anything else (a truncated file, a single .npy array) is a DataError."""
+    try:
+        if not zipfile.is_zipfile(path):  # np.load would try it as .npy or pickle and say so
+            raise ValueError("not a zip archive of named arrays")
+        with np.load(path, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err}); {advice}") from None
+
+
 def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The fetch stage's dataset file, validated."""
     if not path.exists():
         raise DataError(f"{path}: not found; run the fetch stage first (dvc repro fetch)")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npz file ({err}); delete it and fetch again") from None
+    arrays = _open_npz(path, "delete it and fetch again")
     validate_arrays(arrays, str(path))
     return arrays
 
@@ -202,7 +229,12 @@ def _torchvision(cfg: DataConfig) -> dict[str, np.ndarray]:
 
 
 def _user_npz(cfg: DataConfig) -> dict[str, np.ndarray]:
-    arrays = read_npz(Path(cfg.path))
+    """The user's own file: what is wrong with it says what the file must hold (fetch makes it from nothing)."""
+    path = Path(cfg.path)
+    if not path.is_file():
+        raise DataError(f"data.path: {path}: no such file; it must be {FORMAT}")
+    arrays = _open_npz(path, f"it must be {FORMAT}")
+    validate_arrays(arrays, str(path))
     for split in ("train", "test"):
         arrays[f"x_{split}"] = _resize(arrays[f"x_{split}"], cfg.image_size)
     return arrays

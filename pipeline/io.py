@@ -1,8 +1,11 @@
 """Atomic writes and safe checkpoint loads.
 
 Every output is written to a temporary sibling and renamed into place, so a killed process leaves
-either the old file or the new one, never half of one. Checkpoints are state dicts loaded with
-``weights_only=True``: a file that would run code when unpickled is refused.
+either the old file or the new one, never half of one. Temporaries get the default modes, so
+outputs follow the umask like any other file (a DVC cache or results folder may be shared between
+users); an output that cannot be written is one line naming it (:class:`WriteError`).
+Checkpoints are state dicts loaded with ``weights_only=True``: a file that would run code when
+unpickled is refused.
 """
 
 from __future__ import annotations
@@ -11,16 +14,38 @@ import io
 import json
 import os
 import pickle
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, corrupt, unsafe or of the wrong shape."""
+
+
+class WriteError(RuntimeError):
+    """An output that cannot be written where it belongs; the message names the path and why."""
+
+
+def _unwritable(path: Path, err: OSError) -> WriteError:
+    """One line for the user: the first ancestor that is a file where a folder should be, or the
+    system's reason (no permission, read-only file system, disk full)."""
+    for ancestor in reversed(path.parents):
+        if ancestor.exists() and not ancestor.is_dir():
+            return WriteError(f"{path}: cannot be written: {ancestor} is a file where a folder should be")
+    return WriteError(f"{path}: cannot be written: {err.strerror or err}")
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Turn a failure to create, replace or remove ``path`` (or its temporary) into a WriteError."""
+    try:
+        yield
+    except OSError as err:
+        raise _unwritable(path, err) from None
 
 
 def _remove_stale(path: Path) -> None:
@@ -31,24 +56,40 @@ def _remove_stale(path: Path) -> None:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
+def _new_file(tmp: Path) -> None:
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+def _temporary(path: Path, make: Callable[[Path], None]) -> Path:
+    """A fresh hidden sibling of ``path`` made by ``make`` with the default mode, which the umask
+    trims (``tempfile`` would make it private: 0600 files, 0700 folders)."""
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path)
+        while True:
+            tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+            try:
+                make(tmp)
+                return tmp
+            except FileExistsError:
+                continue
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _temporary(path, _new_file)
     try:
         yield tmp
-        os.replace(tmp, path)
+        with _writing(path):
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _writing(Path(path)):
         tmp.write_text(text)
 
 
@@ -65,7 +106,7 @@ def save_checkpoint(path: str | Path, obj: dict[str, Any]) -> None:
     Saved to a path, torch names the archive inside after the file, here a random temporary name."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _writing(Path(path)):
         tmp.write_bytes(buffer.getvalue())
 
 
@@ -82,8 +123,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(f"{path}: refused to load, it would import code ({detail[0].strip()}); "
                                   "checkpoints hold tensors and plain data only") from None
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt or not written by torch.save)") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    except Exception as err:  # noqa: BLE001 - garbage bytes make the unpickler raise about anything (KeyError, ...)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {reason})") from None
 
 
 @contextmanager
@@ -93,18 +135,17 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     import shutil
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _temporary(path, os.mkdir)
     try:
         yield tmp
-        if path.is_dir():  # keep the folder's dotfiles the writer did not make (DVC's .gitignore)
-            for kept in path.glob(".*"):
-                if kept.is_file() and not (tmp / kept.name).exists():
-                    shutil.copy2(kept, tmp / kept.name)
-        if path.exists():
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
-        os.replace(tmp, path)
+        with _writing(path):
+            if path.is_dir():  # keep the folder's dotfiles the writer did not make (DVC's .gitignore)
+                for kept in path.glob(".*"):
+                    if kept.is_file() and not (tmp / kept.name).exists():
+                        shutil.copy2(kept, tmp / kept.name)
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

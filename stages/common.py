@@ -12,14 +12,14 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-from pipeline.config import ConfigError, Params, load_params
+from pipeline.config import ConfigError, Params, load_params, require_device
 from pipeline.data import DataError
-from pipeline.io import CheckpointError
+from pipeline.io import CheckpointError, WriteError
 from pipeline.spec import load_model
 from pipeline.train import NonFiniteLossError
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
-EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError)
+EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError, WriteError)
 
 
 def load() -> Params:
@@ -27,8 +27,7 @@ def load() -> Params:
 
 
 def device_of(params: Params) -> torch.device:
-    if params.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{PARAMS_FILE}: device: 'cuda' requested but no CUDA device is available")
+    require_device(params.device, PARAMS_FILE)
     if params.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(params.device)

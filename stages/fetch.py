@@ -15,8 +15,8 @@ from stages.common import load, run
 def main(argv: list[str]) -> None:
     params = load()
     section = {"data": params.data.model_dump(), "seed": params.seed}
+    arrays = prepare(params.data, seed=params.seed)  # a missing or malformed source fails before any run starts
     with StageRun("fetch", params.tracking.experiment, section) as tracker:
-        arrays = prepare(params.data, seed=params.seed)
         with atomic_dir(prepared_dir(params.data)) as tmp:
             write_npz(arrays, tmp / dataset_file(params.data).name)
         with atomic_dir(Path("data") / "fetch") as tmp:
