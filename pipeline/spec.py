@@ -74,3 +74,27 @@ def load_model(path: str | Path, map_location="cpu") -> tuple[nn.Module, dict]:
 def default_deployment(spec: dict) -> dict:
     """How the model deploys unless params say otherwise: the last step that declared one."""
     return dict(spec.get("deployment") or {"mode": "eval"})
+
+
+def convert_saved(src: str | Path, dst: str | Path, conversion: dict) -> dict:
+    """Apply ``conversion`` to the model saved at ``src`` and save it to ``dst`` with the
+    conversion recorded in its spec, so ``dst`` loads by path alone. Dropping AdvProp's auxiliary
+    BNs, ``{"kind": "select", "branches": [0]}``, leaves a plain BN network that deploys as the
+    main BN did: the default deployment's branch route follows the branches kept."""
+    from pipeline.norms import convert_norms, routed_norms
+
+    model, spec = load_model(src)
+    step = dict(conversion)
+    convert_norms(model, step["kind"], **{k: v for k, v in step.items() if k != "kind"})
+    deployment = default_deployment(spec)
+    route = dict(deployment.get("route") or {})
+    if step["kind"] == "select" and "branch" in route:
+        if route["branch"] not in step["branches"]:
+            raise ValueError(f"the model deploys on branch {route['branch']}, which {step['branches']} drops")
+        route["branch"] = step["branches"].index(route["branch"])
+    if not routed_norms(model):
+        route = {}
+    deployment = {**deployment, "route": route} if route else {k: v for k, v in deployment.items() if k != "route"}
+    spec = {**spec, "conversions": [*spec.get("conversions", []), step], "deployment": deployment}
+    save_model(dst, model, spec)
+    return spec

@@ -6,6 +6,7 @@ from torch.nn.modules.batchnorm import _NormBase
 import hashlib
 
 from pipeline.models import ACTIVATIONS, ARCHITECTURES, bn_share, build_model
+from pipeline.models.common import ReLUSoftplusGrad, SmoothReLU
 from pipeline.io import CheckpointError
 from pipeline.spec import load_model, make_spec
 from pipeline.spec import save_model as _save
@@ -49,7 +50,8 @@ def test_every_network_swaps_in_groupnorm_and_each_activation(arch):
     gn = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, norm="group")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in gn.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in gn.modules())
-    kinds = {"softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "celu": nn.CELU}
+    kinds = {"softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "celu": nn.CELU,
+             "smoothrelu": SmoothReLU, "relu_softplus_grad": ReLUSoftplusGrad}
     for name, kind in kinds.items():
         model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, activation=name)
         assert any(isinstance(m, kind) for m in model.modules()) and not any(isinstance(m, nn.ReLU) for m in model.modules())

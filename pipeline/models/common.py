@@ -39,6 +39,52 @@ def norm_layer(kind: str = "batch", groups: int = 32) -> NormFactory:
     raise ValueError(f"norm: unknown norm layer {kind!r}; known: {', '.join(NORMS)}")
 
 
+class SmoothReLU(nn.Module):
+    """SmoothReLU (thesis Eq. 5.4): x - log(alpha x + 1) / alpha for x >= 0, else 0. Like ReLU it
+    is zero for negative inputs, but its derivative alpha x / (1 + alpha x) is continuous; alpha
+    is one learnable scalar, kept positive, started large (400, the thesis' value) so that the
+    gradient does not vanish at the start of training."""
+
+    def __init__(self, alpha: float = 400.0):
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        alpha = self.alpha.clamp_min(1e-3)
+        z = torch.relu(x)
+        return z - torch.log1p(alpha * z) / alpha
+
+
+class _ReLUSoftplusGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, beta: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.beta = beta
+        return torch.relu(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, = ctx.saved_tensors
+        return grad * torch.sigmoid(ctx.beta * x), None
+
+
+class ReLUSoftplusGrad(nn.Module):
+    """ReLU in the forward pass, the derivative of Softplus(beta) (Eq. 5.3, sigmoid(beta x)) in
+    the backward pass: the thesis' Table 5.1 with better gradients for both the attacker and the
+    optimizer, while inference is exactly ReLU. Every gradient through the model, an evaluation
+    attack's included, is the smooth one."""
+
+    def __init__(self, beta: float = 10.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _ReLUSoftplusGrad.apply(x, self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "relu": lambda beta: nn.ReLU(inplace=True),
     "softplus": lambda beta: nn.Softplus(beta=beta),  # the thesis' parametric Softplus, beta 10
@@ -46,6 +92,8 @@ ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "gelu": lambda beta: nn.GELU(),
     "elu": lambda beta: nn.ELU(),
     "celu": lambda beta: nn.CELU(),
+    "smoothrelu": lambda beta: SmoothReLU(),
+    "relu_softplus_grad": lambda beta: ReLUSoftplusGrad(beta),  # forward ReLU, backward Softplus(beta)'
 }
 
 

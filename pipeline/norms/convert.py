@@ -44,6 +44,32 @@ def to_multi(model: nn.Module, k: int = 2) -> nn.Module:
     return replace_batch_norms(model, lambda bn: MultiBatchNorm.from_bn(bn, k), "multi")
 
 
+def select_branches(model: nn.Module, branches: list[int]) -> nn.Module:
+    """Keep only ``branches`` (in that order) of every multi-branch BN and drop the rest: the
+    auxiliary BNs of an AdvProp model once it deploys on its main BN (``branches: [0]``, which
+    leaves plain ``BatchNorm2d`` layers), or AFA stage II's BN_0 and BN_K-1."""
+    if not branches or len(set(branches)) != len(branches):
+        raise ValueError(f"conversion 'select': branches must be distinct and non-empty, got {branches}")
+    count = 0
+
+    def walk(module: nn.Module) -> None:
+        nonlocal count
+        for name, child in module.named_children():
+            if isinstance(child, MultiBatchNorm):
+                if max(branches) >= child.k or min(branches) < 0:
+                    raise ValueError(f"conversion 'select': branches {branches} out of range for {child.k} branches")
+                kept = [child.branches[b] for b in branches]
+                setattr(module, name, kept[0] if len(kept) == 1 else MultiBatchNorm(kept))
+                count += 1
+            else:
+                walk(child)
+
+    walk(model)
+    if not count:
+        raise ValueError("conversion 'select': the model has no multi-branch BN")
+    return model
+
+
 def to_group(model: nn.Module, groups: int = 32) -> nn.Module:
     """Every BN -> GroupNorm with the BN's affine parameters (the statistics have no counterpart)."""
     import math
@@ -76,6 +102,7 @@ def insert_denoise(model: nn.Module, after: list[int], filter: str = "nonlocal_g
 
 CONVERSIONS: dict[str, Callable[..., nn.Module]] = {
     "multi": to_multi,
+    "select": select_branches,
     "group": to_group,
     "denoise": insert_denoise,
 }

@@ -45,6 +45,22 @@ def training_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
 
 
 @contextmanager
+def running_stats(model: nn.Module) -> Iterator[nn.Module]:
+    """Every BN normalizes with its running statistics (eval mode) and stops updating them, while
+    the rest of the model keeps its mode: the thesis' consistent BN (Table 6.2), which trains
+    the last epochs with BN behaving as it will at inference. Restored on exit."""
+    bns = [m for _, m in batch_norms(model)]
+    flags = [m.training for m in bns]
+    for m in bns:
+        m.eval()
+    try:
+        yield model
+    finally:
+        for m, flag in zip(bns, flags):
+            m.training = flag
+
+
+@contextmanager
 def frozen_bn_stats(model: nn.Module) -> Iterator[nn.Module]:
     """Forward passes inside the block leave every BN's running statistics as they were.
 
