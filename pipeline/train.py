@@ -26,7 +26,7 @@ from pipeline.data import Splits
 from pipeline.deploy import Deployed
 from pipeline.io import load_checkpoint, save_checkpoint
 from pipeline.methods import METHODS
-from pipeline.norms import training_mode
+from pipeline.norms import running_stats, training_mode
 
 
 class NonFiniteLossError(RuntimeError):
@@ -188,7 +188,17 @@ def train(
     start_epoch = 0
 
     if checkpoint is not None and checkpoint.exists():
-        state = load_checkpoint(checkpoint, map_location=device)
+        import sys
+
+        from pipeline.io import CheckpointError
+
+        try:
+            state = load_checkpoint(checkpoint, map_location=device)
+        except CheckpointError as err:  # resumable state only: set it aside (kept for a look) and start over
+            aside = checkpoint.with_name(f"{checkpoint.name}.corrupt")
+            checkpoint.replace(aside)
+            tqdm.write(f"warning: {err}; moved it to {aside} and training starts over", file=sys.stderr)
+            state = {}
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             if opt is not None:
@@ -204,9 +214,12 @@ def train(
     forward = accelerated(model, cfg)
     bar = progress_bar(total=total, initial=start_epoch * per_epoch, desc=desc or cfg.method, unit="step",
                disable=not progress)
+    consistent_from = cfg.epochs - cfg.running_stats_epochs
     with training_mode(model, True):
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
+            consistent = epoch >= consistent_from  # consistent BN: train and craft on running statistics
+            step_cfg = cfg.model_copy(update={"attack_bn": "eval"}) if consistent else cfg
             order = torch.randperm(n, generator=gen).to(device)
             loss_sum = correct = seen = 0
             for i in range(per_epoch):
@@ -220,7 +233,8 @@ def train(
                 x = as_input(to_float(augment(splits.x_train[idx], cfg.augment, gen)), cfg)
                 y = splits.y_train[idx]
                 try:
-                    out = train_step(forward, method, opt, x, y, cfg, autocast)
+                    with running_stats(model) if consistent else nullcontext():
+                        out = train_step(forward, method, opt, x, y, step_cfg, autocast)
                 except NonFiniteLossError as err:
                     raise NonFiniteLossError(
                         f"{err} at epoch {epoch + 1} step {i + 1}"

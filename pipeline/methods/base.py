@@ -46,16 +46,19 @@ class Method:
 
 
 def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: "TrainConfig", *,
-          loss=None, init: torch.Tensor | None = None, route: dict | None = None) -> torch.Tensor:
+          loss=None, init: torch.Tensor | None = None, route: dict | None = None,
+          scale: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Training-time adversarial examples from ``cfg.attack`` (its loss unless ``loss`` is given).
 
     BN runs in the mode ``cfg.attack_bn`` says (batch statistics by default, as in Madry et al.'s
     training), and the crafting passes never touch the running statistics: only the update step
     that trains on the result does. ``init`` is a fixed starting perturbation (TRADES' small
-    Gaussian noise) in place of the attack's random start; ``route`` a norm route to craft through.
+    Gaussian noise) in place of the attack's random start; ``route`` a norm route to craft through;
+    ``scale`` multiplies eps and step size (one number, or one per sample), for methods that
+    attack at a fraction of the attack's eps (AdvProp's extra auxiliary BNs, random strengths).
     """
     a = cfg.attack
     f = Deployed(model, "batch" if cfg.attack_bn == "train" else "eval", route=route)
-    return pgd(f, x, y, eps=a.eps, step_size=a.step_size, steps=a.steps,
+    return pgd(f, x, y, eps=a.eps * scale, step_size=a.step_size * scale, steps=a.steps,
                random_start=a.random_start and init is None, restarts=a.restarts,
                loss=a.loss if loss is None else loss, init=init)
