@@ -1,12 +1,13 @@
 """``bnat``: the command-line entry point.
 
     bnat validate [PARAMS]     check a params file against the schema (one line per problem)
-    bnat stages                list the DVC stages in the order a flow runs them
+    bnat stages [DIR]          list the DVC stages in the order a flow runs them
     bnat flow [DIR]            run the Prefect ``reproduce`` flow once, here (no worker needed)
     bnat mlflow-ui [--host H]  the MLflow UI over the project's store, on 127.0.0.1 unless --host says
     bnat mlflow-server [...]   the MLflow server that several machines log to (database backend)
     bnat sweep -m M.. -s S..   methods x seeds as experiments on the gpu workers (or --local), then
                                mean ± std over seeds per method
+    bnat select-branches SRC DST B..  keep BN branches B.. of a multi-branch model (drop AdvProp's auxiliary BNs)
 """
 
 from __future__ import annotations
@@ -15,33 +16,60 @@ import argparse
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """Every argument's default in its help, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _command(sub, name: str, purpose: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line purpose heads both ``bnat --help`` and its own ``--help``."""
+    return sub.add_parser(name, help=purpose, description=purpose[0].upper() + purpose[1:] + ".",
+                          formatter_class=_Help)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnat", description="BN in adversarial training: pipeline tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="validate a params file")
-    v.add_argument("params", nargs="?", default="params.yaml")
-    sub.add_parser("stages", help="list the DVC stages in execution order")
-    f = sub.add_parser("flow", help="run the reproduce flow once in this process")
-    f.add_argument("project_dir", nargs="?", default=".")
-    u = sub.add_parser("mlflow-ui", help="serve the MLflow UI over the project's tracking store")
-    u.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    u.add_argument("--port", type=int, default=5000)
-    ms = sub.add_parser("mlflow-server", help="an MLflow tracking server with a database backend")
+    v = _command(sub, "validate", "check a params file against the schema, with one line naming the first bad key")
+    v.add_argument("params", nargs="?", default="params.yaml", help="the params file to check")
+    st = _command(sub, "stages", "list the DVC stages in the order a flow runs them")
+    st.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
+    f = _command(sub, "flow", "run the Prefect reproduce flow once in this process (no worker needed)")
+    f.add_argument("project_dir", nargs="?", default=".",
+                   help="the project to reproduce: the folder holding dvc.yaml and params.yaml")
+    u = _command(sub, "mlflow-ui", "serve the MLflow UI over the project's tracking store")
+    u.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only)")
+    u.add_argument("--port", type=int, default=5000, help="port to serve on")
+    ms = _command(sub, "mlflow-server", "run an MLflow tracking server with a database backend for several machines")
     ms.add_argument("--backend-store-uri", default="sqlite:///mlflow-server.db",
                     help="the run database (sqlite:///FILE, postgresql://..., mysql://...)")
     ms.add_argument("--artifacts-destination", default="./mlartifacts-server",
                     help="where logged files go (a folder, s3://..., ...); clients upload through the server")
-    ms.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only; "
+    ms.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only; "
                     "0.0.0.0 opts in to other machines)")
-    ms.add_argument("--port", type=int, default=5000)
-    sw = sub.add_parser("sweep", help="run a sweep flow: methods x seeds, mean ± std over seeds")
-    sw.add_argument("-m", "--methods", nargs="+", required=True, help="models of evaluate.models")
-    sw.add_argument("-s", "--seeds", nargs="+", type=int, required=True)
+    ms.add_argument("--port", type=int, default=5000, help="port to serve on")
+    sb = _command(sub, "select-branches", "keep some BN branches of a saved multi-branch model and drop the rest "
+                  "(e.g. AdvProp without its auxiliary BNs)")
+    sb.add_argument("src", help="the saved model (models/NAME/model.pt)")
+    sb.add_argument("dst", help="where to write the converted model; it loads by path alone")
+    sb.add_argument("branches", nargs="+", type=int, help="the branches to keep, in order (0: the main BN)")
+    sw = _command(sub, "sweep", "run methods x seeds as experiments, then report mean ± std over seeds per method")
+    sw.add_argument("-m", "--methods", nargs="+", required=True,
+                    help="models or views of evaluate.models / evaluate.views to compare")
+    sw.add_argument("-s", "--seeds", nargs="+", type=int, required=True, help="the seeds each method runs with")
     sw.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="a params.yaml override for every experiment (YAML value), repeatable")
     sw.add_argument("--local", action="store_true", help="run the experiments here, one after another, "
                     "instead of through the experiment deployment")
-    sw.add_argument("--deployment", default=None, help="the experiment deployment (default experiment/gpu)")
+    sw.add_argument("--deployment", default=None,
+                    help="the Prefect experiment deployment to submit to, when not the default experiment/gpu")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.command == "validate":
@@ -58,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stages":
         from pipeline.flows import ordered_stages
 
-        print("\n".join(ordered_stages(".")))
+        print("\n".join(ordered_stages(args.project_dir)))
         return 0
     if args.command == "mlflow-ui":
         import os
@@ -74,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                args.artifacts_destination, "--host", args.host, "--port", str(args.port)]
         os.execvp(cmd[0], cmd)
     if args.command == "sweep":
-        import yaml
-
-        from pipeline.config import ConfigError
+        from pipeline.config import ConfigError, read_yaml
         from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_sweep, summary_markdown, sweep
 
         overrides = {}
@@ -85,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             if not sep or not key:
                 print(f"error: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
                 return 2
-            overrides[key] = yaml.safe_load(value)
+            try:
+                overrides[key] = read_yaml(value, f"--set {key}")
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         try:
             check_sweep(".", args.methods, args.seeds, overrides or None)  # before any server starts
             summary = sweep(args.methods, args.seeds, overrides or None,
@@ -94,6 +124,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(summary_markdown(summary), end="")
+        return 0
+    if args.command == "select-branches":
+        from pipeline.io import CheckpointError
+        from pipeline.spec import convert_saved
+
+        try:
+            spec = convert_saved(args.src, args.dst, {"kind": "select", "branches": args.branches})
+        except (CheckpointError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"{args.dst}: branches {args.branches} of {args.src}; deploys as {spec['deployment']}")
         return 0
     if args.command == "flow":
         from pipeline.flows import reproduce

@@ -72,8 +72,8 @@ class ModelConfig(Section):
     arch: str = "resnet_small"
     norm: Literal["batch", "group"] = "batch"
     groups: PositiveInt = 32  # GroupNorm groups (at most the channel count: gcd(groups, channels))
-    activation: str = "relu"  # relu | softplus | silu | gelu | elu | celu
-    softplus_beta: Annotated[float, Field(gt=0.0)] = 10.0
+    activation: str = "relu"  # relu | softplus | silu | gelu | elu | celu | smoothrelu | relu_softplus_grad
+    softplus_beta: Annotated[float, Field(gt=0.0)] = 10.0  # softplus, and relu_softplus_grad's backward
     width: PositiveInt | None = None  # first-stage width of resnet20 / resnet_small (16 by default)
     denoise: DenoiseConfig | None = None
 
@@ -143,6 +143,9 @@ class TrainConfig(Section):
     augment: AugmentConfig = AugmentConfig()
     attack: AttackConfig | None = None  # the training attack of adversarial methods
     attack_bn: Literal["train", "eval"] = "train"  # BN mode while crafting training examples
+    # Consistent BN (thesis Table 6.2): the last N epochs train, and craft, with BN on its running
+    # statistics, as it runs at inference; the statistics stop moving then.
+    running_stats_epochs: Annotated[int, Field(ge=0)] = 0
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = False  # train in channels-last memory layout (model and inputs)
     compile: bool = False  # torch.compile the model for the training step; the saved state dict is the same
@@ -169,6 +172,9 @@ class TrainConfig(Section):
         object.__setattr__(self, "options", options)
         if method.adversarial and self.attack is None:
             raise ValueError(f"attack: method {self.method!r} trains on attacks and needs an attack section")
+        if self.running_stats_epochs > self.epochs:
+            raise ValueError(f"running_stats_epochs: {self.running_stats_epochs} is more than the "
+                             f"{self.epochs} epochs of training")
         return self
 
 
@@ -186,6 +192,60 @@ class FinetuneConfig(TrainConfig):
     def _no_architecture(self) -> FinetuneConfig:
         if self.model is not None:
             raise ValueError("model: a fine-tune takes its architecture from its start model")
+        return self
+
+
+def set_path(raw: dict, key: str, value: Any) -> dict:
+    """A deep copy of ``raw`` with the dotted ``key`` (e.g. ``options.clean_fraction``) set."""
+    import copy
+
+    out = copy.deepcopy(raw)
+    *parents, last = key.split(".")
+    node = out
+    for part in parents:
+        child = node.get(part)
+        node[part] = child = dict(child) if isinstance(child, dict) else {}
+        node = child
+    node[last] = value
+    return out
+
+
+class AblationConfig(Section):
+    """One ablation grid, a DVC ``matrix`` stage: the training entry ``train`` with its setting
+    ``key`` (a dotted path: ``options.clean_fraction``, ``model.activation``) set to each of
+    ``values`` in turn; each point is trained and evaluated at the screen tier
+    (models/ablation/NAME/VALUE/, results/ablation/NAME/VALUE/). Entries under ``model`` start
+    from the top-level ``model`` section."""
+
+    key: str
+    values: list[float | int | str | bool]  # [] turns the grid off (its dvc.yaml stage then has no points)
+    train: dict[str, Any]
+
+    def config_for(self, value: Any, model: dict | None = None) -> TrainConfig:
+        raw = dict(self.train)
+        if self.key.startswith("model.") or "model" in raw:
+            raw["model"] = {**(model or {}), **(raw.get("model") or {})}
+        return TrainConfig.model_validate(set_path(raw, self.key, value))
+
+    def value_of(self, item: str) -> Any:
+        """The value a matrix item (as DVC passes it on the command line) stands for."""
+        for v in self.values:
+            if str(v) == item:
+                return v
+        raise ValueError(f"no value {item!r} among {self.values}")
+
+    @model_validator(mode="after")
+    def _each_point_trains(self) -> AblationConfig:
+        if len({str(v) for v in self.values}) != len(self.values):
+            raise ValueError(f"values: each value may appear once, got {self.values}")
+        for i, v in enumerate(self.values):
+            try:
+                self.config_for(v)
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"values.{i}: {self.key} = {v!r} gives a bad training entry: {where}: "
+                                 f"{first['msg'].removeprefix('Value error, ')}") from None
         return self
 
 
@@ -246,13 +306,40 @@ class DeploymentConfig(Section):
     batch_size: PositiveInt = 100  # batch-dependent deployments (batch statistics) see batches of this size
 
 
+Route = dict[str, float | int | list[float]]  # e.g. {branch: 1}; a list gives one value per sample
+
+
+class CraftConfig(Section):
+    """Where a view's attacks are crafted when not on the deployment itself: a transfer from one
+    deployment of the model to another (MBN's branches attacked through each other; norm
+    shaping's protocol of crafting on population statistics). Unset keys are the view's own."""
+
+    mode: Literal["eval", "batch", "shaping"] | None = None
+    route: Route = {}
+
+
+Tier = Literal["full", "screen"]
+
+
 class ViewConfig(Section):
     """A named way to deploy one model (a BN branch, a strength, another mode): evaluated like a
     model, a row in the report and a run in MLflow."""
 
     model: str
     mode: Literal["eval", "batch", "shaping"] | None = None  # None: the model's default deployment
-    route: dict[str, float | int | list[float]] = {}  # e.g. {branch: 1}; a list gives one value per sample
+    route: Route = {}
+    craft: CraftConfig | None = None  # None: attacks differentiate the deployment itself (white-box)
+    tier: Tier = "full"  # full: evaluate's attacks and checks; screen: evaluate.screen's attacks
+
+
+class ScreenConfig(Section):
+    """The cheaper evaluation tier for ablation grids and study rows: its own attacks at the
+    threat eps (plus clean), no masking checks. Every figure it produces is labelled "screen" in
+    the report, and none of it is AutoAttack's unless its attacks include AutoAttack."""
+
+    models: list[str] = []  # evaluated at this tier into results/NAME/ (stage screen@NAME)
+    attacks: Annotated[list[AttackSpec], Field(min_length=1)]
+    n_samples: PositiveInt | None = None  # None: evaluate.n_samples
 
 
 class ChecksConfig(Section):
@@ -281,11 +368,46 @@ class EvaluateConfig(Section):
     deployment: DeploymentConfig = DeploymentConfig()
     views: dict[str, ViewConfig] = {}  # more deployments of the models, each evaluated as its own row
     checks: ChecksConfig
+    screen: ScreenConfig | None = None  # the cheaper tier (study rows, ablation grids)
 
     @property
     def targets(self) -> list[str]:
-        """What evaluation produces a results/NAME folder for: every model, then every view."""
-        return [*self.models, *self.views]
+        """What evaluation produces a results/NAME folder for: every model, every view, every
+        screened model."""
+        return [*self.models, *self.views, *self.screened]
+
+    @property
+    def screened(self) -> list[str]:
+        return list(self.screen.models) if self.screen else []
+
+    def tier_of(self, name: str) -> Tier:
+        view = self.views.get(name)
+        return "screen" if name in self.screened or (view is not None and view.tier == "screen") else "full"
+
+    def for_tier(self, tier: Tier) -> EvaluateConfig:
+        """The settings an evaluation at ``tier`` runs with: this section itself for ``full``;
+        for ``screen`` the screen's attacks at the threat eps (and clean), its sample count, and
+        no masking checks."""
+        if tier == "full":
+            return self
+        if self.screen is None:
+            raise ValueError("tier: 'screen' needs an evaluate.screen section")
+        t = self.threat
+        return self.model_copy(update={
+            "protocol": "custom", "eps": sorted({0.0, t}), "threat_eps": t, "attacks": list(self.screen.attacks),
+            "n_samples": self.screen.n_samples or self.n_samples,
+            "checks": self.checks.model_copy(update={"enabled": False})})
+
+    @field_validator("eps")
+    @classmethod
+    def _increasing(cls, grid: list[float] | None) -> list[float] | None:
+        """The grid is the x axis of every curve and table as written: a repeat or a step back is a typo."""
+        for before, eps in zip(grid or [], (grid or [])[1:]):
+            if abs(eps - before) < 1e-9:
+                raise ValueError(f"{eps:g} is listed twice; give each eps once")
+            if eps < before:
+                raise ValueError(f"{eps:g} comes after {before:g}; list it in increasing order")
+        return grid
 
     @model_validator(mode="after")
     def _protocol_or_explicit(self) -> EvaluateConfig:
@@ -338,6 +460,7 @@ class Params(Section):
     finetune: dict[str, FinetuneConfig] = {}
     interpolate: InterpolateConfig | None = None
     analyze_bn: AnalyzeBNConfig | None = None
+    ablations: dict[str, AblationConfig] = {}
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
 
@@ -377,6 +500,12 @@ class Params(Section):
                 raise ValueError(f"finetune.{name}.trainable: {cfg.trainable!r} selects BatchNorm layers, but "
                                  f"{cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
         refs = [(f"evaluate.models.{i}", n) for i, n in enumerate(self.evaluate.models)]
+        refs += [(f"evaluate.screen.models.{i}", n) for i, n in enumerate(self.evaluate.screened)]
+        twice = sorted(set(self.evaluate.models) & set(self.evaluate.screened))
+        if twice:
+            raise ValueError(f"evaluate.screen.models: {twice[0]!r} is already in evaluate.models (one tier per model)")
+        if self.evaluate.screen is None and any(v.tier == "screen" for v in self.evaluate.views.values()):
+            raise ValueError("evaluate.screen: a view has tier 'screen' but there is no screen section")
         refs += [(f"evaluate.views.{v}.model", view.model) for v, view in self.evaluate.views.items()]
         refs.append(("evaluate.checks.surrogate", self.evaluate.checks.surrogate))
         for section in ("interpolate", "analyze_bn"):
@@ -389,6 +518,8 @@ class Params(Section):
         for path, name in refs:
             if name not in known:
                 raise ValueError(f"{path}: no model named {name!r} in pretrain or finetune")
+        if any(g.values for g in self.ablations.values()) and self.evaluate.screen is None:
+            raise ValueError("evaluate.screen: ablations are evaluated at the screen tier; add a screen section")
         taken = set(self.evaluate.views) & known
         if taken:
             raise ValueError(f"evaluate.views.{sorted(taken)[0]}: the name is already a model")
@@ -424,14 +555,66 @@ def parse_params(raw: Any, source: str = "params.yaml") -> Params:
         raise ConfigError(_format_error(err, source)) from None
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
+class DuplicateKeyError(yaml.YAMLError):
+    """A key given twice in one mapping."""
+
+    def __init__(self, path: str, line: int, first: int):
+        super().__init__(f"line {line}: {path}: duplicate key (first given on line {first})")
+        self.path, self.line, self.first = path, line, first
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a repeated key at any depth, as DVC does (PyYAML would keep
+    the last value silently). Keys beside a merge key (``<<: *train``) override the merged ones:
+    they are not repeats, since the check runs on the mappings as written, before merging."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._keys: list = []  # the key path of the node being composed
+
+    def compose_node(self, parent, index):
+        if isinstance(parent, yaml.MappingNode) and isinstance(index, yaml.ScalarNode):
+            self._refuse_repeat(parent, index)
+        self._keys.append(index.value if isinstance(index, yaml.ScalarNode) else index)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._keys.pop()
+
+    def _refuse_repeat(self, mapping: yaml.MappingNode, key: yaml.ScalarNode) -> None:
+        for earlier, _ in mapping.value:  # the pairs composed so far, the new key not yet among them
+            if (earlier.tag, earlier.value) == (key.tag, key.value):
+                path = ".".join(str(k) for k in [*self._keys, key.value] if k is not None)
+                raise DuplicateKeyError(path, key.start_mark.line + 1, earlier.start_mark.line + 1)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """``text`` parsed as YAML with :class:`UniqueKeyLoader`; any problem is a one-line ConfigError."""
     try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
+        return yaml.load(text, Loader=UniqueKeyLoader)
+    except DuplicateKeyError as err:
+        raise ConfigError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where}: not valid YAML") from None
-    return parse_params(raw, str(path))
+        raise ConfigError(f"{source}:{where}: not valid YAML") from None
+
+
+def require_device(device: str, source: str) -> None:
+    """Fail at validation rather than when a stage starts: ``device: cuda`` needs a CUDA device here."""
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{source}: device: 'cuda' requested but no CUDA device is available")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """The params file at ``path``, validated, on a machine that can run it (its device exists)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    params = parse_params(read_yaml(text, str(path)), str(path))
+    require_device(params.device, str(path))
+    return params

@@ -99,11 +99,15 @@ def _seed_for(seed: int, attack: str, eps: float) -> int:
 
 
 def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None,
-              minimal: dict[str, list] | None = None) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
+              minimal: dict[str, list] | None = None,
+              early_exit: bool = True) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
     """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``. AutoAttack's
     own warnings about the model (randomness, output range, zero gradients) go to ``flags``; the
-    unbounded outcome of CW-L2 and DeepFool (success, L2 norm per sample) to ``minimal``."""
+    unbounded outcome of CW-L2 and DeepFool (success, L2 norm per sample) to ``minimal``.
+    ``early_exit: False`` keeps attacking samples ``deployed`` already misclassifies (a transfer,
+    whose success is decided on another deployment)."""
     name = spec.name
+    early = early_exit and not deployed.batch_dependent and not deployed.randomized
     if name in ("cw", "deepfool"):
         unbounded = (lambda x, y: cw_l2(deployed, x, y, eps=None, steps=spec.steps, c_init=spec.c_init,
                                         binary_steps=spec.binary_steps, lr=spec.lr, kappa=spec.kappa)) \
@@ -120,14 +124,12 @@ def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None
             return project_linf(x, x_min, eps)
         return run_minimal
     if name == "cw_linf":
-        early = not deployed.batch_dependent and not deployed.randomized
         return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
                                      random_start=spec.random_start, restarts=spec.restarts, loss="margin",
                                      early_stop=early, eot=eot if deployed.randomized else 1)
     if name == "fgsm":
         return lambda x, y, eps: fgsm(deployed, x, y, eps=eps)
     if name == "pgd":
-        early = not deployed.batch_dependent and not deployed.randomized
         return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps,
                                      steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
                                      loss=spec.loss, early_stop=early, eot=eot if deployed.randomized else 1)
@@ -152,13 +154,18 @@ def correct(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 
 def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: EvaluateConfig, *, seed: int = 0,
-             cascade: bool | None = None, progress: bool = True) -> EvalResult:
+             cascade: bool | None = None, progress: bool = True, desc: str = "evaluate",
+             craft_on: Deployed | None = None) -> EvalResult:
     """Clean accuracy and every attack of ``cfg`` on ``x`` (float in [0, 1]) and ``y``.
 
     Batch-dependent deployments run on consecutive batches of ``cfg.deployment.batch_size`` (the
     norm-shaping paper's 100) and are attacked batch by batch, never in subsets (no early exit,
-    no cascade): a subset would be a different function.
+    no cascade): a subset would be a different function. ``desc`` labels the progress bar (a
+    stage names it after its item, e.g. ``evaluate@adversarial``). ``craft_on``: the attacks
+    differentiate this deployment instead, and their examples are scored on ``deployed`` (a
+    transfer from one deployment of a model to another).
     """
+    source = deployed if craft_on is None else craft_on
     cascade = cfg.cascade if cascade is None else cascade
     cascade = cascade and not deployed.batch_dependent
     bs = cfg.deployment.batch_size if deployed.batch_dependent else cfg.batch_size
@@ -170,7 +177,7 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
     for eps in grid:
         result.worst[eps] = clean.clone()
 
-    bar = progress_bar(jobs, desc="evaluate", unit="attack", disable=not progress)
+    bar = progress_bar(jobs, desc=desc, unit="attack", disable=not progress)
     for spec, eps in bar:
         key = spec.key
         bar.set_postfix(attack=key, eps=f"{eps:.4f}", refresh=False)
@@ -180,7 +187,8 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
         minimal = result.minimal.setdefault(key, {}) if spec.name in ("cw", "deepfool") and eps > 0 else None
         if eps > 0 and standing.any():
-            run = attack_fn(spec, deployed, cfg.deployment.eot, result.autoattack_flags, minimal)
+            run = attack_fn(spec, source, cfg.deployment.eot, result.autoattack_flags,
+                            minimal if source is deployed else None, early_exit=source is deployed)
             if deployed.batch_dependent:  # whole deployment batches or it is another function
                 for i in range(0, len(x), bs):
                     part = slice(i, i + bs)

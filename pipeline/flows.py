@@ -70,12 +70,16 @@ def upstream_stages(project_dir: str | Path, targets: list[str]) -> dict[str, se
 
 
 def evaluation_stage(project_dir: str | Path, name: str) -> str:
-    """The DVC stage that evaluates ``name``: ``view@NAME`` for a view of evaluate.views, else
-    ``evaluate@NAME``. Both write results/NAME/, so sweeps read views like models."""
-    import yaml
+    """The DVC stage that evaluates ``name``: ``view@NAME`` for a view of evaluate.views,
+    ``screen@NAME`` for a model of evaluate.screen, else ``evaluate@NAME``. All write
+    results/NAME/, so sweeps read views and screened models like models."""
+    from pipeline.config import read_yaml
 
-    raw = yaml.safe_load((Path(project_dir) / "params.yaml").read_text()) or {}
-    return f"view@{name}" if name in ((raw.get("evaluate") or {}).get("views") or {}) else f"evaluate@{name}"
+    path = Path(project_dir) / "params.yaml"
+    ev = (read_yaml(path.read_text(), str(path)) or {}).get("evaluate") or {}
+    if name in (ev.get("views") or {}):
+        return f"view@{name}"
+    return f"screen@{name}" if name in ((ev.get("screen") or {}).get("models") or []) else f"evaluate@{name}"
 
 
 def shared_stages(project_dir: str | Path, methods: list[str]) -> list[str]:
@@ -268,13 +272,14 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
 
     import yaml
 
-    from pipeline.config import ConfigError, parse_params
+    from pipeline.config import ConfigError, parse_params, read_yaml
 
     if not methods or not seeds:
         raise ConfigError("sweep: methods and seeds must both be non-empty")
     if len(set(seeds)) != len(seeds) or len(set(methods)) != len(methods):
         raise ConfigError("sweep: methods and seeds must not repeat")
-    raw = copy.deepcopy(yaml.safe_load((Path(project_dir) / "params.yaml").read_text()))
+    params_file = Path(project_dir) / "params.yaml"
+    raw = copy.deepcopy(read_yaml(params_file.read_text(), str(params_file)))
     for key, value in (overrides or {}).items():
         node = raw
         *path, last = key.split(".")
@@ -286,7 +291,7 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
     params = parse_params(raw, "params.yaml with the sweep overrides")
     unknown = [m for m in methods if m not in params.evaluate.targets]
     if unknown:
-        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models or evaluate.views "
+        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models, evaluate.views or evaluate.screen "
                           f"{params.evaluate.targets}")
 
 

@@ -107,7 +107,7 @@ def environment_tags() -> dict[str, str]:
 
 def _quiet_mlflow() -> None:
     # Alembic logs every migration of a new SQLite store at INFO; keep stage output readable.
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent"):
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
 

@@ -1,7 +1,8 @@
 """evaluate NAME: the attack suite and the gradient-masking checks against a model as deployed.
 
-NAME is a model (deployed as its method says, unless ``evaluate.deployment.mode`` is set) or a view
-of ``evaluate.views`` (a model with another mode or norm route). Both write results/NAME/.
+NAME is a model (deployed as its method says, unless ``evaluate.deployment.mode`` is set), a view
+of ``evaluate.views`` (a model with another mode or norm route, perhaps attacked through another
+deployment: ``craft``), or a model of ``evaluate.screen`` (the cheaper tier). All write results/NAME/.
 """
 
 from pathlib import Path
@@ -53,6 +54,15 @@ def check_route(name: str, how: dict, model) -> None:
                           f"{sorted(known)}")
 
 
+def crafting_of(name: str, cfg, how: dict) -> dict | None:
+    """The deployment a view's attacks are crafted on when it is not the view's own (a transfer)."""
+    view = cfg.views.get(name)
+    if view is None or view.craft is None:
+        return None
+    route = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in view.craft.route.items()}
+    return {"mode": view.craft.mode or how.get("mode", "eval"), "route": route or how.get("route")}
+
+
 def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
     d = cfg.deployment
     mode = how.get("mode", "eval")
@@ -63,29 +73,44 @@ def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
 
 def main(argv: list[str]) -> None:
     params, name, device = start(argv, lambda p: p.evaluate.targets, "evaluated model or view name")
-    cfg = params.evaluate
+    tier = params.evaluate.tier_of(name)
+    cfg = params.evaluate.for_tier(tier)  # screen: its own attacks and sample count, no checks
     model_name = cfg.views[name].model if name in cfg.views else name
     model, spec = trained_model(model_name, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
+    if cfg.n_samples and cfg.n_samples > n:  # metrics record n_samples as run, never as asked
+        import sys
+
+        print(f"warning: evaluate.n_samples: {cfg.n_samples} asked but the test split has {n} images; "
+              f"evaluating {n}", file=sys.stderr)
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
     how = deployment_of(name, cfg, spec)
     check_route(name, how, model)
     deployed = deploy(model, cfg, splits, device, params.seed, how)
+    craft_how = crafting_of(name, cfg, how)
+    craft_on = None
+    if craft_how is not None:
+        check_route(name, craft_how, model)
+        craft_on = deploy(model, cfg, splits, device, params.seed, craft_how)
 
     section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k not in ("models", "views")},
                "model": model_name, "view": cfg.views[name].model_dump() if name in cfg.views else None,
                "protocol_eps": cfg.eps_grid, "protocol_attacks": [a.name for a in cfg.attack_list]}
     out = Path("results") / name
-    stage = f"view@{name}" if name in cfg.views else f"evaluate@{name}"  # the DVC stage, as MLflow names the run
+    stage = (f"view@{name}" if name in cfg.views else f"screen@{name}" if name in cfg.screened
+             else f"evaluate@{name}")  # the DVC stage, as MLflow names the run
     with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
         with counting_passes(model) as passes:
-            result = evaluate(deployed, x, y, cfg, seed=params.seed)
+            result = evaluate(deployed, x, y, cfg, seed=params.seed, desc=stage, craft_on=craft_on)
         metrics = result.headline()
         metrics["deployment"] = deployed.mode
         metrics["model"] = model_name
-        if cfg.checks.enabled:
+        metrics["tier"] = tier
+        if craft_on is not None:
+            metrics["crafted_on"] = repr(craft_on)
+        if cfg.checks.enabled and craft_on is None:  # a transfer's white-box checks are its source view's
             surrogate = None
             if cfg.checks.surrogate and cfg.checks.surrogate != model_name:
                 sur_model, _ = trained_model(cfg.checks.surrogate, device)
@@ -108,7 +133,7 @@ def main(argv: list[str]) -> None:
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
             tracker.write_ref(tmp)
             card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
-                              read_json(tmp / "mlflow_run.json"))
+                              read_json(tmp / "mlflow_run.json"), cfg=cfg, crafted_on=craft_how)
             write_json(tmp / "model_card.json", card)
             write_text(tmp / "model_card.md", card_markdown(card))
         tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})

@@ -32,13 +32,17 @@ def with_step(spec: dict, stage: str, cfg: TrainConfig) -> dict:
 
 def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: TrainConfig, params: Params,
                    splits: Splits, section: dict, *, trainable: Callable[[nn.Module], list] | None = None,
-                   extra_metrics: dict | None = None) -> dict:
-    checkpoint = CHECKPOINTS / f"{stage}-{name}.pt"
+                   extra_metrics: dict | None = None, run_name: str | None = None,
+                   then: Callable[[StageRun], None] | None = None) -> dict:
+    """Train ``model`` into models/NAME/ (NAME may be a path: ``ablation/clean_ratio/0.5``) under
+    one MLflow run (``run_name``, default ``STAGE@NAME``); ``then(tracker)`` runs inside that run
+    after the model is written (an ablation point's evaluation)."""
+    checkpoint = CHECKPOINTS / f"{stage}-{name.replace('/', '-')}.pt"
     out = Path("models") / name
-    with StageRun(f"{stage}@{name}", params.tracking.experiment, section,
+    with StageRun(run_name or f"{stage}@{name}", params.tracking.experiment, section,
                   tags={"method": cfg.method, "device": str(splits.x_train.device)}) as tracker:
         history = train(model, splits, cfg, seed=params.seed, checkpoint=checkpoint,
-                        fingerprint=fingerprint(section), params=trainable, desc=f"{stage}@{name}",
+                        fingerprint=fingerprint(section), params=trainable, desc=run_name or f"{stage}@{name}",
                         on_epoch=lambda row: tracker.log_metrics(row, step=row["epoch"]))
         if history:
             last = history[-1]
@@ -57,6 +61,8 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
         per_epoch = set(history[0]) if history else set()
         tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
         tracker.log_artifacts(out)
+        if then is not None:
+            then(tracker)
     checkpoint.unlink(missing_ok=True)
     print(f"{name}: clean test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs -> {out}")
     return metrics

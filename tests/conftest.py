@@ -36,6 +36,24 @@ def tiny_raw(raw: dict) -> dict:
         raw["interpolate"].update(n_samples=40, p=[1.0, 0.5, 0.0])
     if raw.get("analyze_bn"):
         raw["analyze_bn"]["n_samples"] = 40
+    for spec in raw["pretrain"].values():
+        spec["running_stats_epochs"] = min(spec.get("running_stats_epochs", 0), spec["epochs"])
+    # The screen tier: only the models a view reads (every stage kind once, not every study row).
+    screen = ev.get("screen")
+    if screen:
+        keep = {v["model"] for v in ev.get("views", {}).values()}
+        for name in [n for n in screen["models"] if n not in keep]:
+            raw["pretrain"].pop(name)
+        screen["models"] = [n for n in screen["models"] if n in keep]
+        screen["n_samples"] = 40
+        for attack in screen["attacks"]:
+            if "steps" in attack:
+                attack["steps"] = 3
+    for grid in raw.get("ablations", {}).values():  # one point per grid
+        grid["values"] = grid["values"][:1]
+        grid["train"]["epochs"] = 1
+        if grid["train"].get("attack"):
+            grid["train"]["attack"]["steps"] = min(grid["train"]["attack"]["steps"], 2)
     return raw
 
 

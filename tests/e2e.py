@@ -107,6 +107,9 @@ def sweep_params(base: dict) -> dict:
     ev = dict(base["evaluate"])
     ev["models"] = ["standard", "adversarial"]
     ev["views"] = {}
+    if ev.get("screen"):
+        ev["screen"] = {**ev["screen"], "models": []}
+    raw["ablations"] = {k: {**v, "values": []} for k, v in base.get("ablations", {}).items()}
     ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
     raw["evaluate"] = ev
     return raw

@@ -41,9 +41,16 @@ def _attack_settings(spec) -> dict:
     return {k: v for k, v in spec.model_dump().items() if v is not None}
 
 
+def _route(route: dict | None) -> dict:
+    return {k: v.tolist() if isinstance(v, torch.Tensor) else v for k, v in (route or {}).items()}
+
+
 def build_card(name: str, model_name: str, metrics: dict, params, spec: dict, deployment: dict,
-               passes: PassCounter, commit: str | None, run_ref: dict | None) -> dict:
-    cfg = params.evaluate
+               passes: PassCounter, commit: str | None, run_ref: dict | None, *, cfg=None,
+               crafted_on: dict | None = None) -> dict:
+    """``cfg``: the evaluate settings the row ran with (its tier's); ``crafted_on``: the
+    deployment a transfer view's attacks were crafted on."""
+    cfg = cfg or params.evaluate
     n = metrics["n_samples"]
     attacks = [a.key for a in cfg.attack_list]
     return {
@@ -60,9 +67,10 @@ def build_card(name: str, model_name: str, metrics: dict, params, spec: dict, de
         "per_attack_alone": {a: metrics.get(f"{a}_alone") for a in attacks},
         "attacks": [_attack_settings(a) for a in cfg.attack_list],
         "cascade": cfg.cascade,
-        "deployment": {"mode": deployment.get("mode", "eval"),
-                       "route": {k: v.tolist() if isinstance(v, torch.Tensor) else v
-                                 for k, v in (deployment.get("route") or {}).items()}},
+        "deployment": {"mode": deployment.get("mode", "eval"), "route": _route(deployment.get("route"))},
+        "crafted_on": None if crafted_on is None else {"mode": crafted_on.get("mode", "eval"),
+                                                       "route": _route(crafted_on.get("route"))},
+        "tier": metrics.get("tier", "full"),
         "passes_per_test_image": {"gradient": round(passes.gradient / n, 1), "forward_only": round(passes.forward_only / n, 1)},
         "masking_checks": {"suspect": metrics.get("suspect"), "flags": (metrics.get("checks") or {}).get("flags", [])},
         "training": {"architecture": {"arch": spec.get("arch"), **spec.get("options", {})},
@@ -86,7 +94,9 @@ def card_markdown(card: dict) -> str:
         f"- Model: `{card['model']}` ({card['training']['architecture']}); conversions: "
         f"{card['training']['conversions'] or 'none'}",
         f"- Training: {steps}",
-        f"- Deployment: {card['deployment']}",
+        f"- Deployment: {card['deployment']}"
+        + (f"; attacks crafted on {card['crafted_on']} (a transfer)" if card.get("crafted_on") else ""),
+        f"- Evaluation tier: {card.get('tier', 'full')}",
         f"- Threat model: L-inf, eps {card['threat_model']['eps']:.4f} ({card['threat_model']['eps_255']:g}/255), "
         f"on {card['n_test_samples']} test images of `{card['dataset']}`",
         f"- Clean accuracy: {pct(card['clean'])}; AutoAttack: {pct(card['autoattack'])}; worst case over the suite: "
