@@ -65,3 +65,49 @@ def table9_means(layers: dict[str, list[int]] | None = None) -> dict[str, float]
         values = [TABLE9[layer][i] for layer in keep if layer < len(TABLE9) and TABLE9[layer][i] is not None]
         out[name] = sum(values) / len(values) if values else None
     return out
+
+
+# C. Xie's thesis "Towards robust representation learning and beyond": ResNet-152 (Ch. 4, 6) or
+# ResNet-50 (Ch. 5) on ImageNet, targeted PGD at L-inf 16/255 (PGD-2000 in Ch. 6, PGD-200 in Ch. 5).
+THESIS_SETTING = "ImageNet, ResNet-152 (Ch. 4, 6) / ResNet-50 (Ch. 5), targeted PGD L-inf 16/255"
+THESIS_MATCH = {"arch": "resnet152", "dataset": "imagenet", "eps": 16 / 255, "attack": None}  # sections read PGD
+# Table 6.1: (row, our target, measure, the paper's figure, whether it is a difference to the row above the block)
+TABLE6_1 = [
+    ("0% adv + 100% clean", "standard", "clean", 78.9, False),
+    ("MBN_clean, 100% adv + 100% clean", "advprop", "clean", +0.4, True),
+    ("MBN_clean, 100% adv + 100% clean, ALP", "mbn_alp", "clean", -0.5, True),
+    ("100% adv + 0% clean", "adversarial", "pgd", 39.2, False),
+    ("MBN_adv, 100% adv + 100% clean", "advprop_aux", "pgd", -0.9, True),
+    ("MBN_adv, 100% adv + 100% clean, ALP", "mbn_alp_aux", "pgd", -3.9, True),
+]
+# Table 6.2 (PGD-2000 %): (row, our target, paper) pairs of (without, with running statistics at the end)
+TABLE6_2 = [
+    ("100% adv + 0% clean", "adversarial", 39.2, "adversarial_consistent", +3.0),
+    ("MBN_adv, 100% adv + 100% clean", "advprop_aux", 38.3, "advprop_consistent_aux", +1.6),
+    ("MBN_adv, 100% adv + 100% clean, ALP", "mbn_alp_aux", 35.3, None, +2.8),
+]
+# Fig. 6.1 (PGD-2000 %), only its endpoints are stated in the text: share of clean images -> accuracy
+FIG6_1 = {0.0: 39.2, 1.0: 20.9}
+# GroupNorm (Sec. 6.4.2), "100% adv + 100% clean": clean 67.5, PGD-2000 39.0 (BN, 100% adv + 0% clean: 62.3, 39.2)
+GROUPNORM = {"clean": 67.5, "pgd": 39.0}
+# Fig. 5.3 and Table 5.1 (ResNet-50, PGD-200 %): activation -> (clean, robust) as the text states them
+FIG5_3 = {
+    "relu": (68.8, 33.0),
+    "softplus": (None, 38.7),
+    "silu": (69.7, 42.3),
+    "elu": (None, 41.4),
+    "smoothrelu": (69.4, 40.3),
+    "relu_softplus_grad": (68.9, 36.9),
+}
+# Table 4.2 (black-box, all-or-nothing %) and Table 4.1 (white-box PGD-100 %): four denoising blocks in ResNet-152
+TABLE4_2 = {"null": 44.1, "nonlocal_gaussian": 46.4, "nonlocal_dot": 46.2}
+TABLE4_2_BASELINE = 43.1
+TABLE4_1_PGD100 = {"nonlocal_gaussian": 45.5}
+
+# "Adversarial Masking": clean accuracy (%) of BN and AdvProp on CIFAR-10, ResNet-18 (Table 3),
+# and of AdvProp's variants on CIFAR-10, DenseNet-121, 100 epochs (Table 7).
+TABLE3_SETTING = "CIFAR-10, ResNet-18, 20 / 100 epochs, clean accuracy"
+TABLE3 = [("BN", "standard", 92.59, 94.87), ("AdvProp", "advprop", 93.45, 95.3)]
+TABLE7_SETTING = "CIFAR-10, DenseNet-121, 100 epochs, clean accuracy"
+TABLE7 = [("AdvProp", "advprop", 94.61), ("with random perturbation strength", "advprop_random_eps", 94.50),
+          ("with 2 auxiliary BN", "advprop_2aux", 95.10)]

@@ -126,6 +126,9 @@ def _method(params: Params, name: str) -> str:
     if view is not None:
         how = [f"mode {view.mode}"] if view.mode else []
         how += [f"{k} {v}" for k, v in view.route.items()]
+        if view.craft is not None:
+            how += ["attacks crafted on " + ", ".join([f"mode {view.craft.mode}"] if view.craft.mode else []
+                                                      + [f"{k} {v}" for k, v in view.craft.route.items()])]
         return f"view of {view.model}: {', '.join(how) or 'its default deployment'}"
     if name in params.finetune:
         ft = params.finetune[name]
@@ -178,23 +181,28 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         "",
         "## At the threat eps",
         "",
-        "| model | method | clean | " + " | ".join(("+" if i and cfg.cascade else "") + labels[a]
-                                                   for i, a in enumerate(threat_attacks))
+        "| model | method | tier | clean | " + " | ".join(("+" if i and cfg.cascade else "") + labels[a]
+                                                          for i, a in enumerate(threat_attacks))
         + " | worst case [95% CI] | masking checks | MLflow run |",
-        "|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
+        "|---|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
     ]
     summary = {}
     for r in results:
         m = r.metrics
         checks = m.get("checks")
-        verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "clean")
+        verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "none")
         lines.append(
-            f"| {r.name} | {_method(params, r.name)} | {_pct(m['clean'])} | "
+            f"| {r.name} | {_method(params, r.name)} | {m.get('tier', 'full')} | {_pct(m['clean'])} | "
             + " | ".join(_pct(m.get(a)) for a in threat_attacks)
             + f" | {_pct(m.get('worst_case'))} {_ci(m, 'worst_case')} | {verdict} | {run_link(r.run)} |"
         )
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
 
+    if params.evaluate.screen is not None:
+        screen = ", ".join(labels.get(a.key, attack_label(a)) for a in params.evaluate.screen.attacks)
+        lines += ["", f"Tier `screen`: only {screen} at the threat eps (no AutoAttack, no masking checks), so its "
+                  "worst case is an upper bound on the full suite's; its grid attacks run exactly as the full "
+                  "suite's, so those columns compare across tiers. \"—\": not run at that tier."]
     lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results),
               "", "Model cards (threat model, attacks and their settings, effort, deployment, training recipe): "
               + ", ".join(f"[{r.name}](../results/{r.name}/model_card.md)" for r in results) + "."]
@@ -358,7 +366,9 @@ def setting_note(params: Params, match: dict) -> str:
     if abs(ours["eps"] - match["eps"]) > 1e-6:
         diffs.append(f"threat eps (ours {ours['eps']:.4f}, paper {match['eps']:.4f})")
     attacks = {a.name for a in params.evaluate.attack_list}
-    if match["attack"] == "AutoAttack" and "autoattack" not in attacks:
+    if match["attack"] is None:  # the section names its own attack
+        pass
+    elif match["attack"] == "AutoAttack" and "autoattack" not in attacks:
         diffs.append("attack (the paper uses AutoAttack; our suite has none)")
     elif match["attack"] == "PGD" and attacks - {"pgd", "fgsm"}:
         diffs.append("attack (the paper reports PGD; ours is the worst case over the whole suite)")
