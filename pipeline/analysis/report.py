@@ -137,6 +137,8 @@ def _method(params: Params, name: str) -> str:
     arch = cfg.model or params.model
     extra = "" if arch == params.model else f" on {arch.arch}" + "".join(
         f", {k} {v}" for k, v in arch.model_dump(exclude={"arch"}, exclude_defaults=True).items())
+    if cfg.running_stats_epochs:
+        extra += f", running statistics for the last {cfg.running_stats_epochs} epochs"
     return f"{cfg.method}{_options(cfg)}{extra}"
 
 
