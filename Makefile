@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test test-fast mlflow-ui bench exp-show
+.PHONY: install repro test test-fast mlflow-ui bench exp-show dag
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,3 +33,9 @@ bench: install
 # DVC experiments (sweep points) with their seed and main metrics as columns
 exp-show: install
 	dvc exp show --no-pager --drop '.*' --keep '^(Experiment|Created|seed|model.arch|results/.*:(clean|pgd|autoattack|worst_case)|models/.*:test_acc)$$'
+
+# docs/dag.md: the DAG as a mermaid chart (dvc dag is too wide for a terminal)
+dag: install
+	{ echo "# The default DAG"; echo; echo "\`dvc dag --mermaid\` of the default params.yaml (regenerate with \`make dag\`; a test keeps it current)."; \
+	  echo "GitHub and most markdown viewers draw it; \`dvc dag\` in a terminal is too wide to read."; echo; \
+	  echo '```mermaid'; dvc dag --mermaid; echo '```'; } > docs/dag.md

@@ -133,3 +133,14 @@ def test_closure_follows_local_imports_and_skips_type_checking(tmp_path):
         (tmp_path / name).write_text(text)
     closure = import_closure("pipeline.main", tmp_path)
     assert closure == {Path(p) for p in files} - {Path("pipeline/hinted.py")}
+
+
+def test_the_dag_picture_in_docs_is_the_current_graph():
+    import subprocess
+    import sys
+
+    dvc = str(Path(sys.executable).parent / "dvc")
+    current = subprocess.run([dvc, "dag", "--mermaid"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    doc = (ROOT / "docs" / "dag.md").read_text()
+    drawn = doc.split("```mermaid\n", 1)[1].split("```", 1)[0]
+    assert drawn.strip() == current.strip(), "docs/dag.md is stale: run `make dag`"
