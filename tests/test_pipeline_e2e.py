@@ -12,15 +12,18 @@ from tests.e2e import ROOT, MlflowServer, copy_project, sh
 pytestmark = pytest.mark.slow
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
-STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in RAW["pretrain"]} | {f"finetune@{n}" for n in RAW["finetune"]}
-          | {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {f"interpolate@{n}" for n in RAW["interpolate"]["pairs"]}
-          | {f"analyze_bn@{n}" for n in RAW["analyze_bn"]["pairs"]} | {f"view@{n}" for n in RAW["evaluate"]["views"]})
-EVALUATIONS = {f"evaluate@{n}" for n in RAW["evaluate"]["models"]} | {f"view@{n}" for n in RAW["evaluate"]["views"]}
-
+TINY = tiny_raw(RAW)  # what the project below runs: every stage kind, fewer study rows and grid points
+SCREENED = TINY["evaluate"]["screen"]["models"]
+POINTS = [(g, v) for g, grid in TINY["ablations"].items() for v in grid["values"]]
+STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in TINY["pretrain"]} | {f"finetune@{n}" for n in TINY["finetune"]}
+          | {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"interpolate@{n}" for n in TINY["interpolate"]["pairs"]}
+          | {f"analyze_bn@{n}" for n in TINY["analyze_bn"]["pairs"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
+          | {f"screen@{n}" for n in SCREENED} | {f"{g}@{v}" for g, v in POINTS})
+EVALUATIONS = {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, request):
-    proj = copy_project(tmp_path_factory.mktemp("project"), tiny_raw(RAW))
+    proj = copy_project(tmp_path_factory.mktemp("project"), TINY)
     sh(["dvc", "repro"], proj)
     return proj
 
@@ -51,10 +54,12 @@ def test_second_repro_reruns_nothing(project):
 
 def test_each_stage_records_its_mlflow_run(project):
     refs = [project / "data/fetch/mlflow_run.json", project / "reports/mlflow_run.json"]
-    refs += [project / "models" / n / "mlflow_run.json" for n in [*RAW["pretrain"], *RAW["finetune"]]]
-    refs += [project / "results" / n / "mlflow_run.json" for n in [*RAW["evaluate"]["models"], *RAW["evaluate"]["views"]]]
+    refs += [project / "models" / n / "mlflow_run.json" for n in [*TINY["pretrain"], *TINY["finetune"]]]
+    refs += [project / "results" / n / "mlflow_run.json"
+             for n in [*TINY["evaluate"]["models"], *TINY["evaluate"]["views"], *SCREENED]]
     refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
-             for n in RAW[kind]["pairs"]]
+             for n in TINY[kind]["pairs"]]
+    refs += [project / top / "ablation" / g / str(v) / "mlflow_run.json" for top in ("models", "results") for g, v in POINTS]
     stages = {json.loads(r.read_text())["stage"] for r in refs}
     assert stages == STAGES
 
