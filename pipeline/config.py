@@ -170,6 +170,8 @@ class TrainConfig(Section):
             got = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {first.get('input')!r})"
             raise ValueError(f"options.{where}: {msg} for method {self.method!r}{got}") from None
         object.__setattr__(self, "options", options)
+        if method.check is not None:
+            method.check(self)
         if method.adversarial and self.attack is None:
             raise ValueError(f"attack: method {self.method!r} trains on attacks and needs an attack section")
         if self.running_stats_epochs > self.epochs:

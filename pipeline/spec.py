@@ -81,17 +81,19 @@ def convert_saved(src: str | Path, dst: str | Path, conversion: dict) -> dict:
     conversion recorded in its spec, so ``dst`` loads by path alone. Dropping AdvProp's auxiliary
     BNs, ``{"kind": "select", "branches": [0]}``, leaves a plain BN network that deploys as the
     main BN did: the default deployment's branch route follows the branches kept."""
-    from pipeline.norms import convert_norms, routed_norms
+    from pipeline.norms import MultiBatchNorm, convert_norms, routed_norms
 
     model, spec = load_model(src)
     step = dict(conversion)
+    k = next((m.k for m in model.modules() if isinstance(m, MultiBatchNorm)), None)
     convert_norms(model, step["kind"], **{k: v for k, v in step.items() if k != "kind"})
     deployment = default_deployment(spec)
     route = dict(deployment.get("route") or {})
     if step["kind"] == "select" and "branch" in route:
-        if route["branch"] not in step["branches"]:
+        kept = [b % k for b in step["branches"]]
+        if route["branch"] not in kept:
             raise ValueError(f"the model deploys on branch {route['branch']}, which {step['branches']} drops")
-        route["branch"] = step["branches"].index(route["branch"])
+        route["branch"] = kept.index(route["branch"])
     if not routed_norms(model):
         route = {}
     deployment = {**deployment, "route": route} if route else {k: v for k, v in deployment.items() if k != "route"}

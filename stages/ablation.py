@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     def evaluate_point(tracker) -> None:
         n = min(ecfg.n_samples or len(splits.x_test), len(splits.x_test))
         x, y = to_float(splits.x_test[:n]), splits.y_test[:n]
-        how = METHODS[cfg.method].deployment
+        how = METHODS[cfg.method].deployment or {"mode": "eval"}
         deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
         result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
         metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}

@@ -47,7 +47,7 @@ def check_route(name: str, how: dict, model) -> None:
     norms = routed_norms(model)
     if not norms:
         raise ConfigError(f"evaluate.views.{name}.route: the model has no routed norms (plain BN); drop the route")
-    known = {k for m in norms for k in m.default_route}
+    known = {k for m in norms for k in m.route_keys}
     unknown = sorted(set(route) - known)
     if unknown:
         raise ConfigError(f"evaluate.views.{name}.route: unknown key {unknown[0]!r}; this model's norms read "

@@ -25,7 +25,7 @@ def with_step(spec: dict, stage: str, cfg: TrainConfig) -> dict:
     method = METHODS[cfg.method]
     step = {"stage": stage, "method": cfg.method, "options": cfg.options.model_dump(),
             "trainable": getattr(cfg, "trainable", "all")}
-    deployment = method.deployment if method.deployment != {"mode": "eval"} else spec.get("deployment")
+    deployment = method.deployment if method.deployment is not None else spec.get("deployment")
     return {**spec, "steps": [*spec.get("steps", []), step], "method": cfg.method,
             "deployment": deployment or {"mode": "eval"}}
 

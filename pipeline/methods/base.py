@@ -7,7 +7,8 @@ the registry in ``pipeline/methods/__init__.py`` lists it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 
 from pipeline.attacks.pgd import pgd
 from pipeline.deploy import Deployed
+from pipeline.norms import norm_route
 from pipeline.schema import NoOptions, Section
 
 if TYPE_CHECKING:
@@ -31,6 +33,13 @@ def _no_conversions(cfg: "TrainConfig") -> list[dict]:
     return []
 
 
+# The adversarial part of a method's loss, for composite methods that apply a base method per BN
+# branch (AFA's stage I): ``(model, x, y, cfg, clean_logits=, route=, scale=) -> (loss, adv_logits)``,
+# with the examples crafted and classified through ``route`` at ``scale`` times the attack's eps.
+AdversarialTerm = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+Params = list[nn.Parameter] | list[dict]  # parameters, or optimizer parameter groups
+
+
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -39,26 +48,50 @@ class Method:
     options: type[Section] = NoOptions  # the schema of ``cfg.options``
     # Conversions (``pipeline.norms.CONVERSIONS``) applied before training, recorded in the spec.
     conversions: Callable[["TrainConfig"], list[dict]] = _no_conversions
-    # The parameters to optimize; None: every parameter that requires grad.
-    trainable: Callable[[nn.Module, "TrainConfig"], list[nn.Parameter]] | None = None
-    # How its models are deployed unless params say otherwise (``pipeline.deploy.Deployed`` kwargs).
-    deployment: dict = field(default_factory=lambda: {"mode": "eval"})
+    # The parameters to optimize (or parameter groups, e.g. without weight decay); None: every
+    # parameter that requires grad.
+    trainable: Callable[[nn.Module, "TrainConfig"], Params] | None = None
+    # How its models are deployed unless params say otherwise (``pipeline.deploy.Deployed`` kwargs);
+    # None keeps the deployment of the model it trains (plain eval for a new one).
+    deployment: dict | None = None
+    # Its adversarial term alone, when a composite method may apply it per branch (AFA's bases).
+    adversarial_term: AdversarialTerm | None = None
+    # Settings the method needs beyond its options: raises ValueError("key: why") for a config it
+    # cannot train with (checked when params load, before any work).
+    check: Callable[["TrainConfig"], None] | None = None
+
+
+def routed(model: nn.Module, route: dict | None):
+    """``norm_route(model, **route)``, or nothing for no route."""
+    return norm_route(model, **route) if route else nullcontext()
+
+
+def only(model: nn.Module, params: list[nn.Parameter]) -> list[nn.Parameter]:
+    """Freeze every parameter of ``model`` but ``params`` (no gradient is computed for the rest);
+    returns ``params``."""
+    keep = {id(p) for p in params}
+    for p in model.parameters():
+        p.requires_grad_(id(p) in keep)
+    return params
 
 
 def craft(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: "TrainConfig", *,
           loss=None, init: torch.Tensor | None = None, route: dict | None = None,
-          scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+          scale: float | torch.Tensor = 1.0, step_scale: float | torch.Tensor | None = None) -> torch.Tensor:
     """Training-time adversarial examples from ``cfg.attack`` (its loss unless ``loss`` is given).
 
     BN runs in the mode ``cfg.attack_bn`` says (batch statistics by default, as in Madry et al.'s
     training), and the crafting passes never touch the running statistics: only the update step
     that trains on the result does. ``init`` is a fixed starting perturbation (TRADES' small
     Gaussian noise) in place of the attack's random start; ``route`` a norm route to craft through;
-    ``scale`` multiplies eps and step size (one number, or one per sample), for methods that
-    attack at a fraction of the attack's eps (AdvProp's extra auxiliary BNs, random strengths).
+    ``scale`` multiplies eps (one number, or one per sample), for methods that attack at a
+    fraction of the attack's eps (AdvProp's extra auxiliary BNs, random strengths, AFA's
+    branches); ``step_scale`` multiplies the step size (default: ``scale``, so the number of steps
+    to cross the ball stays the same).
     """
     a = cfg.attack
+    step_scale = scale if step_scale is None else step_scale
     f = Deployed(model, "batch" if cfg.attack_bn == "train" else "eval", route=route)
-    return pgd(f, x, y, eps=a.eps * scale, step_size=a.step_size * scale, steps=a.steps,
+    return pgd(f, x, y, eps=a.eps * scale, step_size=a.step_size * step_scale, steps=a.steps,
                random_start=a.random_start and init is None, restarts=a.restarts,
                loss=a.loss if loss is None else loss, init=init)

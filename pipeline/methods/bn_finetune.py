@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from torch import nn
 
-from pipeline.norms import require_batch_norms
+from pipeline.norms import require_batch_norms, routed_norms
 
 
 def bn_parameters(model: nn.Module) -> list[nn.Parameter]:
-    """Affine parameters of every BN (a routed norm's branches included); a model without BN is
-    an error, never an empty selection that trains nothing."""
-    return [p for _, m in require_batch_norms(model, "BN fine-tuning") for p in (m.weight, m.bias) if p is not None]
+    """Affine parameters of every BN (a routed norm's branches included, and the masking matrices
+    of a norm that owns its affine parameters, RobMask's); a model without BN is an error, never
+    an empty selection that trains nothing."""
+    params = [p for _, m in require_batch_norms(model, "BN fine-tuning") for p in (m.weight, m.bias) if p is not None]
+    return params + [p for m in routed_norms(model) if hasattr(m, "affine_parameters") for p in m.affine_parameters()]
 
 
 def trainable_parameters(model: nn.Module, trainable: str) -> list[nn.Parameter]:

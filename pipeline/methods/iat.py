@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft
+from pipeline.methods.base import Method, StepResult, craft, routed
 from pipeline.schema import Section
 
 
@@ -28,16 +28,26 @@ def mixup_loss(logits: torch.Tensor, ya: torch.Tensor, yb: torch.Tensor, lam: fl
     return lam * F.cross_entropy(logits, ya) + (1 - lam) * F.cross_entropy(logits, yb)
 
 
+def _adversarial_mixup(model, x_adv, y, cfg, route):
+    xa, ya, yb, lam = mixup(x_adv, y, cfg.options.alpha)
+    with routed(model, route):
+        logits = model(xa)
+    return cfg.options.adv_weight * mixup_loss(logits, ya, yb, lam), logits, (ya if lam >= 0.5 else yb)
+
+
+def adversarial_term(model, x, y, cfg, *, clean_logits=None, route=None, scale=1.0):
+    """adv_weight times the mixup loss of PGD examples crafted through ``route``."""
+    loss, logits, _ = _adversarial_mixup(model, craft(model, x, y, cfg, route=route, scale=scale), y, cfg, route)
+    return loss, logits
+
+
 def _loss(model, x, y, cfg) -> StepResult:
     o = cfg.options
     x_adv = craft(model, x, y, cfg)
     xc, ya, yb, lam = mixup(x, y, o.alpha)
     clean = mixup_loss(model(xc), ya, yb, lam)
-    xa, ya_adv, yb_adv, lam_adv = mixup(x_adv, y, o.alpha)
-    logits_adv = model(xa)
-    adv = mixup_loss(logits_adv, ya_adv, yb_adv, lam_adv)
-    dominant = ya_adv if lam_adv >= 0.5 else yb_adv
-    return StepResult((1 - o.adv_weight) * clean + o.adv_weight * adv, logits_adv, dominant)
+    adv, logits_adv, dominant = _adversarial_mixup(model, x_adv, y, cfg, None)
+    return StepResult((1 - o.adv_weight) * clean + adv, logits_adv, dominant)
 
 
-IAT = Method("iat", _loss, adversarial=True, options=IatOptions)
+IAT = Method("iat", _loss, adversarial=True, options=IatOptions, adversarial_term=adversarial_term)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft
+from pipeline.methods.base import Method, StepResult, craft, routed
 from pipeline.schema import Section
 
 
@@ -30,13 +30,20 @@ def boosted_ce(adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(adv_logits, y) + F.nll_loss(torch.log(1.0001 - probs + 1e-12), wrong)
 
 
+def adversarial_term(model, x, y, cfg, *, clean_logits, route=None, scale=1.0):
+    """MART's whole loss but its clean forward: the clean logits only weigh and anchor the KL."""
+    x_adv = craft(model, x, y, cfg, route=route, scale=scale)
+    with routed(model, route):
+        logits_adv = model(x_adv)
+    kl = F.kl_div(torch.log(F.softmax(logits_adv, 1) + 1e-12), F.softmax(clean_logits, 1), reduction="none").sum(1)
+    robust = (kl * mart_weights(clean_logits, y)).mean()
+    return boosted_ce(logits_adv, y) + cfg.options.beta * robust, logits_adv
+
+
 def _loss(model, x, y, cfg) -> StepResult:
-    x_adv = craft(model, x, y, cfg)
     logits = model(x)
-    logits_adv = model(x_adv)
-    kl = F.kl_div(torch.log(F.softmax(logits_adv, 1) + 1e-12), F.softmax(logits, 1), reduction="none").sum(1)
-    robust = (kl * mart_weights(logits, y)).mean()
-    return StepResult(boosted_ce(logits_adv, y) + cfg.options.beta * robust, logits_adv, y)
+    loss, logits_adv = adversarial_term(model, x, y, cfg, clean_logits=logits)
+    return StepResult(loss, logits_adv, y)
 
 
-MART = Method("mart", _loss, adversarial=True, options=MartOptions)
+MART = Method("mart", _loss, adversarial=True, options=MartOptions, adversarial_term=adversarial_term)

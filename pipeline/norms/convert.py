@@ -45,20 +45,24 @@ def to_multi(model: nn.Module, k: int = 2) -> nn.Module:
 
 
 def select_branches(model: nn.Module, branches: list[int]) -> nn.Module:
-    """Keep only ``branches`` (in that order) of every multi-branch BN and drop the rest: the
-    auxiliary BNs of an AdvProp model once it deploys on its main BN (``branches: [0]``, which
-    leaves plain ``BatchNorm2d`` layers), or AFA stage II's BN_0 and BN_K-1."""
-    if not branches or len(set(branches)) != len(branches):
-        raise ValueError(f"conversion 'select': branches must be distinct and non-empty, got {branches}")
+    """Keep only ``branches`` (in that order; negative counts from the last, as in Python) of
+    every multi-branch BN and drop the rest: the auxiliary BNs of an AdvProp model once it deploys
+    on its main BN (``branches: [0]``, which leaves plain ``BatchNorm2d`` layers), or AFA stage
+    II's BN_0 and BN_K-1 (``branches: [0, -1]``, whatever K stage I had)."""
+    if not branches:
+        raise ValueError("conversion 'select': give the branches to keep")
     count = 0
 
     def walk(module: nn.Module) -> None:
         nonlocal count
         for name, child in module.named_children():
             if isinstance(child, MultiBatchNorm):
-                if max(branches) >= child.k or min(branches) < 0:
+                if max(branches) >= child.k or min(branches) < -child.k:
                     raise ValueError(f"conversion 'select': branches {branches} out of range for {child.k} branches")
-                kept = [child.branches[b] for b in branches]
+                index = [b % child.k for b in branches]
+                if len(set(index)) != len(index):
+                    raise ValueError(f"conversion 'select': branches must be distinct, got {branches} of {child.k}")
+                kept = [child.branches[b] for b in index]
                 setattr(module, name, kept[0] if len(kept) == 1 else MultiBatchNorm(kept))
                 count += 1
             else:
@@ -68,6 +72,15 @@ def select_branches(model: nn.Module, branches: list[int]) -> nn.Module:
     if not count:
         raise ValueError("conversion 'select': the model has no multi-branch BN")
     return model
+
+
+def to_strength(model: nn.Module, rank: int = 2, stat_bins: int = 1, relu: bool = False,
+                init_std: float = 0.0) -> nn.Module:
+    """Every BN -> RobMask's strength-conditioned BN (``pipeline.norms.strength``)."""
+    from pipeline.norms.strength import StrengthBatchNorm
+
+    return replace_batch_norms(model, lambda bn: StrengthBatchNorm.from_bn(bn, rank, stat_bins, relu, init_std),
+                               "robmask")
 
 
 def to_group(model: nn.Module, groups: int = 32) -> nn.Module:
@@ -100,9 +113,18 @@ def insert_denoise(model: nn.Module, after: list[int], filter: str = "nonlocal_g
     return model
 
 
+def to_fused(model: nn.Module, **options) -> nn.Module:
+    """Two-branch BNs -> AFA's fused norms driven by a weight generator (``pipeline.norms.fused``)."""
+    from pipeline.norms.fused import insert_fusion
+
+    return insert_fusion(model, **options)
+
+
 CONVERSIONS: dict[str, Callable[..., nn.Module]] = {
     "multi": to_multi,
     "select": select_branches,
+    "robmask": to_strength,
+    "afa": to_fused,
     "group": to_group,
     "denoise": insert_denoise,
 }

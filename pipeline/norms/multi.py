@@ -19,6 +19,7 @@ from pipeline.norms.routing import RoutedNorm
 
 class MultiBatchNorm(RoutedNorm):
     default_route = {"branch": 0}  # the main BN: a plain model(x) is the deployed clean model
+    route_keys = ("branch",)
 
     def __init__(self, branches: list[nn.BatchNorm2d]):
         super().__init__()

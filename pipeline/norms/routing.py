@@ -21,6 +21,7 @@ class RoutedNorm(nn.Module):
     use when no route is set (the deployed behaviour of a plain ``model(x)``)."""
 
     default_route: dict = {}
+    route_keys: tuple[str, ...] = ()  # the route keys this norm reads (a route with others is a typo)
 
     def __init__(self) -> None:
         super().__init__()

@@ -45,11 +45,14 @@ def training_mode(model: nn.Module, training: bool) -> Iterator[nn.Module]:
 
 
 @contextmanager
-def running_stats(model: nn.Module) -> Iterator[nn.Module]:
+def running_stats(model: nn.Module, *, besides: tuple[nn.Module, ...] = ()) -> Iterator[nn.Module]:
     """Every BN normalizes with its running statistics (eval mode) and stops updating them, while
     the rest of the model keeps its mode: the thesis' consistent BN (Table 6.2), which trains
-    the last epochs with BN behaving as it will at inference. Restored on exit."""
-    bns = [m for _, m in batch_norms(model)]
+    the last epochs with BN behaving as it will at inference; AFA's stage II, whose frozen network
+    keeps its statistics while its weight generator (``besides``: BNs inside these keep their
+    mode) trains. Restored on exit."""
+    spared = {id(m) for part in besides for m in part.modules()}
+    bns = [m for _, m in batch_norms(model) if id(m) not in spared]
     flags = [m.training for m in bns]
     for m in bns:
         m.eval()

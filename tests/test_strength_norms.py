@@ -1,0 +1,249 @@
+"""Strength-conditioned normalization: RobMask's strength-conditioned BN and its training step,
+AFA's K-branch stage I, its fused stage II and weight generator."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.config import TrainConfig
+from pipeline.methods import METHODS
+from pipeline.methods.afa import fractions
+from pipeline.norms import (FusedBatchNorm, MultiBatchNorm, StrengthBatchNorm, batch_norms, convert_norms, generators,
+                            norm_route, replay)
+from pipeline.norms.strength import encode_strength
+from pipeline.spec import build_from_spec, load_model, make_spec, save_model
+from pipeline.train import to_float, train
+
+PGD = {"eps": 0.1, "step_size": 0.025, "steps": 2, "random_start": True, "restarts": 1, "loss": "ce"}
+
+
+@pytest.fixture
+def batch(digits):
+    return to_float(digits.x_test[:32]), digits.y_test[:32]
+
+
+def _norms(model, kind):
+    return [m for m in model.modules() if isinstance(m, kind)]
+
+
+def _distinct_rows(model):
+    """Make every row of W and W' differ (as training would), so the wrong row would show."""
+    g = torch.Generator().manual_seed(1)
+    for m in _norms(model, StrengthBatchNorm):
+        with torch.no_grad():
+            m.weight.add_(0.3 * torch.randn(m.weight.shape, generator=g))
+            m.bias.add_(0.3 * torch.randn(m.bias.shape, generator=g))
+
+
+def _plain_with_rows(robmask_model, row: int, reference):
+    """``reference`` (the BN model it came from) with every BN's affine set to row ``row`` of the
+    RobMask model's matrices (same statistics)."""
+    plain = copy.deepcopy(reference)
+    for bn, sbn in zip([m for _, m in batch_norms(plain)], _norms(robmask_model, StrengthBatchNorm)):
+        bn.weight.data.copy_(sbn.weight.data[row])
+        bn.bias.data.copy_(sbn.bias.data[row])
+    return plain.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# RobMask: conversion, encoding, routes
+
+
+def test_the_encoding_is_the_papers_for_rank_two_and_sums_to_one():
+    p = torch.tensor([0.0, 0.25, 1.0])
+    assert torch.equal(encode_strength(p, 2), torch.tensor([[1.0, 0.0], [0.75, 0.25], [0.0, 1.0]]))
+    u = encode_strength(torch.linspace(0, 1, 11), 4)
+    assert torch.allclose(u.sum(1), torch.ones(11))
+    assert torch.equal(encode_strength(torch.tensor([0.0, 1 / 3, 1.0]), 4)[[0, 2]],
+                       torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 1.0]]))
+
+
+def test_robmask_at_p0_and_p1_uses_exactly_the_two_learned_affine_sets(digits_model, batch):
+    x, _ = batch
+    rob = convert_norms(copy.deepcopy(digits_model), "robmask", rank=2).eval()
+    _distinct_rows(rob)
+    for m in _norms(rob, StrengthBatchNorm):
+        for p, row in ((0.0, 0), (1.0, 1)):
+            gamma, beta = m.masking(p)
+            assert torch.equal(gamma, m.weight[row]) and torch.equal(beta, m.bias[row])
+        gamma, _ = m.masking(0.5)
+        assert torch.equal(gamma, 0.5 * m.weight[0] + 0.5 * m.weight[1])
+    for p, row in ((0.0, 0), (1.0, 1)):  # the network: a plain BN network with that row's gamma and beta
+        with torch.no_grad(), norm_route(rob, strength=p):  # (BN fuses its affine step: float rounding)
+            assert torch.allclose(rob(x), _plain_with_rows(rob, row, digits_model)(x), atol=1e-5, rtol=1e-5), p
+    with torch.no_grad(), norm_route(rob, strength=0.5):  # and in between it is neither
+        mid = rob(x)
+    assert not torch.allclose(mid, _plain_with_rows(rob, 0, digits_model)(x), atol=1e-3)
+
+
+def test_a_robmask_model_converted_from_bn_matches_it_at_every_strength(digits_model, batch):
+    x, _ = batch
+    with torch.no_grad():
+        expected = digits_model.eval()(x)
+    for rank, bins in ((2, 1), (3, 2)):
+        rob = convert_norms(copy.deepcopy(digits_model), "robmask", rank=rank, stat_bins=bins).eval()
+        assert len(_norms(rob, StrengthBatchNorm)) == len(batch_norms(digits_model))
+        for p in (0.0, 0.1, 0.37, 0.5, 0.9, 1.0, torch.rand(len(x))):  # BN fuses its affine step: float rounding
+            with torch.no_grad(), norm_route(rob, strength=p):
+                assert torch.allclose(rob(x), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_per_sample_strength_gives_each_sample_its_own_masking(digits_model, batch):
+    x, _ = batch
+    rob = convert_norms(copy.deepcopy(digits_model), "robmask", rank=2).eval()
+    _distinct_rows(rob)
+    pair, strengths = x[:2], torch.tensor([0.2, 0.9])
+    with torch.no_grad():
+        with norm_route(rob, strength=strengths):
+            together = rob(pair)
+        for i in range(2):
+            with norm_route(rob, strength=float(strengths[i])):
+                assert torch.allclose(together[i], rob(pair[i:i + 1])[0], atol=1e-6)
+        with norm_route(rob, strength=torch.tensor([0.2, 0.2])):  # and differ across strengths
+            assert not torch.allclose(together[1], rob(pair)[1])
+    with pytest.raises(ValueError, match="route 'strength' has 3 entries for a batch of 2"):
+        with torch.no_grad(), norm_route(rob, strength=torch.tensor([0.1, 0.2, 0.3])):
+            rob(pair)
+    with pytest.raises(ValueError, match=r"strength must lie in \[0, 1\]"):
+        with torch.no_grad(), norm_route(rob, strength=1.5):
+            rob(pair)
+
+
+def test_a_robmask_checkpoint_loads_by_path_and_deploys_at_p0(digits_model, batch, tmp_path):
+    x, _ = batch
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1,
+                     mean=digits_model.normalize.mean.flatten().tolist(), std=digits_model.normalize.std.flatten().tolist(),
+                     conversions=[{"kind": "robmask", "rank": 2, "stat_bins": 1, "relu": False, "init_std": 0.0}])
+    rob = build_from_spec(spec)
+    rob.load_state_dict(convert_norms(copy.deepcopy(digits_model), "robmask", rank=2).state_dict())
+    _distinct_rows(rob)
+    save_model(tmp_path / "m.pt", rob, spec)
+    loaded, _ = load_model(tmp_path / "m.pt")
+    with torch.no_grad():
+        assert torch.equal(loaded(x), rob.eval()(x))  # default route: p = 0
+        with norm_route(loaded, strength=0.6), norm_route(rob, strength=0.6):
+            assert torch.equal(loaded(x), rob(x))
+
+
+def test_the_robmask_step_draws_a_strength_and_trains_masks_and_network(digits):
+    cfg = TrainConfig.model_validate({"method": "robmask", "epochs": 1, "attack": PGD, "batch_size": 64,
+                                      "options": {"decay_masks": False}})
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std,
+                     conversions=METHODS["robmask"].conversions(cfg))
+    torch.manual_seed(0)
+    model = build_from_spec(spec)
+    before = copy.deepcopy(model.state_dict())
+    groups = METHODS["robmask"].trainable(model, cfg)
+    assert [g.get("weight_decay") for g in groups] == [None, 0.0]  # masks without weight decay when asked
+    train(model, digits, cfg, seed=0, progress=False, max_steps=3, params=lambda m: METHODS["robmask"].trainable(m, cfg))
+    after = model.state_dict()
+    moved = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.endswith("bn1.weight") for k in moved) and any(k.startswith("conv1") for k in moved)
+    rows = [m.weight for m in _norms(model, StrengthBatchNorm)]
+    assert all(not torch.equal(w[0], w[1]) for w in rows)  # the two maskings learn apart
+
+
+# --------------------------------------------------------------------------------------------
+# AFA
+
+
+def test_afa_strengths_are_nested_linear_grids_or_geometric():
+    def cfg(**o):
+        return TrainConfig.model_validate({"method": "afa", "epochs": 1, "attack": PGD, "options": o})
+
+    assert fractions(cfg(k=2)) == [0.0, 1.0]
+    assert set(fractions(cfg(k=3))) <= set(fractions(cfg(k=5))) <= set(fractions(cfg(k=9)))
+    assert fractions(cfg(k=5, strengths="geometric")) == [0.0, 0.125, 0.25, 0.5, 1.0]
+    assert fractions(cfg(k=3, xi=[0.0, 0.02, 0.08])) == [0.0, 0.25, 1.0]
+    with pytest.raises(ValueError, match="xi: give one strength per branch"):
+        cfg(k=3, xi=[0.0, 0.1])
+    with pytest.raises(ValueError, match="base_options.beta"):
+        cfg(base="trades", base_options={"beta": "x"})
+
+
+@pytest.mark.parametrize("base", ["pgd_at", "trades", "mart", "iat"])
+def test_afa_stage_one_crafts_each_branch_through_itself_at_its_strength(digits, base, monkeypatch):
+    import pipeline.methods.base as base_module
+
+    cfg = TrainConfig.model_validate({"method": "afa", "epochs": 1, "attack": PGD, "batch_size": 32,
+                                      "options": {"k": 3, "base": base}})
+    model = replay(build_from_spec(make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean,
+                                             std=digits.std)), METHODS["afa"].conversions(cfg))
+    crafted, original = [], base_module.pgd
+
+    def spy(f, x, y, **kw):
+        crafted.append((dict(f.route), float(torch.as_tensor(kw["eps"]).max())))
+        return original(f, x, y, **kw)
+
+    monkeypatch.setattr(base_module, "pgd", spy)
+    seen = {b: [] for b in range(3)}
+    for i, m in enumerate(_norms(model, MultiBatchNorm)[:1]):
+        for b, bn in enumerate(m.branches):
+            bn.register_forward_hook(lambda mod, inp, out, b=b: seen[b].append(len(inp[0])))
+    x, y = to_float(digits.x_train[:32]), digits.y_train[:32]
+    out = METHODS["afa"].batch_loss(model.train(), x, y, cfg)
+    assert torch.isfinite(out.loss)
+    assert [r["branch"] for r, _ in crafted] == [1, 2]
+    assert [e for _, e in crafted] == pytest.approx([0.05, 0.1])
+    assert all(seen[b] for b in range(3))  # every branch normalized something
+
+
+def _stage_two(digits, k=3, **options):
+    cfg1 = TrainConfig.model_validate({"method": "afa", "epochs": 1, "attack": PGD, "options": {"k": k}})
+    torch.manual_seed(0)
+    model = replay(build_from_spec(make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean,
+                                             std=digits.std)), METHODS["afa"].conversions(cfg1))
+    train(model, digits, cfg1, seed=0, progress=False, max_steps=2)
+    g = torch.Generator().manual_seed(2)
+    for m in _norms(model, MultiBatchNorm):  # branches that differ clearly
+        for bn in m.branches[1:]:
+            with torch.no_grad():
+                bn.weight.add_(0.5 * torch.randn(bn.weight.shape, generator=g))
+                bn.running_mean.add_(0.2)
+    cfg2 = TrainConfig.model_validate({"method": "afa_fusion", "epochs": 1, "attack": PGD, "attack_bn": "eval",
+                                       "options": options})
+    fused = replay(copy.deepcopy(model), METHODS["afa_fusion"].conversions(cfg2))
+    return model.eval(), fused.eval(), cfg2
+
+
+def test_the_fused_output_is_bn0_at_w0_one_and_bn_last_at_w0_zero(digits, batch):
+    x, _ = batch
+    stage1, fused, _ = _stage_two(digits, k=3)
+    assert len(_norms(fused, FusedBatchNorm)) == len(_norms(stage1, MultiBatchNorm))
+    assert len(generators(fused)) == 1
+    ends = {}
+    with torch.no_grad():
+        for w, branch in ((1.0, 0), (0.0, 2)):
+            with norm_route(stage1, branch=branch):
+                ends[w] = expected = stage1(x)
+            with norm_route(fused, fusion=w):
+                assert torch.equal(fused(x), expected)
+            with norm_route(fused, fusion=torch.full((len(x),), w)):  # the arithmetic path too
+                assert torch.equal(fused(x), expected)
+        with norm_route(fused, fusion=0.5):
+            half = fused(x)
+        assert not torch.allclose(half, ends[1.0], atol=1e-3) and not torch.allclose(half, ends[0.0], atol=1e-3)
+        fused(x)  # without a route the generator decides, per sample
+        w0 = generators(fused)[0].last
+        assert w0.shape == (len(x), 1) and ((w0 > 0) & (w0 < 1)).all()
+
+
+@pytest.mark.parametrize("weights", ["scalar", "per_layer", "per_channel"])
+def test_stage_two_trains_the_weight_generator_alone(digits, weights):
+    _, fused, cfg2 = _stage_two(digits, weights=weights)
+    before = copy.deepcopy(fused.state_dict())
+    params = METHODS["afa_fusion"].trainable(fused, cfg2)
+    train(fused, digits, cfg2, seed=0, progress=False, max_steps=3, params=lambda m: params)
+    after = fused.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    gen = {n for n, _ in fused.named_parameters() if ".body." in n}
+    assert changed and all(".body." in k for k in changed), sorted(changed - gen)[:5]
+    assert gen <= changed  # every generator parameter moved
+
+
+def test_the_stage_two_check_refuses_settings_it_cannot_train_with():
+    base = {"method": "afa_fusion", "epochs": 1, "attack": PGD}
+    with pytest.raises(ValueError, match="attack_bn: afa_fusion attacks the fused model as it deploys"):
+        TrainConfig.model_validate(base)
