@@ -41,7 +41,7 @@ def _known(name: str, registry: dict, what: str) -> str:
 # data and model
 
 
-DatasetName = Literal["digits", "cifar10", "cifar100", "svhn", "mnist", "fashion_mnist", "npz"]
+DatasetName = Literal["digits", "cifar10", "cifar100", "svhn", "mnist", "fashion_mnist", "tiny_imagenet", "npz"]
 
 
 class DataConfig(Section):
@@ -222,12 +222,18 @@ class AblationConfig(Section):
     key: str
     values: list[float | int | str | bool]  # [] turns the grid off (its dvc.yaml stage then has no points)
     train: dict[str, Any]
+    # A fine-tune of every trained point, whose result is the point's model (AFA's stage II after
+    # each K of stage I); without ``start``: it starts from the point.
+    then: dict[str, Any] | None = None
 
     def config_for(self, value: Any, model: dict | None = None) -> TrainConfig:
         raw = dict(self.train)
         if self.key.startswith("model.") or "model" in raw:
             raw["model"] = {**(model or {}), **(raw.get("model") or {})}
         return TrainConfig.model_validate(set_path(raw, self.key, value))
+
+    def then_config(self) -> FinetuneConfig | None:
+        return None if self.then is None else FinetuneConfig.model_validate({**self.then, "start": "point"})
 
     def value_of(self, item: str) -> Any:
         """The value a matrix item (as DVC passes it on the command line) stands for."""
@@ -248,6 +254,12 @@ class AblationConfig(Section):
                 where = ".".join(str(p) for p in first["loc"])
                 raise ValueError(f"values.{i}: {self.key} = {v!r} gives a bad training entry: {where}: "
                                  f"{first['msg'].removeprefix('Value error, ')}") from None
+        try:
+            self.then_config()
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(f"then.{where}: {first['msg'].removeprefix('Value error, ')}") from None
         return self
 
 
@@ -278,6 +290,34 @@ class InterpolateConfig(Section):
     attack: Literal["pgd", "suite"] = "pgd"
     pairs: dict[str, InterpolatePair]
     n_samples: PositiveInt | None = None
+
+
+class DialConfig(Section):
+    """One model deployed along a dial, a route key swept over values (RobMask's strength p,
+    AFA's fusion weight W0, a BN branch): clean and robust accuracy at each value with the
+    evaluate section's PGD at the threat eps (``attack: suite``: every attack there), and with
+    ``adaptive`` also the per-sample worst case over the same attack crafted at every other value
+    of the dial (RobMask's adaptive view: the attacker may pick the strength it crafts at)."""
+
+    model: str
+    key: Literal["strength", "fusion", "branch"]
+    values: Annotated[list[float], Field(min_length=2)]
+    adaptive: bool = True
+    attack: Literal["pgd", "suite"] = "pgd"
+    n_samples: PositiveInt | None = None  # None: evaluate.n_samples
+
+
+class StrengthAnalysisConfig(Section):
+    """Feature statistics and fusion weights against the attack strength (AFA, Fig. 3 and Fig. 6):
+    the first ``n_samples`` test images attacked with PGD (``steps`` of ``rel_step_size`` * eps)
+    at each eps, on each model as it deploys."""
+
+    models: list[str]
+    eps: Annotated[list[Eps], Field(min_length=2)]
+    feature: str = "layers.1.0.conv1"  # the module whose output is measured (an intermediate convolution)
+    n_samples: PositiveInt = 200
+    steps: PositiveInt = 10
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
 
 
 class AnalyzePair(Section):
@@ -325,13 +365,17 @@ Tier = Literal["full", "screen"]
 
 class ViewConfig(Section):
     """A named way to deploy one model (a BN branch, a strength, another mode): evaluated like a
-    model, a row in the report and a run in MLflow."""
+    model, a row in the report and a run in MLflow. ``extra_attacks`` run after its tier's own
+    (attacks that only some models admit: AFA's adaptive attack on its weight generator, a
+    black-box transfer), over ``eps`` when given (else the tier's grid)."""
 
     model: str
     mode: Literal["eval", "batch", "shaping"] | None = None  # None: the model's default deployment
     route: Route = {}
     craft: CraftConfig | None = None  # None: attacks differentiate the deployment itself (white-box)
     tier: Tier = "full"  # full: evaluate's attacks and checks; screen: evaluate.screen's attacks
+    extra_attacks: list[AttackSpec] = []
+    eps: Annotated[list[Eps], Field(min_length=1)] | None = None
 
 
 class ScreenConfig(Section):
@@ -385,6 +429,25 @@ class EvaluateConfig(Section):
     def tier_of(self, name: str) -> Tier:
         view = self.views.get(name)
         return "screen" if name in self.screened or (view is not None and view.tier == "screen") else "full"
+
+    def at_threat(self, which: Literal["pgd", "suite"] = "pgd") -> EvaluateConfig:
+        """This section cut to the threat eps: its PGD alone, or every attack (interpolations
+        and dials evaluate each point with it, so their endpoints equal the models' own rows)."""
+        t = self.threat
+        attacks = [a for a in self.attack_list if which == "suite" or a.name == "pgd"]
+        if not attacks:
+            raise ValueError("attack: 'pgd' needs a pgd attack in the evaluate section")
+        return self.model_copy(update={"protocol": "custom", "eps": [0.0, t], "threat_eps": t, "attacks": attacks})
+
+    def for_target(self, name: str) -> EvaluateConfig:
+        """The settings ``name`` (a model or a view) is evaluated with: its tier's, plus a view's
+        extra attacks and eps grid."""
+        cfg = self.for_tier(self.tier_of(name))
+        view = self.views.get(name)
+        if view is None or not (view.extra_attacks or view.eps):
+            return cfg
+        return cfg.model_copy(update={"protocol": "custom", "eps": list(view.eps or cfg.eps_grid),
+                                      "threat_eps": cfg.threat, "attacks": [*cfg.attack_list, *view.extra_attacks]})
 
     def for_tier(self, tier: Tier) -> EvaluateConfig:
         """The settings an evaluation at ``tier`` runs with: this section itself for ``full``;
@@ -463,6 +526,8 @@ class Params(Section):
     interpolate: InterpolateConfig | None = None
     analyze_bn: AnalyzeBNConfig | None = None
     ablations: dict[str, AblationConfig] = {}
+    dials: dict[str, DialConfig] = {}
+    strength_analysis: StrengthAnalysisConfig | None = None
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
 
@@ -509,7 +574,17 @@ class Params(Section):
         if self.evaluate.screen is None and any(v.tier == "screen" for v in self.evaluate.views.values()):
             raise ValueError("evaluate.screen: a view has tier 'screen' but there is no screen section")
         refs += [(f"evaluate.views.{v}.model", view.model) for v, view in self.evaluate.views.items()]
+        for v in self.evaluate.views:  # a view's own attacks and grid must make a valid suite
+            try:
+                target = self.evaluate.for_target(v)
+                EvaluateConfig.model_validate(target.model_dump())
+            except (ValidationError, ValueError) as err:
+                msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+                raise ValueError(f"evaluate.views.{v}: {msg.removeprefix('Value error, ')}") from None
         refs.append(("evaluate.checks.surrogate", self.evaluate.checks.surrogate))
+        refs += [(f"dials.{d}.model", dial.model) for d, dial in self.dials.items()]
+        if self.strength_analysis:
+            refs += [(f"strength_analysis.models.{i}", m) for i, m in enumerate(self.strength_analysis.models)]
         for section in ("interpolate", "analyze_bn"):
             cfg = getattr(self, section)
             for pair_name, pair in (cfg.pairs.items() if cfg else []):

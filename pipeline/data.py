@@ -7,6 +7,8 @@ Every source ends up in one file format, the one of a plain ``.npz`` with ``x_tr
   offline default; no network needed.
 - ``cifar10``, ``cifar100``, ``svhn``, ``mnist``, ``fashion_mnist``: torchvision downloads, which
   check each archive's MD5; without a network they fail with a message saying what to do.
+- ``tiny_imagenet``: the Tiny ImageNet archive (MD5-checked by torchvision's downloader), its
+  labelled validation images as the test split.
 - ``npz``: a file the user already has, validated and copied.
 
 Images stay uint8 until a batch is taken: small datasets live on the device whole.
@@ -228,6 +230,42 @@ def _torchvision(cfg: DataConfig) -> dict[str, np.ndarray]:
             "x_test": _resize(x_te, cfg.image_size), "y_test": y_te}
 
 
+# The archive of the Tiny ImageNet challenge (200 classes of 64x64 images; 100,000 train and the
+# 10,000 labelled validation images, which serve as the test split, as AFA and others use them).
+TINY_IMAGENET = ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "90528d7ca1a48142e341f4ef8d21d0de")
+
+
+def _tiny_imagenet(cfg: DataConfig) -> dict[str, np.ndarray]:
+    from PIL import Image
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    raw = Path(cfg.root) / "raw" / "tiny_imagenet"
+    folder = raw / "tiny-imagenet-200"
+    if not (folder / "wnids.txt").exists():
+        url, md5 = TINY_IMAGENET
+        try:
+            download_and_extract_archive(url, str(raw), md5=md5)
+        except (OSError, RuntimeError) as err:
+            raise DataError(
+                f"could not download Tiny ImageNet into {raw} ({type(err).__name__}: {err}). Without a network, "
+                f"unpack tiny-imagenet-200.zip (MD5 {md5}) there by hand, so that {folder / 'wnids.txt'} exists"
+            ) from None
+    wnids = (folder / "wnids.txt").read_text().split()
+    label = {w: i for i, w in enumerate(wnids)}
+
+    def load(paths: list[Path]) -> np.ndarray:
+        return np.stack([np.asarray(Image.open(p).convert("RGB")).transpose(2, 0, 1) for p in paths])
+
+    train = [(p, label[w]) for w in wnids for p in sorted((folder / "train" / w / "images").glob("*.JPEG"))]
+    val = [(folder / "val" / "images" / line.split("\t")[0], label[line.split("\t")[1]])
+           for line in (folder / "val" / "val_annotations.txt").read_text().splitlines() if line.strip()]
+    if not train or not val:
+        raise DataError(f"{folder}: no images found; unpack tiny-imagenet-200.zip there again")
+    x_tr, x_te = load([p for p, _ in train]), load([p for p, _ in val])
+    return {"x_train": _resize(x_tr, cfg.image_size), "y_train": np.array([y for _, y in train]),
+            "x_test": _resize(x_te, cfg.image_size), "y_test": np.array([y for _, y in val])}
+
+
 def _user_npz(cfg: DataConfig) -> dict[str, np.ndarray]:
     """The user's own file: what is wrong with it says what the file must hold (fetch makes it from nothing)."""
     path = Path(cfg.path)
@@ -246,4 +284,6 @@ def prepare(cfg: DataConfig, seed: int = 0) -> dict[str, np.ndarray]:
         return _digits(cfg, seed)
     if cfg.dataset == "npz":
         return _user_npz(cfg)
+    if cfg.dataset == "tiny_imagenet":
+        return _tiny_imagenet(cfg)
     return _torchvision(cfg)

@@ -1,7 +1,8 @@
 """ablation NAME VALUE: one point of the grid ``ablations.NAME`` of params.yaml (a DVC ``matrix``
-stage). Trains the grid's ``train`` entry with its ``key`` set to VALUE into
-models/ablation/NAME/VALUE/, then evaluates it at the screen tier (``evaluate.screen``'s attacks,
-as the model's method deploys it) into results/ablation/NAME/VALUE/, in one MLflow run."""
+stage). Trains the grid's ``train`` entry with its ``key`` set to VALUE (then, if the grid has
+one, its ``then`` fine-tune of that model: AFA's stage II after stage I) into
+models/ablation/NAME/VALUE/, and evaluates the result at the screen tier (``evaluate.screen``'s
+attacks, as its method deploys it) into results/ablation/NAME/VALUE/, in one MLflow run."""
 
 from pathlib import Path
 
@@ -9,12 +10,14 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import atomic_dir, fingerprint, write_csv, write_json
 from pipeline.methods import METHODS
-from pipeline.spec import build_from_spec, spec_for_training
-from pipeline.train import to_float
+from pipeline.methods.bn_finetune import freeze_all_but
+from pipeline.norms import replay
+from pipeline.spec import build_from_spec, default_deployment, spec_for_training
+from pipeline.train import to_float, train
 from stages.common import device_of, load, run, seed_everything
-from stages.training import train_and_save
+from stages.training import CHECKPOINTS, train_and_save, with_step
 
 
 def main(argv: list[str]) -> None:
@@ -30,6 +33,7 @@ def main(argv: list[str]) -> None:
     device = device_of(params)
     seed_everything(params.seed)
     cfg = grid.config_for(value, params.model.model_dump(exclude_defaults=True))
+    then = grid.then_config()
     arch = cfg.model or params.model
     splits = load_splits(params.data).to(device)
     spec = spec_for_training(arch, cfg, num_classes=splits.num_classes, in_channels=splits.channels,
@@ -38,13 +42,34 @@ def main(argv: list[str]) -> None:
     ecfg = params.evaluate.for_tier("screen")
     point, stage = f"ablation/{name}/{value}", f"{name}@{value}"
     section = {"seed": params.seed, "data": params.data.model_dump(), "model": arch.model_dump(),
-               "train": cfg.model_dump(), "ablation": {"name": name, "key": grid.key, "value": value},
+               "train": cfg.model_dump(), "then": then.model_dump() if then else None,
+               "ablation": {"name": name, "key": grid.key, "value": value},
                "evaluate": {k: v for k, v in ecfg.model_dump().items() if k not in ("models", "views", "screen")}}
+
+    final = cfg
+    trainable = (lambda m: METHODS[cfg.method].trainable(m, cfg)) if METHODS[cfg.method].trainable else None
+    if then is not None:  # the point's first training, resumable on its own; the fine-tune is the stage's model
+        first = CHECKPOINTS / f"ablation-{point.replace('/', '-')}-first.pt"
+        train(model, splits, cfg, seed=params.seed, checkpoint=first, fingerprint=fingerprint(section),
+              desc=f"{stage} (first)", params=trainable)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        spec = with_step(spec, f"{stage} (first)", cfg)
+        method = METHODS[then.method]
+        added = [c for c in method.conversions(then) if c not in spec.get("conversions", [])]
+        replay(model, added)
+        spec["conversions"] = [*spec.get("conversions", []), *added]
+        if then.trainable == "all":
+            trainable = (lambda m: method.trainable(m, then)) if method.trainable else None
+        else:
+            trainable = lambda m: freeze_all_but(m, then.trainable)  # noqa: E731
+        final = then
+
+    how = default_deployment(with_step(spec, stage, final))
 
     def evaluate_point(tracker) -> None:
         n = min(ecfg.n_samples or len(splits.x_test), len(splits.x_test))
         x, y = to_float(splits.x_test[:n]), splits.y_test[:n]
-        how = METHODS[cfg.method].deployment or {"mode": "eval"}
         deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
         result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
         metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
@@ -55,7 +80,10 @@ def main(argv: list[str]) -> None:
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         print(f"{stage}: clean {metrics['clean']:.3f}, worst case {metrics['worst_case']:.3f} (screen tier)")
 
-    train_and_save("ablation", point, model, spec, cfg, params, splits, section, run_name=stage, then=evaluate_point)
+    train_and_save("ablation", point, model, spec, final, params, splits, section, run_name=stage, then=evaluate_point,
+                   trainable=trainable)
+    if then is not None:
+        first.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
 def main(argv: list[str]) -> None:
     params, name, device = start(argv, lambda p: p.evaluate.targets, "evaluated model or view name")
     tier = params.evaluate.tier_of(name)
-    cfg = params.evaluate.for_tier(tier)  # screen: its own attacks and sample count, no checks
+    cfg = params.evaluate.for_target(name)  # screen: its own attacks and sample count, no checks; a view's extras
     model_name = cfg.views[name].model if name in cfg.views else name
     model, spec = trained_model(model_name, device)
     splits = load_splits(params.data)
@@ -102,8 +102,12 @@ def main(argv: list[str]) -> None:
              else f"evaluate@{name}")  # the DVC stage, as MLflow names the run
     with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
+        transfer_from = None
+        if any(a.name == "transfer" for a in cfg.attack_list):
+            transfer_from = Deployed(trained_model(cfg.checks.surrogate, device)[0])
         with counting_passes(model) as passes:
-            result = evaluate(deployed, x, y, cfg, seed=params.seed, desc=stage, craft_on=craft_on)
+            result = evaluate(deployed, x, y, cfg, seed=params.seed, desc=stage, craft_on=craft_on,
+                              surrogate=transfer_from)
         metrics = result.headline()
         metrics["deployment"] = deployed.mode
         metrics["model"] = model_name

@@ -5,7 +5,7 @@ by default, so that the endpoints equal Table 1's PGD column, or the whole suite
 from pathlib import Path
 
 from pipeline.analysis.bn_plots import plot_tradeoff
-from pipeline.analysis.interpolate import interpolate_bn
+from pipeline.analysis.interpolate import interpolate_bn, monotone_violations
 from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
@@ -16,19 +16,12 @@ from pipeline.train import to_float
 from stages.common import run, start, trained_model
 
 
-def monotone_violations(values: list[float], tolerance: float = 0.0) -> int:
-    """Steps where a series that should move one way moves back by more than ``tolerance``."""
-    direction = 1 if values[-1] >= values[0] else -1
-    return sum(direction * (b - a) < -tolerance for a, b in zip(values, values[1:]))
-
-
 def interpolation_suite(params):
     """The evaluate section cut to the threat eps: its PGD alone (``attack: pgd``) or every attack."""
-    cfg, t = params.evaluate, params.evaluate.threat
-    attacks = [a for a in cfg.attack_list if params.interpolate.attack == "suite" or a.name == "pgd"]
-    if not attacks:
-        raise ConfigError("interpolate.attack: 'pgd' needs a pgd attack in the evaluate section")
-    return cfg.model_copy(update={"protocol": "custom", "eps": [0.0, t], "threat_eps": t, "attacks": attacks})
+    try:
+        return params.evaluate.at_threat(params.interpolate.attack)
+    except ValueError as err:
+        raise ConfigError(f"interpolate.{err}") from None
 
 
 def main(argv: list[str]) -> None:

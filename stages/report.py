@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pipeline.analysis.plots import accuracy_vs_eps
 from pipeline.analysis.report import bn_sections, build_report, load_results
+from pipeline.analysis.strength_report import strength_sections
 from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.tracking import StageRun
@@ -20,6 +21,7 @@ def main(argv: list[str]) -> None:
         markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
             markdown += "\n".join(thesis_sections(params, tmp)) + "\n"
+            markdown += "\n".join(strength_sections(params, tmp)) + "\n"
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
             write_csv(tmp / "pgd_accuracy.csv", curve_rows)

@@ -163,11 +163,12 @@ def plot_feature_maps(features_a, features_b, blocked: Collection[int], magnifie
     _save(fig, path)
 
 
-def plot_tradeoff(rows: Sequence[Mapping], path: str | Path, title: str = "BN interpolation") -> None:
-    """Clean (x) against robust (y) accuracy in %, one point per interpolation p, labelled by p.
+def plot_tradeoff(rows: Sequence[Mapping], path: str | Path, title: str = "BN interpolation", key: str = "p") -> None:
+    """Clean (x) against robust (y) accuracy in %, one point per setting ``key`` (interpolation
+    p, a dial's value), labelled by it.
 
-    Each row has ``p``, ``clean`` and ``robust`` (fractions in [0, 1]) and optionally ``series``;
-    rows of one series are joined in order of p.
+    Each row has ``key``, ``clean`` and ``robust`` (fractions in [0, 1]) and optionally ``series``;
+    rows of one series are joined in order of ``key``.
     """
     if not rows:
         raise ValueError("no rows to plot")
@@ -176,12 +177,12 @@ def plot_tradeoff(rows: Sequence[Mapping], path: str | Path, title: str = "BN in
         series.setdefault(str(row.get("series", "")), []).append(row)
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=120)
     for name, points in series.items():
-        points = sorted(points, key=lambda r: float(r["p"]))
+        points = sorted(points, key=lambda r: float(r[key]))
         x = [100 * float(r["clean"]) for r in points]
         y = [100 * float(r["robust"]) for r in points]
         ax.plot(x, y, marker="o", label=name or None)
         for r, xi, yi in zip(points, x, y):
-            ax.annotate(f"p={float(r['p']):g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            ax.annotate(f"{key}={float(r[key]):g}", (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.margins(0.1)
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("robust accuracy (%)")

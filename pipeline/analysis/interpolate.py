@@ -103,3 +103,9 @@ def interpolate_bn(model_a: nn.Module, model_b: nn.Module, p: float, stats: Stat
             for name in RUNNING:
                 _mix(getattr(out, name), getattr(bn_a, name), getattr(bn_b, name), p)
     return mixed
+
+
+def monotone_violations(values: list[float], tolerance: float = 0.0) -> int:
+    """Steps where a series that should move one way moves back by more than ``tolerance``."""
+    direction = 1 if values[-1] >= values[0] else -1
+    return sum(direction * (b - a) < -tolerance for a, b in zip(values, values[1:]))

@@ -107,7 +107,44 @@ TABLE4_1_PGD100 = {"nonlocal_gaussian": 45.5}
 # "Adversarial Masking": clean accuracy (%) of BN and AdvProp on CIFAR-10, ResNet-18 (Table 3),
 # and of AdvProp's variants on CIFAR-10, DenseNet-121, 100 epochs (Table 7).
 TABLE3_SETTING = "CIFAR-10, ResNet-18, 20 / 100 epochs, clean accuracy"
-TABLE3 = [("BN", "standard", 92.59, 94.87), ("AdvProp", "advprop", 93.45, 95.3)]
+TABLE3 = [("BN", "standard", 92.59, 94.87), ("AdvProp", "advprop", 93.45, 95.3), ("RobMask", "robmask", 94.64, 96.10)]
 TABLE7_SETTING = "CIFAR-10, DenseNet-121, 100 epochs, clean accuracy"
 TABLE7 = [("AdvProp", "advprop", 94.61), ("with random perturbation strength", "advprop_random_eps", 94.50),
-          ("with 2 auxiliary BN", "advprop_2aux", 95.10)]
+          ("with 2 auxiliary BN", "advprop_2aux", 95.10), ("RobMask", "robmask", 96.47)]
+# Tables 5 (PGD-100) and 6 (AutoAttack), ResNet-18 on CIFAR-10, at eps {0, 2, 4, 6, 8}/255.
+ROBUST_SETTING = "CIFAR-10, ResNet-18, eps {0, 2, 4, 6, 8}/255"
+TABLE5_EPS = [0.0, 2 / 255, 4 / 255, 6 / 255, 8 / 255]
+TABLE5 = [("Adv. Training", "adversarial", [78.86, 72.61, 65.27, 57.15, 47.97]),
+          ("AdvProp", "advprop", [85.98, 78.34, 69.24, 57.61, 46.04]),
+          ("RobMask", "robmask", [89.99, 82.91, 72.23, 58.63, 44.50])]
+TABLE6 = [("Adv. Training", "adversarial", [78.86, 70.99, 62.94, 53.83, 44.66]),
+          ("AdvProp", "advprop", [85.98, 77.73, 67.57, 55.36, 43.13]),
+          ("RobMask", "robmask", [89.99, 81.87, 70.99, 55.9, 41.7]),
+          ("RobMask eps_max 10/255", "robmask_wide", [86.5, 78.47, 68.08, 56.89, 44.69])]
+
+# "Adaptive Feature Alignment for Adversarial Training", WRN-28-10 on CIFAR-10, eps in /255.
+AFA_SETTING = "WRN-28-10, CIFAR-10, PGD at eps {0, 1, 2, 4, 8}/255"
+AFA_MATCH = {"arch": "wrn28_10", "dataset": "cifar10", "eps": 8 / 255, "attack": "PGD"}
+AFA_EPS_FRACTIONS = [0.0, 1 / 8, 1 / 4, 1 / 2, 1.0]  # the paper's grid as fractions of its threat eps
+# Table 1 (CIFAR-10): base method, our base model, our AFA target; accuracy at each eps, then the average
+AFA_TABLE1 = [
+    ("Standard", "standard", None, [95.2, 30.5, 3.0, 0.0, 0.0, 25.7], None),
+    ("PGD-AT", "adversarial", "afa_pgd_at", [86.9, 81.5, 78.5, 68.8, 46.2, 72.4], [95.8, 87.0, 83.9, 72.6, 50.0, 77.9]),
+    ("TRADES", "trades", "afa_trades", [83.2, 80.5, 77.6, 71.3, 53.8, 73.3], [95.4, 86.8, 82.7, 72.1, 52.6, 77.9]),
+    ("IAT", "iat", "afa_iat", [92.9, 88.3, 84.4, 73.5, 46.2, 77.0], [96.1, 86.2, 81.7, 73.7, 46.2, 76.7]),
+    ("MART", "mart", "afa_mart", [83.6, 81.0, 78.2, 72.3, 55.3, 74.1], [95.9, 84.3, 84.2, 73.5, 56.1, 78.8]),
+]
+# Table 3 (CIFAR-10, eps 8/255): (std, PGD, FGSM, C&W, PGD+Ada) and black-box at {0, 1, 2, 4, 8}/255 + average
+AFA_TABLE3 = {
+    "adversarial": ((86.9, 46.2, 56.1, 45.3, None), [86.9, 85.2, 83.1, 78.2, 66.8, 80.0]),
+    "afa_pgd_at": ((95.8, 50.0, 81.1, 48.3, 48.2), [95.8, 94.6, 90.5, 91.9, 67.9, 88.1]),
+    "trades": ((83.2, 53.8, 64.6, 52.5, None), [83.2, 81.5, 79.0, 74.1, 65.3, 76.6]),
+    "afa_trades": ((95.4, 52.6, 80.3, 51.0, 52.2), [95.4, 94.7, 92.7, 82.4, 65.9, 86.2]),
+    "iat": ((92.9, 46.2, 65.7, 43.4, None), [92.9, 91.2, 88.7, 84.5, 71.8, 85.8]),
+    "afa_iat": ((96.1, 46.2, 80.6, 43.5, 46.1), [96.1, 95.2, 93.6, 87.0, 74.0, 89.2]),
+    "mart": ((83.6, 55.3, 64.3, 53.4, None), [83.6, 82.0, 80.0, 76.1, 66.0, 77.6]),
+    "afa_mart": ((95.9, 56.0, 81.3, 53.6, 55.6), [95.9, 95.3, 93.4, 83.7, 67.7, 87.2]),
+}
+# Table 4: K BN branches -> accuracy at {0, 1, 2, 4, 8}/255 and the average (PGD-AT base)
+AFA_TABLE4 = {2: [95.0, 85.1, 82.2, 70.4, 48.1, 76.2], 3: [95.5, 86.7, 83.2, 72.3, 48.6, 77.3],
+              5: [95.8, 87.0, 83.9, 72.6, 50.0, 77.9], 9: [95.6, 87.2, 84.5, 72.9, 50.4, 78.1]}

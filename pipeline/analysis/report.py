@@ -143,7 +143,7 @@ def _method(params: Params, name: str) -> str:
 
 
 ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw_linf": "CW-Linf", "cw": "CW-L2", "deepfool": "DeepFool",
-                 "autoattack": "AutoAttack"}
+                 "autoattack": "AutoAttack", "transfer": "Transfer", "afa_adaptive": "PGD+Ada"}
 
 
 def attack_label(spec) -> str:

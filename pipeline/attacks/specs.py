@@ -80,7 +80,33 @@ class AutoAttackSpec(AttackEntry):
     version: Literal["standard", "plus", "rand"] = "standard"  # rand is used for randomized deployments
 
 
-AttackSpec = Annotated[FGSMSpec | PGDSpec | CWLinfSpec | CWSpec | DeepFoolSpec | AutoAttackSpec,
-                       Field(discriminator="name")]
+class TransferSpec(AttackEntry):
+    """PGD crafted on the surrogate model (``evaluate.checks.surrogate``, on its population
+    statistics) and scored on the evaluated deployment: a black-box transfer over the eps grid, as
+    AFA's Table 3 (right) reports it. The target is never differentiated."""
+
+    name: Literal["transfer"]
+    at: At = "grid"
+    steps: PositiveInt = 20
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    random_start: bool = True
+
+
+class FusionAdaptiveSpec(AttackEntry):
+    """AFA's adaptive attack on a model with a weight generator: PGD on
+    ``a * CE(logits, y) + b * BCE(W0, 0)`` (ascent pushes the fusion weight of the clean branch,
+    W0, up: the attacker steers its example to the clean BN) for each weighting ``(a, b)`` of
+    the paper's seven (10:1 ... 1:10); a sample counts as robust only if every weighting fails."""
+
+    name: Literal["afa_adaptive"]
+    at: At = "threat"
+    steps: PositiveInt = 50
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    weightings: Annotated[list[tuple[Annotated[float, Field(ge=0.0)], Annotated[float, Field(ge=0.0)]]],
+                          Field(min_length=1)] = [(10, 1), (5, 1), (2, 1), (1, 1), (1, 2), (1, 5), (1, 10)]
+
+
+AttackSpec = Annotated[FGSMSpec | PGDSpec | CWLinfSpec | CWSpec | DeepFoolSpec | AutoAttackSpec | TransferSpec
+                       | FusionAdaptiveSpec, Field(discriminator="name")]
 
 
