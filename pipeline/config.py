@@ -225,6 +225,10 @@ class AblationConfig(Section):
     # A fine-tune of every trained point, whose result is the point's model (AFA's stage II after
     # each K of stage I); without ``start``: it starts from the point.
     then: dict[str, Any] | None = None
+    # Norm shaping's inference ratios (Table IV): each point is evaluated with the screen tier's PGD
+    # crafted on population statistics, every query shaped by n clean training images, for each n
+    # (0: the statistics of the adversarial test batch alone), instead of the screen suite.
+    inference_refs: list[Annotated[int, Field(ge=0)]] | None = None
 
     def config_for(self, value: Any, model: dict | None = None) -> TrainConfig:
         raw = dict(self.train)
@@ -259,7 +263,10 @@ class AblationConfig(Section):
         except ValidationError as err:
             first = err.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise ValueError(f"then.{where}: {first['msg'].removeprefix('Value error, ')}") from None
+            msg = first["msg"].removeprefix("Value error, ")
+            if not where and ": " in msg and " " not in msg.split(": ", 1)[0]:  # a validator named the key
+                where, msg = msg.split(": ", 1)
+            raise ValueError(f"then.{where}: {msg}") from None
         return self
 
 
@@ -318,6 +325,30 @@ class StrengthAnalysisConfig(Section):
     n_samples: PositiveInt = 200
     steps: PositiveInt = 10
     rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.25
+
+
+class ShapingEvalConfig(Section):
+    """Norm shaping's evaluation (``pipeline.analysis.shaping_eval``; Tables I-III): each model of
+    ``models`` under the inference modes BN, PN and BN+Shaping, with ``attacks`` crafted on PN
+    (the paper's protocol; FGSM at ``fgsm_scale`` times the threat eps), the shaping attack and
+    the adaptive attacks, on the first ``n_samples`` test images; and the three confoundings
+    (Sec. IV) on ``confounding_models``, on ``confounding_samples`` training images."""
+
+    models: list[str] = []
+    n_samples: PositiveInt = 100
+    attacks: Annotated[list[AttackSpec], Field(min_length=1)]
+    fgsm_scale: Annotated[float, Field(gt=0.0)] = 2.0
+    shaping_refs: PositiveInt = 3  # the shaping attack: unchanged clean test images per attacked one
+    eot: PositiveInt = 5  # gradient samples per step against the random shaping images
+    confounding_models: list[str] = []
+    confounding_samples: PositiveInt = 128
+    confounding_ratio: PositiveInt = 3  # the shaping attack's n:1 in confounding III
+
+    @model_validator(mode="after")
+    def _has_pgd(self) -> "ShapingEvalConfig":
+        if not any(a.name == "pgd" for a in self.attacks):
+            raise ValueError("attacks: the shaping and adaptive attacks are PGD: list a pgd attack")
+        return self
 
 
 class AnalyzePair(Section):
@@ -528,6 +559,7 @@ class Params(Section):
     ablations: dict[str, AblationConfig] = {}
     dials: dict[str, DialConfig] = {}
     strength_analysis: StrengthAnalysisConfig | None = None
+    shaping_eval: ShapingEvalConfig | None = None
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
 
@@ -585,6 +617,9 @@ class Params(Section):
         refs += [(f"dials.{d}.model", dial.model) for d, dial in self.dials.items()]
         if self.strength_analysis:
             refs += [(f"strength_analysis.models.{i}", m) for i, m in enumerate(self.strength_analysis.models)]
+        if self.shaping_eval:
+            refs += [(f"shaping_eval.models.{i}", m) for i, m in enumerate(self.shaping_eval.models)]
+            refs += [(f"shaping_eval.confounding_models.{i}", m) for i, m in enumerate(self.shaping_eval.confounding_models)]
         for section in ("interpolate", "analyze_bn"):
             cfg = getattr(self, section)
             for pair_name, pair in (cfg.pairs.items() if cfg else []):

@@ -6,6 +6,7 @@ attacks, as its method deploys it) into results/ablation/NAME/VALUE/, in one MLf
 
 from pathlib import Path
 
+from pipeline.analysis.shaping_eval import ratio_sweep
 from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
@@ -70,15 +71,29 @@ def main(argv: list[str]) -> None:
     def evaluate_point(tracker) -> None:
         n = min(ecfg.n_samples or len(splits.x_test), len(splits.x_test))
         x, y = to_float(splits.x_test[:n]), splits.y_test[:n]
-        deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
-        result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
-        metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
+        if grid.inference_refs is not None:  # norm shaping's Table IV: the PGD robust accuracy per inference ratio
+            pgd = next((a for a in ecfg.attack_list if a.name == "pgd"), None)
+            if pgd is None:
+                raise ConfigError(f"ablations.{name}.inference_refs: needs a pgd attack in evaluate.screen")
+            sweep = ratio_sweep(model, x, y, to_float(splits.x_train), grid.inference_refs, pgd, ecfg.threat,
+                                batch=params.evaluate.deployment.batch_size, seed=params.seed)
+            rows = [{"inference_refs": r, **accs} for r, accs in sweep.items()]
+            metrics = {"clean": max(a["clean"] for a in sweep.values()), "n_samples": n, "threat_eps": ecfg.threat,
+                       "clean_by_refs": {str(r): a["clean"] for r, a in sweep.items()},
+                       "robust_by_refs": {str(r): a["robust"] for r, a in sweep.items()}, "tier": "screen",
+                       "ablation": name, "key": grid.key, "value": value}
+        else:
+            deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
+            result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
+            rows = result.curve_rows()
+            metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
         with atomic_dir(Path("results") / point) as tmp:
             write_json(tmp / "metrics.json", metrics)
-            write_csv(tmp / "accuracy.csv", result.curve_rows())
+            write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
-        print(f"{stage}: clean {metrics['clean']:.3f}, worst case {metrics['worst_case']:.3f} (screen tier)")
+        robust = metrics.get("worst_case", min((metrics.get("robust_by_refs") or {"": 0.0}).values()))
+        print(f"{stage}: clean {metrics['clean']:.3f}, worst case {robust:.3f} (screen tier)")
 
     train_and_save("ablation", point, model, spec, final, params, splits, section, run_name=stage, then=evaluate_point,
                    trainable=trainable)

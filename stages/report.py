@@ -4,6 +4,7 @@ from pathlib import Path
 
 from pipeline.analysis.plots import accuracy_vs_eps
 from pipeline.analysis.report import bn_sections, build_report, load_results
+from pipeline.analysis.shaping_report import shaping_sections
 from pipeline.analysis.strength_report import strength_sections
 from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
@@ -22,6 +23,7 @@ def main(argv: list[str]) -> None:
         with atomic_dir(out) as tmp:
             markdown += "\n".join(thesis_sections(params, tmp)) + "\n"
             markdown += "\n".join(strength_sections(params, tmp)) + "\n"
+            markdown += "\n".join(shaping_sections(params, tmp)) + "\n"
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
             write_csv(tmp / "pgd_accuracy.csv", curve_rows)

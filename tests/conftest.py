@@ -51,9 +51,39 @@ def tiny_raw(raw: dict) -> dict:
                 attack["steps"] = 3
     for grid in raw.get("ablations", {}).values():  # one point per grid
         grid["values"] = grid["values"][:1]
-        grid["train"]["epochs"] = 1
-        if grid["train"].get("attack"):
-            grid["train"]["attack"]["steps"] = min(grid["train"]["attack"]["steps"], 2)
+        for entry in [grid["train"], grid.get("then") or {}]:
+            if entry:
+                entry["epochs"] = 1
+            if entry.get("attack"):
+                entry["attack"]["steps"] = min(entry["attack"]["steps"], 2)
+    # AFA: one base (PGD-AT) of the four, three branches; its views with short attacks
+    for base in ("trades", "mart", "iat"):
+        raw["pretrain"].pop(f"afa1_{base}", None)
+        raw.get("finetune", {}).pop(f"afa_{base}", None)
+        ev.get("views", {}).pop(f"afa_{base}_adaptive", None)
+        ev.get("views", {}).pop(f"{base}_afa_grid", None)
+    for spec in raw["pretrain"].values():
+        if spec.get("method") == "afa":
+            spec["options"]["k"] = 3
+    for view in ev.get("views", {}).values():
+        for attack in view.get("extra_attacks", []):
+            attack["steps"] = min(attack.get("steps", 3), 3)
+            if attack["name"] == "afa_adaptive":
+                attack["weightings"] = [[1, 1], [1, 10]]
+    for dial in raw.get("dials", {}).values():  # the two ends of each dial
+        dial["values"] = [dial["values"][0], dial["values"][-1]]
+    se = raw.get("shaping_eval")
+    if se:  # norm shaping: the paper's method and the PGD-AT row; short attacks on few images
+        for name in [m for m in se["models"] if m not in ("adversarial", "ns_pgd_shaping")]:
+            raw["pretrain"].pop(name, None)
+        se["models"] = [m for m in se["models"] if m in ("adversarial", "ns_pgd_shaping")]
+        se.update(n_samples=20, eot=2, confounding_samples=32)
+        for attack in se["attacks"]:
+            if "steps" in attack:
+                attack["steps"] = min(attack["steps"], 2)
+    if raw.get("strength_analysis"):
+        sa = raw["strength_analysis"]
+        sa.update(n_samples=40, steps=2, eps=[sa["eps"][0], sa["eps"][-1]])
     return raw
 
 

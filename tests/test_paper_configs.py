@@ -7,12 +7,14 @@ import torch
 
 from pipeline.config import DataConfig, load_params
 from pipeline.data import Splits, channel_stats, prepare
+from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
+from pipeline.norms import replay
 from pipeline.spec import build_from_spec, spec_for_training
 from pipeline.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-PAPER_CONFIGS = sorted((ROOT / "configs").glob("cifar10_*.yaml"))
+PAPER_CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -25,14 +27,29 @@ def cifar_splits(cifar_mini):
 
 
 def _fresh_model(params, name, splits):
-    """The network of ``name`` as its training stage builds it (a fine-tune: its start's)."""
+    """The network of ``name`` as its training stage builds it: its first ancestor's network with
+    the conversions of every fine-tune on the way replayed (AFA's stage II after stage I)."""
     torch.manual_seed(0)
-    root = name
-    while root in params.finetune:
-        root = params.finetune[root].start
-    spec = spec_for_training(params.architecture(name), params.pretrain[root], num_classes=10, in_channels=3,
+    chain = [name]
+    while chain[-1] in params.finetune:
+        chain.append(params.finetune[chain[-1]].start)
+    spec = spec_for_training(params.architecture(name), params.pretrain[chain[-1]], num_classes=10, in_channels=3,
                              mean=splits.mean, std=splits.std)
-    return build_from_spec(spec)
+    model = build_from_spec(spec)
+    done = list(spec["conversions"])
+    for step in reversed(chain[:-1]):
+        cfg = params.finetune[step]
+        added = [c for c in METHODS[cfg.method].conversions(cfg) if c not in done]
+        replay(model, added)
+        done += added
+    return model
+
+
+def _trainable(model, cfg):
+    method = METHODS[cfg.method]
+    if cfg.trainable == "all":
+        return method.trainable(model, cfg) if method.trainable else [p for p in model.parameters()]
+    return freeze_all_but(model, cfg.trainable)
 
 
 def _small_batch(cfg):
@@ -43,9 +60,15 @@ def _small_batch(cfg):
 
 
 def _points(params):
-    """Every model a config trains from scratch: its pretrain entries, then each ablation point."""
-    for name, cfg in params.pretrain.items():
-        yield name, cfg, params.pretrain[name].model or params.model
+    """Every model a config trains from scratch: its pretrain entries, then each ablation point
+    (a grid's follow-up fine-tune runs as the fine-tunes do)."""
+    seen = set()
+    for name, cfg in params.pretrain.items():  # entries that differ only in their epochs take the same first step
+        arch = params.pretrain[name].model or params.model
+        key = (cfg.model_copy(update={"epochs": 1, "running_stats_epochs": 0}).model_dump_json(), arch.model_dump_json())
+        if key not in seen:
+            seen.add(key)
+            yield name, cfg, arch
     for grid_name, grid in params.ablations.items():
         for v in grid.values:
             cfg = grid.config_for(v, params.model.model_dump(exclude_defaults=True))
@@ -75,7 +98,7 @@ def test_first_step_of_each_finetuning_runs(path, cifar_splits):
         model = _fresh_model(params, name, cifar_splits)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         history = train(model, cifar_splits, _small_batch(cfg), seed=0, progress=False, max_steps=1,
-                        params=lambda m: freeze_all_but(m, cfg.trainable))
+                        params=lambda m: _trainable(m, cfg))
         assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["train_loss"])), name
         changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
         assert changed, f"{name}: the step changed nothing"

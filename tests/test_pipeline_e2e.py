@@ -18,7 +18,10 @@ POINTS = [(g, v) for g, grid in TINY["ablations"].items() for v in grid["values"
 STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in TINY["pretrain"]} | {f"finetune@{n}" for n in TINY["finetune"]}
           | {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"interpolate@{n}" for n in TINY["interpolate"]["pairs"]}
           | {f"analyze_bn@{n}" for n in TINY["analyze_bn"]["pairs"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
-          | {f"screen@{n}" for n in SCREENED} | {f"{g}@{v}" for g, v in POINTS})
+          | {f"screen@{n}" for n in SCREENED} | {f"{g}@{v}" for g, v in POINTS} | {f"dial@{n}" for n in TINY["dials"]}
+          | {f"strength@{n}" for n in TINY["strength_analysis"]["models"]}
+          | {f"shaping@{n}" for n in TINY["shaping_eval"]["models"]}
+          | {f"confoundings@{n}" for n in TINY["shaping_eval"]["confounding_models"]})
 EVALUATIONS = {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,10 @@ def test_each_stage_records_its_mlflow_run(project):
     refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
              for n in TINY[kind]["pairs"]]
     refs += [project / top / "ablation" / g / str(v) / "mlflow_run.json" for top in ("models", "results") for g, v in POINTS]
+    refs += [project / "results" / "dial" / n / "mlflow_run.json" for n in TINY["dials"]]
+    refs += [project / "results" / "strength" / n / "mlflow_run.json" for n in TINY["strength_analysis"]["models"]]
+    refs += [project / "results" / "shaping" / n / "mlflow_run.json" for n in TINY["shaping_eval"]["models"]]
+    refs += [project / "results" / "confoundings" / n / "mlflow_run.json" for n in TINY["shaping_eval"]["confounding_models"]]
     stages = {json.loads(r.read_text())["stage"] for r in refs}
     assert stages == STAGES
 
@@ -122,5 +129,7 @@ def test_a_view_is_a_row_of_its_own_with_its_route(project):
 
 def test_report_has_the_papers_tables(project):
     report = (project / "reports" / "report.md").read_text()
-    for heading in ("poster's table", "Table 1", "Table 2", "Table 9", "Gradient-masking checks"):
+    for heading in ("poster's table", "Table 1", "Table 2", "Table 9", "Gradient-masking checks", "Tables 5 and 6",
+                    "strength dial", "AFA against its bases", "PGD+Ada", "Table 4", "Fig. 3 and Fig. 6",
+                    "The trade-off frontier", "Tables I and II", "Table III", "Table IV", "three confoundings"):
         assert heading in report, heading

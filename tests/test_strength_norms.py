@@ -247,3 +247,88 @@ def test_the_stage_two_check_refuses_settings_it_cannot_train_with():
     base = {"method": "afa_fusion", "epochs": 1, "attack": PGD}
     with pytest.raises(ValueError, match="attack_bn: afa_fusion attacks the fused model as it deploys"):
         TrainConfig.model_validate(base)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation: AFA's adaptive attack, transfer, views with their own attacks, dials, statistics
+
+
+def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch):
+    from pipeline.config import EvaluateConfig
+    from pipeline.deploy import Deployed
+    from pipeline.evaluate import attack_fn, evaluate
+
+    x, y = batch
+    _, fused, _ = _stage_two(digits, k=3)
+    deployed = Deployed(fused)
+    spec = EvaluateConfig.model_validate({
+        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "attacks": [{"name": "afa_adaptive", "steps": 5, "weightings": [[0, 1]]}]}).attack_list[0]
+    with torch.no_grad():
+        deployed(x)
+    w0_clean = generators(fused)[0].last.mean().item()
+    x_adv = attack_fn(spec, deployed, eot=1, early_exit=False)(x, y, 0.1)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        deployed(x_adv)
+    assert generators(fused)[0].last.mean().item() > w0_clean  # BCE-only ascent moves W0 towards 1
+    cfg = EvaluateConfig.model_validate({
+        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "attacks": [{"name": "pgd", "steps": 3}, {"name": "afa_adaptive", "steps": 3, "alone": True}]})
+    result = evaluate(deployed, x, y, cfg, progress=False).headline()
+    assert result["worst_case"] <= min(result["pgd"], result["afa_adaptive_alone"])
+    with pytest.raises(ValueError, match="needs a model with a weight generator"):
+        attack_fn(spec, Deployed(_stage_two(digits, k=3)[0]), eot=1)
+
+
+def test_transfer_crafts_on_the_surrogate_only(digits_model, batch):
+    from pipeline.config import EvaluateConfig
+    from pipeline.deploy import Deployed
+    from pipeline.evaluate import evaluate
+
+    x, y = batch
+    cfg = EvaluateConfig.model_validate({
+        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "attacks": [{"name": "transfer", "steps": 3}]})
+    target = copy.deepcopy(digits_model).eval()
+    calls = []
+    target.register_forward_pre_hook(lambda m, inp: calls.append(torch.is_grad_enabled()))
+    result = evaluate(Deployed(target), x, y, cfg, progress=False, surrogate=Deployed(digits_model))
+    assert calls and not any(calls)  # the target is only ever queried without gradients
+    assert result.accuracy("transfer", 0.1) < result.clean.float().mean().item()
+    with pytest.raises(ValueError, match="needs a surrogate model"):
+        evaluate(Deployed(target), x, y, cfg, progress=False)
+
+
+def test_a_view_adds_its_attacks_and_grid_and_bad_ones_fail_at_load(default_raw):
+    from pipeline.config import ConfigError, parse_params
+
+    params = parse_params(default_raw)
+    cfg = params.evaluate.for_target("afa_pgd_at_adaptive")
+    assert [a.key for a in cfg.attack_list][-2:] == ["afa_adaptive", "transfer"]
+    assert cfg.eps_grid == [0.0, 0.0125, 0.025, 0.05, 0.1]
+    assert params.evaluate.for_target("adversarial").eps_grid == [0.0, 0.05, 0.1, 0.15, 0.2]
+    bad = copy.deepcopy(default_raw)
+    bad["evaluate"]["views"]["afa_pgd_at_adaptive"]["eps"] = [0.0, 0.05]
+    with pytest.raises(ConfigError, match=r"evaluate.views.afa_pgd_at_adaptive: .*threat_eps: 0.1 is not in the eps grid"):
+        parse_params(bad)
+    bad = copy.deepcopy(default_raw)
+    bad["ablations"]["afa_k"]["then"]["attack_bn"] = "train"
+    with pytest.raises(ConfigError, match="ablations.afa_k.then.attack_bn"):
+        parse_params(bad)
+
+
+def test_spearman_and_monotonicity():
+    from pipeline.analysis.strength_stats import monotonicity, ranks, spearman
+
+    assert torch.equal(ranks(torch.tensor([3.0, 1.0, 1.0, 2.0])), torch.tensor([4.0, 1.5, 1.5, 3.0], dtype=torch.float64))
+    e = torch.tensor([0.0, 0.1, 0.2, 0.3])
+    assert spearman(e, torch.tensor([1.0, 2.0, 5.0, 9.0])) == pytest.approx(1.0)
+    assert spearman(e, torch.tensor([4.0, 3.0, 2.0, 1.0])) == pytest.approx(-1.0)
+    assert spearman(e, torch.tensor([1.0, 3.0, 2.0, 4.0])) == pytest.approx(0.8)
+    stats = {"eps": [0.0, 0.1, 0.2], "mean": [torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5]), torch.tensor([2.0, 0.7])],
+             "var": [torch.ones(2)] * 3, "w1": [torch.tensor([0.1, 0.2]), torch.tensor([0.3, 0.2]), torch.tensor([0.5, 0.6])]}
+    m = monotonicity(stats)
+    assert m["mean_monotone_share"] == 0.5 and m["mean_increasing_share"] == 0.5
+    assert m["var_abs_rho"] is None  # a constant statistic has no rank correlation
+    assert m["w1_spearman"] > 0.8 and m["w1_mean"] == pytest.approx([0.15, 0.25, 0.55])

@@ -148,3 +148,47 @@ AFA_TABLE3 = {
 # Table 4: K BN branches -> accuracy at {0, 1, 2, 4, 8}/255 and the average (PGD-AT base)
 AFA_TABLE4 = {2: [95.0, 85.1, 82.2, 70.4, 48.1, 76.2], 3: [95.5, 86.7, 83.2, 72.3, 48.6, 77.3],
               5: [95.8, 87.0, 83.9, 72.6, 50.0, 77.9], 9: [95.6, 87.2, 84.5, 72.9, 50.4, 78.1]}
+
+# "Achieving Both Model Accuracy and Robustness by Adversarial Training with Batch Norm Shaping",
+# WRN-32-10 on CIFAR-10 at 8/255 (FGSM at 16/255). Tables I (PGD base) and II (TRADES base): per
+# training mode and attack, (accuracy, robust accuracy) under BN, PN and BN+Shaping; accuracy is
+# the clean accuracy of that mode (the same for every attack of a block).
+SHAPING_SETTING = "WRN-32-10, CIFAR-10, eps 8/255 (FGSM 16/255), batches of 100, BN+Shaping with 9 clean images"
+SHAPING_MATCH = {"arch": "wrn32_10", "dataset": "cifar10", "eps": 8 / 255, "attack": None}
+SHAPING_MODES = ("BN", "PN", "BN+Shaping")
+SHAPING_ATTACKS = ("pgd", "cw", "fgsm", "deepfool", "shaping")
+# (training mode label, our model) -> clean per mode, then robust per attack per mode
+SHAPING_TABLES = {
+    "I": [
+        ("Adv. only", "adversarial", (0.877, 0.869, 0.873),
+         {"pgd": (0.501, 0.47, 0.504), "cw": (0.865, 0.821, 0.864), "fgsm": (0.391, 0.376, 0.395),
+          "deepfool": (0.503, 0.071, 0.515), "shaping": (0.606, 0.614, 0.600)}),
+        ("Shaping in training", "ns_pgd_training", (0.932, 0.922, 0.932),
+         {"pgd": (0.142, 0.0, 0.384), "cw": (0.92, 0.0, 0.896), "fgsm": (0.263, 0.502, 0.544),
+          "deepfool": (0.929, 0.051, 0.903), "shaping": (0.696, 0.727, 0.447)}),
+        ("Shaping in attack + training", "ns_pgd_shaping", (0.941, 0.944, 0.942),
+         {"pgd": (0.281, 0.030, 0.816), "cw": (0.905, 0.069, 0.904), "fgsm": (0.552, 0.597, 0.740),
+          "deepfool": (0.914, 0.037, 0.911), "shaping": (0.481, 0.494, 0.533)}),
+    ],
+    "II": [
+        ("Adv. only", "ns_trades_adv", (0.890, 0.888, 0.889),
+         {"pgd": (0.476, 0.462, 0.481), "cw": (0.880, 0.845, 0.880), "fgsm": (0.351, 0.347, 0.359),
+          "deepfool": (0.521, 0.066, 0.521), "shaping": (0.522, 0.533, 0.539)}),
+        ("Shaping in training", "ns_trades_training", (0.937, 0.925, 0.938),
+         {"pgd": (0.298, 0.028, 0.529), "cw": (0.933, 0.053, 0.925), "fgsm": (0.348, 0.467, 0.489),
+          "deepfool": (0.941, 0.052, 0.924), "shaping": (0.729, 0.851, 0.472)}),
+        ("Shaping in attack + training", "ns_trades_shaping", (0.945, 0.945, 0.944),
+         {"pgd": (0.202, 0.004, 0.817), "cw": (0.899, 0.026, 0.899), "fgsm": (0.510, 0.546, 0.737),
+          "deepfool": (0.908, 0.037, 0.914), "shaping": (0.499, 0.521, 0.542)}),
+    ],
+}
+# Table III: PGD under BN+Shaping when the attacker shapes with other training images of its own
+# ("slightly weaker") and with each query's exact shaping images (adaptive)
+SHAPING_TABLE3 = {"ns_pgd_shaping": (0.518, 0.508), "ns_trades_shaping": (0.514, 0.505)}
+# Table IV: training ratio (clean images per adversarial one) -> PGD robust accuracy per inference
+# ratio (clean images per query; 0: no shaping)
+SHAPING_TABLE4_REFS = [0, 1, 3, 9, 19, 49]
+SHAPING_TABLE4 = {1: [0.477, 0.478, 0.476, 0.476, 0.477, 0.476], 2: [0.385, 0.837, 0.835, 0.753, 0.668, 0.573],
+                  3: [0.281, 0.692, 0.820, 0.817, 0.813, 0.815], 7: [0.039, 0.138, 0.706, 0.781, 0.776, 0.779]}
+# Sec. IV: confoundings as "x% larger" (ratio minus one)
+CONFOUNDINGS = {"confounding_I": 0.63, "confounding_II": 0.17, "confounding_III": 0.41}

@@ -107,3 +107,29 @@ def channel_statistics_plot(stats: Mapping, path: str | Path, title: str) -> Non
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def heatmaps(panels: Mapping[str, tuple[Sequence[str], Sequence[str], Sequence[Sequence[float | None]]]],
+             path: str | Path, title: str, xlabel: str, ylabel: str) -> None:
+    """Side-by-side heat maps (ours, the paper's) of accuracies in [0, 1], each cell labelled in %."""
+    import numpy as np
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), dpi=120, squeeze=False)
+    for ax, (name, (rows, cols, values)) in zip(axes[0], panels.items()):
+        grid = np.array([[np.nan if v is None else 100 * v for v in row] for row in values], dtype=float)
+        image = ax.imshow(grid, vmin=0, vmax=100, cmap="viridis", aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                            color="white" if grid[i, j] < 60 else "black")
+        ax.set_xticks(range(len(cols)), cols, fontsize=8)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="robust accuracy (%)")
+    fig.suptitle(title, fontsize=10)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

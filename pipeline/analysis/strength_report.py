@@ -145,11 +145,14 @@ def _afa_grid_row(res: Results, name: str | None) -> tuple[list[float | None], f
 
 
 def _view_on_afa_grid(res: Results, model: str) -> str | None:
-    """The view of ``model`` evaluated on AFA's grid (relative to the threat eps), if any."""
+    """What evaluated ``model`` on AFA's grid (relative to the threat eps): a view of it with its
+    own extra attacks first (AFA's adaptive attack, the transfer), else the model's own row."""
     t = res.params.evaluate.threat
     want = [round(f * t, 9) for f in paper.AFA_EPS_FRACTIONS]
-    for name, view in res.params.evaluate.views.items():
-        if view.model == model and view.eps and [round(e, 9) for e in view.eps] == want:
+    ev = res.params.evaluate
+    candidates = [n for n, v in ev.views.items() if v.model == model] + ([model] if model in ev.targets else [])
+    for name in candidates:
+        if [round(e, 9) for e in ev.for_target(name).eps_grid] == want:
             return name
     return None
 

@@ -12,6 +12,10 @@ Attacks"), used by training and by evaluation.
 - ``early_stop`` (evaluation): a sample stops being attacked once it is misclassified, and each
   step computes only the samples still standing. Not allowed for batch-dependent deployments,
   whose outputs would change when the batch shrinks.
+- ``perturb``: a mask of the samples that are attacked; the others stay exactly as they are in
+  every step, while the loss (and, through batch statistics, the gradient) is the whole batch's:
+  norm shaping's attack, Eq. 5 of "Achieving Both Model Accuracy and Robustness by Adversarial
+  Training with Batch Norm Shaping", where a clean part keeps the batch statistics steady.
 """
 
 from __future__ import annotations
@@ -80,8 +84,16 @@ def pgd(
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     eot: int = 1,
     init: torch.Tensor | None = None,
+    perturb: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Adversarial examples for ``f`` within ``eps`` of ``x`` (L-inf) and inside [0, 1]."""
+    if perturb is not None:
+        if early_stop or restarts != 1:
+            raise ValueError("perturb attacks part of one batch: not valid with early_stop or restarts")
+        if perturb.shape != (len(x),):
+            raise ValueError(f"perturb needs one flag per sample ({len(x)}), got shape {tuple(perturb.shape)}")
+        # samples left alone get a zero ball: every step then leaves them exactly where they are
+        eps = _per_sample(eps, x).flatten() * perturb.to(x.dtype)
     if early_stop and getattr(f, "batch_dependent", False):
         raise ValueError("early_stop evaluates subsets of a batch; not valid for a batch-dependent deployment")
     if early_stop and transform is not None:

@@ -11,12 +11,13 @@ from pipeline.methods.base import Method, StepResult
 from pipeline.methods.clean_ratio import CLEAN_RATIO
 from pipeline.methods.iat import IAT
 from pipeline.methods.mart import MART
+from pipeline.methods.norm_shaping import NORM_SHAPING
 from pipeline.methods.pgd_at import PGD_AT
 from pipeline.methods.robmask import ROBMASK
 from pipeline.methods.standard import STANDARD
 from pipeline.methods.trades import TRADES
 
 METHODS: dict[str, Method] = {m.name: m for m in (STANDARD, PGD_AT, TRADES, MART, IAT, ADVPROP, CLEAN_RATIO,
-                                                   ROBMASK, AFA, AFA_FUSION)}
+                                                   ROBMASK, AFA, AFA_FUSION, NORM_SHAPING)}
 
 __all__ = ["METHODS", "Method", "StepResult"]

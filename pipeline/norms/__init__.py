@@ -14,9 +14,9 @@ from pipeline.norms.fused import FusedBatchNorm, WeightGenerator, generators
 from pipeline.norms.multi import MultiBatchNorm
 from pipeline.norms.routing import RoutedNorm, norm_route, routed_norms
 from pipeline.norms.state import (batch_norms, frozen_bn_stats, ghost_batches, require_batch_norms, running_stats,
-                                  training_mode)
+                                  statistics_of, training_mode)
 from pipeline.norms.strength import StrengthBatchNorm
 
 __all__ = ["CONVERSIONS", "FusedBatchNorm", "MultiBatchNorm", "RoutedNorm", "StrengthBatchNorm", "WeightGenerator",
            "batch_norms", "convert_norms", "frozen_bn_stats", "generators", "ghost_batches", "norm_route", "replay",
-           "require_batch_norms", "routed_norms", "running_stats", "training_mode"]
+           "require_batch_norms", "routed_norms", "running_stats", "statistics_of", "training_mode"]

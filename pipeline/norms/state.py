@@ -86,6 +86,32 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[nn.Module]:
                 setattr(m, n, b)
 
 
+@contextmanager
+def statistics_of(model: nn.Module, x: torch.Tensor) -> Iterator[nn.Module]:
+    """Inside the block every BN normalizes with the batch statistics ``x`` has at its input (as
+    a train-mode forward of ``x`` computes them, layer by layer), whatever batch flows through:
+    "the BNs of the clean samples" applied to their adversarial versions (norm shaping's first
+    confounding). Running statistics and modes are restored on exit."""
+    bns = [m for _, m in batch_norms(model)]
+    stats: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def record(module, inputs):
+        dims = [0, *range(2, inputs[0].dim())]
+        stats[module] = (inputs[0].mean(dims), inputs[0].var(dims, unbiased=False))
+
+    hooks = [m.register_forward_pre_hook(record) for m in bns]
+    try:
+        with torch.no_grad(), training_mode(model, True), frozen_bn_stats(model):
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    with frozen_bn_stats(model), training_mode(model, False):
+        for m in bns:
+            m.running_mean, m.running_var = stats[m]
+        yield model
+
+
 # --------------------------------------------------------------------------------------------
 # ghost batches: batch statistics computed per group of consecutive samples
 

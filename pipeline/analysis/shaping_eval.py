@@ -1,0 +1,105 @@
+"""Norm shaping's evaluation ("Achieving Both Model Accuracy and Robustness by Adversarial Training
+with Batch Norm Shaping", Tables I-IV), and what an attacker who knows the deployment gets.
+
+Three inference modes (``pipeline.deploy``): BN (the statistics of each test batch of
+``batch_size``), PN (population statistics) and BN+Shaping (each query grouped with ``n_ref``
+random clean training images). Adversarial examples are crafted once per source and scored under
+every mode:
+
+- the paper's protocol: each attack crafted on PN, as its attack code did, then evaluated under
+  each mode (a transfer from one deployment of the model to another);
+- the shaping attack: PGD crafted under shaping at the training ratio, each query with the same
+  ``shaping_refs`` unchanged clean *test* images (other than the attacked ones);
+- adaptive: PGD crafted on the deployment that scores it: BN on whole batches, PN, and three
+  readings of BN+Shaping: the attacker knows each query's exact shaping images (the references
+  are fixed and shared with it: the paper's Table III), the attacker shapes with other training
+  images of its own (Table III, "slightly weaker"), and EOT over the random references.
+
+A sample is robust under a mode when that mode classifies it right, clean and attacked.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from pipeline.deploy import Deployed
+from pipeline.evaluate import attack_fn, correct
+
+MODES = ("BN", "PN", "BN+Shaping")
+
+
+def inference_modes(model, refs: torch.Tensor, n_ref: int, seed: int) -> dict[str, Deployed]:
+    return {"BN": Deployed(model, "batch"), "PN": Deployed(model, "eval"),
+            "BN+Shaping": Deployed(model, "shaping", references=refs, n_ref=n_ref, seed=seed)}
+
+
+def craft(source: Deployed, spec, x: torch.Tensor, y: torch.Tensor, eps: float, *, eot: int, batch: int,
+          seed: int) -> torch.Tensor:
+    """``spec``'s examples crafted on ``source``; a batch-dependent source sees whole batches."""
+    torch.manual_seed(seed)
+    run = attack_fn(spec, source, eot, early_exit=False)
+    return torch.cat([run(x[i:i + batch], y[i:i + batch], eps) for i in range(0, len(x), batch)])
+
+
+def score(modes: dict[str, Deployed], x_adv: torch.Tensor, y: torch.Tensor, clean: dict[str, torch.Tensor],
+          batch: int) -> dict[str, float]:
+    return {name: (correct(d, x_adv, y, batch) & clean[name]).float().mean().item() for name, d in modes.items()}
+
+
+def shaping_tables(model, x: torch.Tensor, y: torch.Tensor, train_refs: torch.Tensor, test_refs: torch.Tensor, *,
+                   attacks: list, eps: float, fgsm_scale: float, n_ref: int, shaping_refs: int, eot: int,
+                   batch: int, seed: int, progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Clean accuracy per mode, the protocol and shaping attacks under every mode, and the
+    adaptive attacks; ``attacks`` are evaluate-style attack specs (FGSM runs at ``fgsm_scale``
+    times ``eps``, as the paper raises it from 8 to 16/255)."""
+    modes = inference_modes(model, train_refs, n_ref, seed)
+    clean = {name: correct(d, x, y, batch) for name, d in modes.items()}
+    out: dict = {"clean": {name: c.float().mean().item() for name, c in clean.items()}, "protocol": {}}
+    pn = modes["PN"]
+    for spec in attacks:
+        e = eps * fgsm_scale if spec.name == "fgsm" else eps
+        progress(f"{spec.key} on PN")
+        out["protocol"][spec.key] = score(modes, craft(pn, spec, x, y, e, eot=1, batch=batch, seed=seed), y, clean, batch)
+    pgd = next(s for s in attacks if s.name == "pgd")
+    progress("shaping attack")
+    shaping = Deployed(model, "shaping", references=test_refs, n_ref=shaping_refs, fixed_references=True, seed=seed + 1)
+    out["shaping_attack"] = score(modes, craft(shaping, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, clean, batch)
+    adaptive = {}
+    progress("adaptive: BN")
+    adaptive["BN"] = score({"BN": modes["BN"]}, craft(modes["BN"], pgd, x, y, eps, eot=1, batch=batch, seed=seed),
+                           y, {"BN": clean["BN"]}, batch)["BN"]
+    adaptive["PN"] = out["protocol"][pgd.key]["PN"]
+    known = Deployed(model, "shaping", references=train_refs, n_ref=n_ref, fixed_references=True, seed=seed + 2)
+    clean_known = correct(known, x, y, batch)
+    progress("adaptive: known shaping images")
+    adaptive["known_references"] = (correct(known, craft(known, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, batch)
+                                    & clean_known).float().mean().item()
+    own = Deployed(model, "shaping", references=train_refs, n_ref=n_ref, fixed_references=True, seed=seed + 3)
+    progress("adaptive: own shaping images")
+    adaptive["own_references"] = score({"BN+Shaping": modes["BN+Shaping"]},
+                                       craft(own, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y,
+                                       {"BN+Shaping": clean["BN+Shaping"]}, batch)["BN+Shaping"]
+    progress("adaptive: EOT")
+    adaptive["eot"] = score({"BN+Shaping": modes["BN+Shaping"]},
+                            craft(modes["BN+Shaping"], pgd, x, y, eps, eot=eot, batch=batch, seed=seed), y,
+                            {"BN+Shaping": clean["BN+Shaping"]}, batch)["BN+Shaping"]
+    out["adaptive"] = adaptive
+    out["pgd"] = pgd.key
+    return out
+
+
+def ratio_sweep(model, x: torch.Tensor, y: torch.Tensor, refs: torch.Tensor, n_refs: list[int], pgd_spec, eps: float,
+                *, batch: int, seed: int) -> dict[int, dict[str, float]]:
+    """Table IV's row: PGD crafted on PN (the paper's protocol), scored with each query shaped by
+    n clean training images (n = 0: the statistics of the test batch alone); clean and robust
+    accuracy per n."""
+    x_adv = craft(Deployed(model, "eval"), pgd_spec, x, y, eps, eot=1, batch=batch, seed=seed)
+    out = {}
+    for n in n_refs:
+        d = Deployed(model, "batch") if n == 0 else Deployed(model, "shaping", references=refs, n_ref=n, seed=seed)
+        clean = correct(d, x, y, batch)
+        out[n] = {"clean": clean.float().mean().item(),
+                  "robust": (correct(d, x_adv, y, batch) & clean).float().mean().item()}
+    return out
