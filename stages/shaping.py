@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
             tracker.write_ref(tmp)
-        tracker.log_metrics({f"{r['attack']}_{m}": r[m] for r in rows for m in MODES if m in r})
+        tracker.log_metrics({f"{r['attack']}_{m.replace('+', '_')}": r[m] for r in rows for m in MODES if m in r})
         tracker.log_metrics({f"adaptive_{k}": v for k, v in tables["adaptive"].items()})
         tracker.log_metrics({"protocol_overstates_by": gap})
         tracker.log_artifacts(out)
