@@ -60,7 +60,8 @@ def main(argv: list[str]) -> None:
             imgs = x[:cfg.n_feature_images]
             first = changes[0]
             plot_feature_maps(first_block_features(a, imgs), first_block_features(b, imgs), first["off"],
-                              first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b))
+                              first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b),
+                              layer=f"{layers[0]['layer']} (the first BN)")
             tracker.write_ref(tmp)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)

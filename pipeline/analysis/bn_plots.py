@@ -139,7 +139,7 @@ def _feature_grid(fig, maps: np.ndarray, vmax: np.ndarray, blocked: Collection[i
 
 
 def plot_feature_maps(features_a, features_b, blocked: Collection[int], magnified: Collection[int],
-                      path: str | Path, labels: Sequence[str] = ("model a", "model b")) -> None:
+                      path: str | Path, labels: Sequence[str] = ("model a", "model b"), layer: str = "") -> None:
     """Feature maps after BN + ReLU of one image, two models side by side, one tile per channel.
 
     ``features_*`` are C x H x W (or N x C x H x W, first image), e.g. from
@@ -158,7 +158,8 @@ def plot_feature_maps(features_a, features_b, blocked: Collection[int], magnifie
     left, right = fig.subfigures(1, 2, wspace=0.05)
     _feature_grid(left, a, vmax, blocked, magnified, labels[0])
     _feature_grid(right, b, vmax, blocked, magnified, labels[1])
-    fig.text(0.5, 0.01, f"outlined: red = blocked ({len(blocked)}), green = magnified ({len(magnified)})",
+    where = f"ReLU(BN) of layer {layer}, " if layer else ""
+    fig.text(0.5, 0.01, f"{where}outlined: red = blocked ({len(blocked)}), green = magnified ({len(magnified)})",
              ha="center", fontsize=8)
     _save(fig, path)
 

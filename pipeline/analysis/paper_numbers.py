@@ -18,6 +18,7 @@ POSTER = [
     ("BN PARAMS + log + conv1", "bn_params_logits_conv1", 26.89, 68.2, None),
 ]
 POSTER_MEAN_M_DIFF = -0.177  # average difference in m, BN PARAMS against NORMAL
+POSTER_M_PAIR = ("standard", "bn_params")  # (a, b) of the analysis that figure is comparable with
 
 # "Adversarial Masking: Towards Understanding Robustness Trade-off for Generalization",
 # ResNet-18 on CIFAR-10, robust accuracy at L-inf 8/255.

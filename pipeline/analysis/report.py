@@ -335,8 +335,13 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
             lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
                       f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
                       f"(\"Adversarial Masking\", Table 9{'; paper and ours compared over the same layers below' if pair_name == paper.TABLE9_PAIR else ''}); "
-                      f"the poster's rewrite BN(z) = m·z + b: mean difference in m {m['mean_m_diff']:+.3f} "
-                      f"(poster, BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f}); channels turned off "
+                      f"the poster's rewrite BN(z) = m·z + b: mean difference in m ({pair.b} minus {pair.a}) "
+                      f"{m['mean_m_diff']:+.3f} "
+                      + (f"(the poster's, for the same pair BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f})"
+                         if (pair.a, pair.b) == paper.POSTER_M_PAIR else
+                         f"(the poster reports {paper.POSTER_MEAN_M_DIFF:+.3f} for another pair, BN PARAMS against "
+                         f"NORMAL, and none for this one)")
+                      + f"; channels turned off "
                       f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
                       f"of {m['channels']}.", "",
                       "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
