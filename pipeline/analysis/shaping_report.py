@@ -93,7 +93,7 @@ def table_3(res: Results) -> list[str]:
                          f"attack ({worst[0]}) leaves {100 * worst[1]:.1f}%"
                          + (f", so the protocol overstates its robustness by {100 * gap:.1f} points and the model is "
                             "flagged suspect." if m["suspect"] else
-                            f" ({100 * gap:+.1f} points): within the tolerance of {100 * res.params.evaluate.checks.tolerance:.0f}."))
+                            f" ({100 * gap:+.1f} points): within the tolerance of {100 * res.params.evaluate.checks.tolerance:.0f} points."))
     return out + ["", "How far the paper's protocol overstates robustness on our data: " + " ".join(sentences)]
 
 
@@ -101,7 +101,7 @@ def table_4(res: Results, out_dir: Path) -> list[str]:
     points = [(int(v), m) for v, m in res.grid("shaping_ratio") if m.get("robust_by_refs")]
     if not points:
         return []
-    refs = [int(r) for r in points[0][1]["robust_by_refs"]]
+    refs = list(res.params.ablations["shaping_ratio"].inference_refs or [])  # the grid's order (JSON keys are sorted)
     ours = [[m["robust_by_refs"].get(str(r)) for r in refs] for _, m in points]
     rows = [f"1:{v}" for v, _ in points]
     write_csv(out_dir / "shaping_ratio.csv", [{"training": f"1:{v}", **{f"1:{r}": m["robust_by_refs"].get(str(r))
