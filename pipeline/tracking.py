@@ -79,6 +79,17 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def metric_value(value: float) -> float:
+    """``value`` as it should read in MLflow. A float that is exactly a float32 (an accuracy that
+    torch averaged in float32, 0.9449999928474426) becomes the shortest decimal that rounds to
+    the same float32 (0.945); any other float is kept as it is."""
+    import numpy as np
+
+    value = float(value)
+    single = np.float32(value)
+    return float(str(single)) if float(single) == value else value
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
@@ -179,7 +190,8 @@ class StageRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {k: metric_value(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if numeric:
             mlflow.log_metrics(numeric, step=step)
 

@@ -66,4 +66,3 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
     checkpoint.unlink(missing_ok=True)
     print(f"{name}: clean test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs -> {out}")
     return metrics
-
