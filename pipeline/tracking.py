@@ -6,14 +6,17 @@ deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID``
 (a flow's parent run). Each stage writes ``mlflow_run.json`` into its own output folder, so a
 result restored from the DVC cache still names the run that made it.
 
-Every run is tagged with what is needed to trace it back: git commit and dirty flag, host and
-device, package versions, and the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started
-it; flows add the stage's ``dvc.lock`` hash once DVC has written it (pipeline.flows). System
-metrics (CPU, memory, GPU when pynvml is present) are sampled while the run is open.
+Every run is tagged with what is needed to trace it back: git commit and dirty flag (files the
+pipeline itself writes, ``dvc.lock`` and the params file, do not count), host and device, package
+versions, the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started it, and the md5 of
+every out it wrote (``md5/PATH``, as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash
+once DVC has written it (pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present)
+are sampled while the run is open.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -97,6 +100,28 @@ def _git(*args: str) -> str:
         return ""
 
 
+def pipeline_written() -> tuple[str, ...]:
+    """Tracked files the pipeline rewrites while it runs: DVC's lock file (``dvc repro`` updates
+    it after every stage) and the params file (``dvc exp run -S`` edits it; each run logs the
+    params it reads). They do not make a run's code dirty."""
+    return ("dvc.lock", os.environ.get("PIPELINE_PARAMS", "params.yaml"))
+
+
+def dirty_files() -> list[str]:
+    """Tracked files changed since the commit, except those the pipeline writes itself."""
+    excluded = [f":(exclude){path}" for path in pipeline_written()]
+    return _git("diff", "--name-only", "HEAD", "--", ".", *excluded).splitlines()
+
+
+def md5_file(path: Path) -> str:
+    """The md5 DVC records for a file out."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def environment_tags() -> dict[str, str]:
     """Host, device, Prefect flow run and package versions of this process."""
     import platform
@@ -164,10 +189,11 @@ class StageRun:
             self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id
-        commit = _git("rev-parse", "HEAD")
-        tags = {"stage": self.stage, "git_commit": commit,
-                "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
+        dirty = dirty_files()
+        tags = {"stage": self.stage, "git_commit": _git("rev-parse", "HEAD"), "git_dirty": str(bool(dirty)).lower(),
                 **environment_tags(), **self.tags}
+        if dirty:
+            tags["git_dirty_files"] = " ".join(dirty)[:5000]
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
                                parent_run_id=self.parent, log_system_metrics=True)
@@ -196,10 +222,27 @@ class StageRun:
             mlflow.log_metrics(numeric, step=step)
 
     @_never_fatal
+    def record_outs(self, *paths: Path) -> None:
+        """Tag the run with the md5 of every file under ``paths`` (``md5/PATH``, PATH relative to
+        the project), the hashes DVC records for them: which outs this run wrote."""
+        import mlflow
+
+        tags = {}
+        for path in map(Path, paths):
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+            for f in files:
+                if not f.name.startswith("."):
+                    tags[f"md5/{os.path.relpath(f)}"] = md5_file(f)
+        if tags:
+            mlflow.set_tags(tags)
+
+    @_never_fatal
     def log_artifacts(self, path: Path) -> None:
+        """Log a file or a folder's files and record their hashes."""
         import mlflow
 
         path = Path(path)
+        self.record_outs(path)
         if path.is_dir():
             mlflow.log_artifacts(str(path))
         elif path.exists():

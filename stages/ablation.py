@@ -52,6 +52,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", result.curve_rows())
             tracker.write_ref(tmp)
+        tracker.record_outs(Path("results") / point)
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         print(f"{stage}: clean {metrics['clean']:.3f}, worst case {metrics['worst_case']:.3f} (screen tier)")
 
