@@ -12,6 +12,10 @@ versions, the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started it
 every out it wrote (``md5/PATH``, as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash
 once DVC has written it (pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present)
 are sampled while the run is open.
+
+Lifecycle: a run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C, SIGTERM or SIGHUP. A
+stage given a ``resume`` file (training: beside its checkpoint) continues the run named there, so
+a resumed training is one run.
 """
 
 from __future__ import annotations
@@ -19,19 +23,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 import warnings
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from pipeline.io import write_json
+from pipeline.io import read_json, write_json
 
 RUN_REF = "mlflow_run.json"
 VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
 SYSTEM_METRICS_INTERVAL_S = 5.0
+TERMINATING = ("SIGTERM", "SIGHUP")  # end the run KILLED; SIGINT does so as KeyboardInterrupt
 log = logging.getLogger(__name__)
 
 
@@ -148,22 +155,34 @@ def _quiet_mlflow() -> None:
     warnings.filterwarnings("ignore", module="mlflow")
 
 
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP arrived while a stage's run was open: unwinds the stage (its temporary
+    outs are removed) and exits with 128 + the signal number."""
+
+
 class StageRun:
     """Context manager around one MLflow run for a stage.
 
     >>> with StageRun("pretrain@standard", "bn-adversarial", params) as run:
     ...     run.log_metrics({"test_acc": 0.9}, step=1)
     ...     run.write_ref(out_dir)
+
+    ``resume``: a small JSON file naming the run to continue (written when the run starts, read
+    by the next attempt), used when it holds the same ``resume_key`` and tracking URI.
     """
 
-    def __init__(self, stage: str, experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None):
+    def __init__(self, stage: str, experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                 *, resume: Path | None = None, resume_key: str = ""):
         self.stage, self.experiment, self.params = stage, experiment, params
         self.tags = dict(tags or {})
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.broken = False
+        self.resumed = False
+        self.resume, self.resume_key = (Path(resume) if resume else None), resume_key
         self.uri = tracking_uri()
         self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
+        self._handlers: dict[int, Any] = {}
         if not reachable(self.uri):
             # Keep params and metrics in the project's own store rather than lose them.
             print(f"warning: MLflow server {self.uri} is not reachable; logging {stage} to the local store "
@@ -174,12 +193,51 @@ class StageRun:
             self.uri, self.parent = local_uri(), None
 
     def __enter__(self) -> StageRun:
+        self._trap_signals()
         self._start()
         return self
+
+    def _trap_signals(self) -> None:
+        """End the run KILLED when the stage is terminated: SIGTERM and SIGHUP raise
+        :class:`Terminated` in the main thread (after any handler that was there ran)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in TERMINATING:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            previous = signal.getsignal(signum)
+            if previous in (signal.SIG_IGN, None):
+                continue
+
+            def terminate(sig, frame, previous=previous):
+                if callable(previous):
+                    previous(sig, frame)
+                raise Terminated(128 + sig)
+
+            self._handlers[signum] = previous
+            signal.signal(signum, terminate)
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._handlers.items():
+            signal.signal(signum, previous)
+        self._handlers.clear()
+
+    def _resumable(self) -> str | None:
+        if self.resume is None or not self.resume.is_file():
+            return None
+        try:
+            ref = read_json(self.resume)
+        except (OSError, ValueError):
+            return None
+        if (ref.get("key"), ref.get("tracking_uri"), ref.get("experiment")) != (self.resume_key, self.uri, self.experiment):
+            return None
+        return ref.get("run_id")
 
     @_never_fatal
     def _start(self) -> None:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         _quiet_mlflow()
         mlflow.set_tracking_uri(self.uri)
@@ -195,15 +253,37 @@ class StageRun:
         if dirty:
             tags["git_dirty_files"] = " ".join(dirty)[:5000]
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
-                               parent_run_id=self.parent, log_system_metrics=True)
+        run = None
+        previous = self._resumable()
+        if previous:
+            try:  # the earlier attempt's run: RUNNING again, its metrics kept
+                resumed_tags = {**tags, "resumed": "true"}
+                if self.parent:
+                    resumed_tags["mlflow.parentRunId"] = self.parent
+                run = mlflow.start_run(run_id=previous, tags=resumed_tags, log_system_metrics=True)
+                self.resumed = True
+            except MlflowException:  # deleted, or not in this store: a new run
+                run = None
+        if run is None:
+            run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
+                                   parent_run_id=self.parent, log_system_metrics=True)
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        if self.resume is not None:
+            write_json(self.resume, {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment,
+                                     "key": self.resume_key})
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._end("FINISHED" if exc_type is None else "FAILED")
+        self._restore_signals()
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self._end(status)
 
     @_never_fatal
     def _end(self, status: str) -> None:
@@ -211,6 +291,17 @@ class StageRun:
 
         if self.run_id is not None:
             mlflow.end_run(status=status)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps at which this run already holds metric ``key`` (an earlier attempt's epochs)."""
+        if self.run_id is None or self.broken:
+            return set()
+        from mlflow.tracking import MlflowClient
+
+        try:
+            return {m.step for m in MlflowClient(tracking_uri=self.uri).get_metric_history(self.run_id, key)}
+        except Exception:  # noqa: BLE001 - then every epoch is logged again, at the same steps
+            return set()
 
     @_never_fatal
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

@@ -1,10 +1,19 @@
-"""What a stage's MLflow run records: exact metric values, the dirty flag and the hashes of its outs."""
+"""The MLflow side of a stage's life: its end (finished, failed, killed, resumed), exact metric
+values and the dirty flag."""
 
+import csv
+import json
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import StageRun, dirty_files, metric_value
@@ -21,6 +30,49 @@ def project(tmp_path, monkeypatch):
 
 def _client(folder: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+
+
+# ---------------------------------------------------------------------------------------------
+# how a run ends
+
+
+def test_an_exception_fails_the_run_and_an_interrupt_kills_it(project):
+    with pytest.raises(ValueError), StageRun("evaluate@a", "exp", {}) as failed:
+        raise ValueError("boom")
+    with pytest.raises(KeyboardInterrupt), StageRun("evaluate@b", "exp", {}) as killed:
+        raise KeyboardInterrupt
+    client = _client(project)
+    assert client.get_run(failed.run_id).info.status == "FAILED"
+    assert client.get_run(killed.run_id).info.status == "KILLED"
+
+
+def test_sigterm_inside_a_run_unwinds_the_stage_and_kills_the_run(project):
+    from pipeline.tracking import Terminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Terminated) as exit_code, StageRun("evaluate@c", "exp", {}) as run:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises at the next bytecode
+    assert exit_code.value.code == 128 + signal.SIGTERM
+    assert _client(project).get_run(run.run_id).info.status == "KILLED"
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_run_resumes_when_its_resume_file_matches(project):
+    ref = project / "checkpoints" / "x.mlflow.json"
+    with pytest.raises(RuntimeError), StageRun("pretrain@x", "exp", {"lr": 0.1}, resume=ref, resume_key="k1") as first:
+        first.log_metrics({"test_acc": 0.5}, step=1)
+        raise RuntimeError("killed")
+    with StageRun("pretrain@x", "exp", {"lr": 0.1}, resume=ref, resume_key="k1") as second:
+        assert second.resumed and second.logged_steps("test_acc") == {1}
+        second.log_metrics({"test_acc": 0.75}, step=2)
+    assert second.run_id == first.run_id
+    client = _client(project)
+    assert client.get_run(first.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(first.run_id, "test_acc")] == [1, 2]
+    with StageRun("pretrain@x", "exp", {"lr": 0.2}, resume=ref, resume_key="k2") as other:  # other params
+        assert not other.resumed
+    assert other.run_id != first.run_id
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,3 +124,45 @@ def test_a_run_records_the_md5_of_each_out_it_wrote(project):
     tags = {k: v for k, v in _client(project).get_run(run.run_id).data.tags.items() if k.startswith("md5/")}
     assert tags == {"md5/out/a.json": hashlib.md5(b"{}").hexdigest(),
                     "md5/out/sub/b.csv": hashlib.md5(b"x\n1\n").hexdigest()}
+
+
+# ---------------------------------------------------------------------------------------------
+# a real stage, terminated and run again
+
+
+@pytest.mark.slow
+def test_a_terminated_training_is_killed_then_resumed_in_the_same_run(tmp_path):
+    from tests.conftest import tiny_raw
+    from tests.e2e import ROOT, copy_project, env, sh
+
+    raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw["pretrain"]["standard"]["epochs"] = 10
+    proj = copy_project(tmp_path / "proj", raw)
+    sh([sys.executable, "-m", "stages.fetch"], proj)
+    checkpoint = proj / "checkpoints" / "pretrain-standard.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.pretrain", "standard"], cwd=proj, env=env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert not (proj / "models" / "standard").exists()
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{proj / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bn-adversarial")
+    (killed,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@standard'", ViewType.ALL)
+    assert killed.info.status == "KILLED"
+
+    sh([sys.executable, "-m", "stages.pretrain", "standard"], proj)
+    ref = json.loads((proj / "models" / "standard" / "mlflow_run.json").read_text())
+    assert ref["run_id"] == killed.info.run_id
+    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@standard'", ViewType.ALL)
+    assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "true"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "test_acc")) == list(range(1, 11))
+    with open(proj / "models" / "standard" / "history.csv") as f:
+        history = [metric_value(float(row["test_acc"])) for row in csv.DictReader(f)]
+    logged = sorted(client.get_metric_history(run.info.run_id, "test_acc"), key=lambda m: m.step)
+    assert [m.value for m in logged] == history  # the epochs before the kill and after it, as trained
+    assert not list((proj / "checkpoints").iterdir())
