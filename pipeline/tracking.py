@@ -7,15 +7,19 @@ deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID``
 result restored from the DVC cache still names the run that made it.
 
 Every run is tagged with what is needed to trace it back: git commit and dirty flag (files the
-pipeline itself writes, ``dvc.lock`` and the params file, do not count), host and device, package
-versions, the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started it, and the md5 of
-every out it wrote (``md5/PATH``, as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash
-once DVC has written it (pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present)
-are sampled while the run is open.
+pipeline itself writes, ``dvc.lock`` and the params file, do not count), host, pid and device,
+package versions, the DVC experiment (``dvc_exp_name``) and the Prefect flow run
+(``PIPELINE_FLOW_RUN_ID``) when one started it, and the md5 of every out it wrote (``md5/PATH``,
+as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash once DVC has written it
+(pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present) are sampled while the
+run is open.
 
 Lifecycle: a run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C, SIGTERM or SIGHUP. A
 stage given a ``resume`` file (training: beside its checkpoint) continues the run named there, so
-a resumed training is one run.
+a resumed training is one run. When a run finishes, the earlier runs of the same stage (same
+experiment, same DVC experiment or both none) are superseded: tagged ``superseded_by`` and
+soft-deleted, so the UI's default view holds one run per stage; ``bnat mlflow-sync`` makes the
+runs that the workspace's outs name current again after DVC restored older results.
 """
 
 from __future__ import annotations
@@ -155,6 +159,85 @@ def _quiet_mlflow() -> None:
     warnings.filterwarnings("ignore", module="mlflow")
 
 
+# --------------------------------------------------------------------------------------------
+# superseded runs
+
+
+def _pid_gone(run) -> bool:
+    """Whether a RUNNING run was left by a process of this host that no longer exists."""
+    import platform
+
+    tags = run.data.tags
+    if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+        return False
+    try:
+        os.kill(int(tags["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def supersede(client, experiment_id: str, stage: str, current: str, dvc_exp: str = "") -> list[str]:
+    """Tag every other active run of ``stage`` in the experiment and the same DVC experiment
+    (``dvc_exp``, "" for none) ``superseded_by=current`` and soft-delete it, so the UI's default
+    view shows the current one alone (``mlflow runs restore`` or ``bnat mlflow-sync`` bring one
+    back). A RUNNING run is left alone unless its process is gone (then it is KILLED).
+    Returns the superseded run ids."""
+    quoted = stage.replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.stage = '{quoted}'", max_results=1000)
+    done = []
+    for run in runs:
+        if run.info.run_id == current or run.data.tags.get("dvc_exp_name", "") != dvc_exp:
+            continue
+        if run.info.status == "RUNNING":
+            if not _pid_gone(run):
+                continue
+            client.set_terminated(run.info.run_id, "KILLED")
+        client.set_tag(run.info.run_id, "superseded_by", current)
+        client.delete_run(run.info.run_id)
+        done.append(run.info.run_id)
+    return done
+
+
+def make_current(client, run_id: str) -> list[str]:
+    """Restore ``run_id`` if it was superseded and supersede the other runs of its stage."""
+    run = client.get_run(run_id)
+    if run.info.lifecycle_stage == "deleted":
+        client.restore_run(run_id)
+    if "superseded_by" in run.data.tags:
+        client.delete_tag(run_id, "superseded_by")
+    stage = run.data.tags.get("stage")
+    if not stage:
+        return []
+    return supersede(client, run.info.experiment_id, stage, run_id, run.data.tags.get("dvc_exp_name", ""))
+
+
+def sync_workspace(refs: Mapping[str, Mapping]) -> dict[str, list]:
+    """Make the runs named by ``refs`` (stage -> its outs' mlflow_run.json) the current runs of
+    their stages in the project's store."""
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    client = MlflowClient(tracking_uri=tracking_uri())
+    report: dict[str, list] = {"current": [], "superseded": [], "missing": []}
+    for stage, ref in sorted(refs.items()):
+        run_id = ref.get("run_id")
+        if not run_id:
+            continue
+        try:
+            report["superseded"] += make_current(client, run_id)
+            report["current"].append(stage)
+        except Exception:  # noqa: BLE001 - a run of another store, or purged
+            report["missing"].append(stage)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# one stage's run
+
+
 class Terminated(SystemExit):
     """SIGTERM or SIGHUP arrived while a stage's run was open: unwinds the stage (its temporary
     outs are removed) and exits with 128 + the signal number."""
@@ -182,6 +265,7 @@ class StageRun:
         self.resume, self.resume_key = (Path(resume) if resume else None), resume_key
         self.uri = tracking_uri()
         self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
+        self.dvc_exp = os.environ.get("DVC_EXP_NAME", "")
         self._handlers: dict[int, Any] = {}
         if not reachable(self.uri):
             # Keep params and metrics in the project's own store rather than lose them.
@@ -249,9 +333,11 @@ class StageRun:
             self.experiment_id = exp.experiment_id
         dirty = dirty_files()
         tags = {"stage": self.stage, "git_commit": _git("rev-parse", "HEAD"), "git_dirty": str(bool(dirty)).lower(),
-                **environment_tags(), **self.tags}
+                "pid": str(os.getpid()), **environment_tags(), **self.tags}
         if dirty:
             tags["git_dirty_files"] = " ".join(dirty)[:5000]
+        if self.dvc_exp:
+            tags["dvc_exp_name"] = self.dvc_exp
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         run = None
         previous = self._resumable()
@@ -288,9 +374,13 @@ class StageRun:
     @_never_fatal
     def _end(self, status: str) -> None:
         import mlflow
+        from mlflow.tracking import MlflowClient
 
-        if self.run_id is not None:
-            mlflow.end_run(status=status)
+        if self.run_id is None:
+            return
+        mlflow.end_run(status=status)
+        if status == "FINISHED":
+            supersede(MlflowClient(tracking_uri=self.uri), self.experiment_id, self.stage, self.run_id, self.dvc_exp)
 
     def logged_steps(self, key: str) -> set[int]:
         """Steps at which this run already holds metric ``key`` (an earlier attempt's epochs)."""

@@ -1,5 +1,5 @@
-"""The MLflow side of a stage's life: its end (finished, failed, killed, resumed), exact metric
-values and the dirty flag."""
+"""The MLflow side of a stage's life: its end (finished, failed, killed, resumed), superseded
+runs, exact metric values and the dirty flag."""
 
 import csv
 import json
@@ -16,7 +16,7 @@ import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking import StageRun, dirty_files, metric_value
+from pipeline.tracking import StageRun, dirty_files, make_current, metric_value, sync_workspace
 
 
 @pytest.fixture
@@ -30,6 +30,12 @@ def project(tmp_path, monkeypatch):
 
 def _client(folder: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+
+
+def _runs(folder: Path, stage: str, view=ViewType.ACTIVE_ONLY):
+    client = _client(folder)
+    exp = client.get_experiment_by_name("exp")
+    return client.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}'", run_view_type=view)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +79,48 @@ def test_a_run_resumes_when_its_resume_file_matches(project):
     with StageRun("pretrain@x", "exp", {"lr": 0.2}, resume=ref, resume_key="k2") as other:  # other params
         assert not other.resumed
     assert other.run_id != first.run_id
+
+
+# ---------------------------------------------------------------------------------------------
+# superseded runs
+
+
+def test_a_finished_rebuild_supersedes_the_earlier_runs_of_its_stage_only(project, monkeypatch):
+    with StageRun("evaluate@a", "exp", {}) as old:
+        pass
+    with StageRun("evaluate@b", "exp", {}) as neighbour:
+        pass
+    with pytest.raises(ValueError), StageRun("evaluate@a", "exp", {}) as failed:
+        raise ValueError("a failed rebuild leaves the old outs, so the old run stays current")
+    assert {r.info.run_id for r in _runs(project, "evaluate@a")} == {old.run_id, failed.run_id}
+    with StageRun("evaluate@a", "exp", {}) as new:
+        pass
+    assert [r.info.run_id for r in _runs(project, "evaluate@a")] == [new.run_id]
+    assert [r.info.run_id for r in _runs(project, "evaluate@b")] == [neighbour.run_id]
+    hidden = {r.info.run_id: r for r in _runs(project, "evaluate@a", ViewType.DELETED_ONLY)}
+    assert set(hidden) == {old.run_id, failed.run_id}
+    assert all(r.data.tags["superseded_by"] == new.run_id for r in hidden.values())
+
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-1")  # a DVC experiment is a result of its own
+    with StageRun("evaluate@a", "exp", {}) as experiment:
+        pass
+    assert {r.info.run_id for r in _runs(project, "evaluate@a")} == {new.run_id, experiment.run_id}
+    assert _client(project).get_run(experiment.run_id).data.tags["dvc_exp_name"] == "exp-1"
+
+    # DVC restored the old result: its mlflow_run.json names the old run, which becomes current again
+    assert make_current(_client(project), old.run_id) == [new.run_id]
+    assert {r.info.run_id for r in _runs(project, "evaluate@a")} == {old.run_id, experiment.run_id}
+    assert "superseded_by" not in _client(project).get_run(old.run_id).data.tags
+
+
+def test_sync_makes_the_workspace_runs_current(project):
+    with StageRun("fetch", "exp", {}) as old:
+        pass
+    with StageRun("fetch", "exp", {}) as new:
+        pass
+    done = sync_workspace({"fetch": {"run_id": old.run_id}, "report": {"run_id": "0" * 32}})
+    assert done == {"current": ["fetch"], "superseded": [new.run_id], "missing": ["report"]}
+    assert [r.info.run_id for r in _runs(project, "fetch")] == [old.run_id]
 
 
 # ---------------------------------------------------------------------------------------------
