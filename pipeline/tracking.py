@@ -20,6 +20,10 @@ a resumed training is one run. When a run finishes, the earlier runs of the same
 experiment, same DVC experiment or both none) are superseded: tagged ``superseded_by`` and
 soft-deleted, so the UI's default view holds one run per stage; ``bnat mlflow-sync`` makes the
 runs that the workspace's outs name current again after DVC restored older results.
+
+Trained models are logged as MLflow models (:meth:`StageRun.log_model`) and registered as
+``EXPERIMENT.NAME``; ``mlflow.pyfunc.load_model("models:/EXPERIMENT.NAME/VERSION")`` loads one
+through :func:`pipeline.spec.load_model` (this module is its loader module).
 """
 
 from __future__ import annotations
@@ -33,15 +37,17 @@ import sys
 import threading
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from pipeline.io import read_json, write_json
 
 RUN_REF = "mlflow_run.json"
 VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
 SYSTEM_METRICS_INTERVAL_S = 5.0
+MODEL_REQUIREMENTS = ("torch", "numpy", "bn-adversarial")  # what loading a logged model imports
 TERMINATING = ("SIGTERM", "SIGHUP")  # end the run KILLED; SIGINT does so as KeyboardInterrupt
 log = logging.getLogger(__name__)
 
@@ -153,10 +159,92 @@ def environment_tags() -> dict[str, str]:
 
 
 def _quiet_mlflow() -> None:
-    # Alembic logs every migration of a new SQLite store at INFO; keep stage output readable.
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics"):
+    # Alembic logs every migration of a new SQLite store at INFO, the registry every new version;
+    # keep stage output readable.
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics",
+                 "mlflow.tracking._model_registry.fluent", "mlflow.models.model", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+# --------------------------------------------------------------------------------------------
+# trained models in MLflow
+
+
+def registered_name(experiment: str, name: str) -> str:
+    """The registry name of the model ``models/NAME/``: prefixed by the MLflow experiment, so
+    projects sharing a server do not share a name; a path's slashes become dots (registry names
+    cannot hold a slash): ``bn-adversarial.ablation.clean_ratio.0.5``."""
+    return f"{experiment}.{name}".replace("/", ".")
+
+
+def model_requirements() -> list[str]:
+    """Pinned to this environment's versions (no inference: it imports the model and scans every
+    installed package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in MODEL_REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    return pins
+
+
+@contextmanager
+def _requirements_as_given() -> Iterator[None]:
+    """Skip MLflow's check of explicit requirements against the running environment while
+    logging a model: the pins are this environment's own versions, and the check maps every
+    installed distribution to its modules (about 2 s of a stage)."""
+    try:
+        import mlflow.utils.environment as environment
+    except ImportError:
+        yield
+        return
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is None:
+        yield
+        return
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
+
+
+class CheckpointModel:
+    """What ``mlflow.pyfunc.load_model`` returns for a model logged by :meth:`StageRun.log_model`:
+    the network rebuilt by :func:`pipeline.spec.load_model`, run as its spec deploys it by
+    default (``eval`` mode, or ``batch``, with its norm route)."""
+
+    def __init__(self, path: str | Path):
+        from pipeline.spec import default_deployment, load_model
+
+        self.model, self.spec = load_model(path)
+        self.deployment = default_deployment(self.spec)
+
+    def get_raw_model(self):
+        """The torch module (in eval mode)."""
+        return self.model
+
+    def predict(self, model_input, params: dict | None = None):
+        """Logits (N x classes, float32) for float32 images N x C x H x W in [0, 1]."""
+        import numpy as np
+        import torch
+
+        from pipeline.deploy import Deployed
+
+        deployed = Deployed(self.model, self.deployment.get("mode", "eval"), route=self.deployment.get("route"))
+        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with torch.no_grad():
+            return deployed(x).numpy()
+
+
+def _load_pyfunc(path: str, model_config: dict | None = None) -> CheckpointModel:
+    """MLflow's pyfunc entry point (``loader_module``): ``path`` is the logged model.pt."""
+    return CheckpointModel(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -263,6 +351,7 @@ class StageRun:
         self.broken = False
         self.resumed = False
         self.resume, self.resume_key = (Path(resume) if resume else None), resume_key
+        self.model: dict[str, Any] = {}  # the registered model, once log_model has run
         self.uri = tracking_uri()
         self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
         self.dvc_exp = os.environ.get("DVC_EXP_NAME", "")
@@ -418,19 +507,49 @@ class StageRun:
             mlflow.set_tags(tags)
 
     @_never_fatal
-    def log_artifacts(self, path: Path) -> None:
-        """Log a file or a folder's files and record their hashes."""
+    def log_artifacts(self, path: Path, skip: tuple[str, ...] = ()) -> None:
+        """Log a file or a folder's files (but those named in ``skip``) and record their hashes."""
         import mlflow
 
         path = Path(path)
         self.record_outs(path)
         if path.is_dir():
-            mlflow.log_artifacts(str(path))
+            if not skip:
+                mlflow.log_artifacts(str(path))
+                return
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.name not in skip:
+                    parent = f.parent.relative_to(path).as_posix()
+                    mlflow.log_artifact(str(f), artifact_path=None if parent == "." else parent)
         elif path.exists():
             mlflow.log_artifact(str(path))
+
+    @_never_fatal
+    def log_model(self, checkpoint: Path, name: str, spec: Mapping[str, Any], image_shape: tuple[int, ...]) -> None:
+        """Log the checkpoint ``models/NAME/model.pt`` as this run's MLflow model (pyfunc, loaded
+        by :func:`pipeline.spec.load_model`) with its signature (float32 images ``image_shape``
+        C x H x W in [0, 1] -> logits) and its spec, and register it as :func:`registered_name`."""
+        import mlflow
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *image_shape))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(spec["num_classes"])))]))
+        registry_name = registered_name(self.experiment, name)
+        with _requirements_as_given(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name="model", loader_module=__name__, data_path=str(checkpoint), signature=signature,
+                pip_requirements=model_requirements(), metadata={"spec": dict(spec)},
+                registered_model_name=registry_name, tags={"stage": self.stage, "md5": md5_file(Path(checkpoint))})
+        version = info.registered_model_version
+        self.model = {"registered_model": registry_name, "version": version, "model_id": info.model_id,
+                      "model_uri": f"models:/{registry_name}/{version}" if version else info.model_uri}
 
     def write_ref(self, out_dir: Path) -> None:
         """Record which run produced ``out_dir``; part of the stage's outs, so cached with them."""
         write_json(Path(out_dir) / RUN_REF, {"run_id": self.run_id, "experiment_id": self.experiment_id,
                                              "experiment": self.experiment, "tracking_uri": self.uri,
-                                             "stage": self.stage})
+                                             "stage": self.stage, **self.model})

@@ -2,7 +2,8 @@
 folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json) in one rename.
 
 A training is one MLflow run even when it was killed and resumed: beside the checkpoint,
-``checkpoints/STAGE-NAME.mlflow.json`` names the run, which the next attempt continues."""
+``checkpoints/STAGE-NAME.mlflow.json`` names the run, which the next attempt continues. The model
+is logged as the run's MLflow model and registered (``pipeline.tracking.registered_name``)."""
 
 from __future__ import annotations
 
@@ -67,14 +68,16 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
         metrics.update(extra_metrics or {})
         for p in model.parameters():
             p.requires_grad_(True)
+        full_spec = with_step(spec, f"{stage}@{name}", cfg)
         with atomic_dir(out) as tmp:
-            save_model(tmp / "model.pt", model, with_step(spec, f"{stage}@{name}", cfg))
+            save_model(tmp / "model.pt", model, full_spec)
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
+            tracker.log_model(tmp / "model.pt", name, full_spec, tuple(splits.x_train.shape[1:]))
             tracker.write_ref(tmp)
         per_epoch = set(history[0]) if history else set()
         tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
-        tracker.log_artifacts(out)
+        tracker.log_artifacts(out, skip=("model.pt",) if tracker.model else ())  # the logged model holds it
         if then is not None:
             then(tracker)
     checkpoint.unlink(missing_ok=True)

@@ -1,5 +1,5 @@
-"""The MLflow side of a stage's life: its end (finished, failed, killed, resumed), superseded
-runs, exact metric values and the dirty flag."""
+"""The MLflow side of a stage's life: its model in the registry, its end (finished, failed,
+killed, resumed), superseded runs, exact metric values and the dirty flag."""
 
 import csv
 import json
@@ -10,13 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
-from pipeline.tracking import StageRun, dirty_files, make_current, metric_value, sync_workspace
+from pipeline.tracking import (StageRun, dirty_files, make_current, metric_value, registered_name,
+                               sync_workspace)
 
 
 @pytest.fixture
@@ -36,6 +38,90 @@ def _runs(folder: Path, stage: str, view=ViewType.ACTIVE_ONLY):
     client = _client(folder)
     exp = client.get_experiment_by_name("exp")
     return client.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}'", run_view_type=view)
+
+
+def _advprop_model(digits):
+    """A two-branch network that deploys through its second branch by default (as a view of
+    AdvProp's auxiliary BN would), so that the route matters."""
+    from pipeline.spec import build_from_spec, make_spec
+
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std,
+                     conversions=[{"kind": "multi", "k": 2}])
+    spec["deployment"] = {"mode": "eval", "route": {"branch": 1}}
+    torch.manual_seed(0)
+    model = build_from_spec(spec).eval()
+    with torch.no_grad():  # make the two branches differ
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 1.5)
+    return model, spec
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def test_a_model_loads_through_its_registered_uri_with_the_logits_of_its_checkpoint(project, digits):
+    import mlflow
+
+    from pipeline.deploy import Deployed
+    from pipeline.spec import load_model, save_model
+
+    model, spec = _advprop_model(digits)
+    save_model(project / "model.pt", model, spec)
+    with StageRun("pretrain@advprop", "exp", {}) as run:
+        run.log_model(project / "model.pt", "advprop", spec, (1, 16, 16))
+        run.write_ref(project / "out")
+    ref = json.loads((project / "out" / "mlflow_run.json").read_text())
+    assert ref["model_uri"] == "models:/exp.advprop/1" and ref["registered_model"] == registered_name("exp", "advprop")
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    loaded = mlflow.pyfunc.load_model("models:/exp.advprop/1")
+    x = digits.x_test[:32].float().div(255)
+    direct, direct_spec = load_model(project / "model.pt")
+    expected = Deployed(direct, "eval", route={"branch": 1})(x)
+    got = torch.from_numpy(loaded.predict(x.numpy()))
+    assert torch.equal(got, expected)
+    assert not torch.equal(got, direct(x))  # the route was applied (unrouted, branch 0 runs)
+    net = loaded.get_raw_model()
+    assert isinstance(net, torch.nn.Module) and torch.equal(net(x), direct(x))
+    assert loaded.metadata.metadata["spec"] == direct_spec
+    inputs = loaded.metadata.get_input_schema().inputs[0]
+    assert inputs.shape == (-1, 1, 16, 16) and inputs.type == np.dtype(np.float32)
+    version = _client(project).get_model_version("exp.advprop", "1")
+    assert version.run_id == ref["run_id"]
+
+
+def test_registered_names_are_prefixed_by_the_experiment_and_hold_no_slash():
+    assert registered_name("bn-adversarial", "standard") == "bn-adversarial.standard"
+    assert registered_name("bn-adversarial", "ablation/clean_ratio/0.5") == "bn-adversarial.ablation.clean_ratio.0.5"
+
+
+def test_a_training_run_logs_its_model_and_leaves_the_file_to_it(project, digits):
+    from pipeline.config import Params
+    from pipeline.models import build_model
+    from pipeline.spec import make_spec
+    from stages.training import train_and_save
+
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["tracking"] = {"experiment": "exp"}
+    params = Params.model_validate(raw)
+    cfg = params.pretrain["standard"].model_copy(update={"epochs": 2})
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
+    model = build_model("resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
+    train_and_save("pretrain", "tiny", model, spec, cfg, params, digits, {"train": {"epochs": 2}})
+    ref = json.loads((project / "models/tiny/mlflow_run.json").read_text())
+    client = _client(project)
+    run = client.get_run(ref["run_id"])
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [1, 2]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["history.csv", "metrics.json",
+                                                                             "mlflow_run.json"]
+    from pipeline.tracking import md5_file
+
+    assert run.data.tags["md5/models/tiny/model.pt"] == md5_file(project / "models/tiny/model.pt")
+    assert ref["model_uri"] == "models:/exp.tiny/1"
+    assert not list((project / "checkpoints").glob("*"))
 
 
 # ---------------------------------------------------------------------------------------------
