@@ -1,5 +1,5 @@
 """The MLflow side of a stage's life: its model in the registry, its end (finished, failed,
-killed, resumed), superseded runs, exact metric values and the dirty flag."""
+killed, resumed), superseded runs, exact metric values, the dirty flag and the report's metrics."""
 
 import csv
 import json
@@ -258,6 +258,15 @@ def test_a_run_records_the_md5_of_each_out_it_wrote(project):
     tags = {k: v for k, v in _client(project).get_run(run.run_id).data.tags.items() if k.startswith("md5/")}
     assert tags == {"md5/out/a.json": hashlib.md5(b"{}").hexdigest(),
                     "md5/out/sub/b.csv": hashlib.md5(b"x\n1\n").hexdigest()}
+
+
+def test_the_report_run_logs_the_headline_table():
+    from stages.report import headline
+
+    summary = {"standard": {"clean": 1.0, "autoattack": 0.0, "worst_case": 0.0, "fgsm": 0.06},
+               "mbn_alp": {"clean": 0.945, "worst_case": 0.5}}  # a screen-tier row: no AutoAttack
+    assert headline(summary) == {"clean/standard": 1.0, "autoattack/standard": 0.0, "worst_case/standard": 0.0,
+                                 "clean/mbn_alp": 0.945, "worst_case/mbn_alp": 0.5}
 
 
 # ---------------------------------------------------------------------------------------------
