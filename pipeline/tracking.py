@@ -24,6 +24,10 @@ runs that the workspace's outs name current again after DVC restored older resul
 Trained models are logged as MLflow models (:meth:`StageRun.log_model`) and registered as
 ``EXPERIMENT.NAME``; ``mlflow.pyfunc.load_model("models:/EXPERIMENT.NAME/VERSION")`` loads one
 through :func:`pipeline.spec.load_model` (this module is its loader module).
+
+The project's SQLite store keeps absolute artifact locations (MLflow makes every local location
+absolute); a store that moved with its project is rewritten to the new place
+(:func:`relocate_store`), by the first stage that runs there or by ``bnat mlflow-sync``.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from pipeline.io import read_json, write_json
 RUN_REF = "mlflow_run.json"
 VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
 SYSTEM_METRICS_INTERVAL_S = 5.0
+ARTIFACTS = "mlartifacts"  # beside mlflow.db: the local store's files
 MODEL_REQUIREMENTS = ("torch", "numpy", "bn-adversarial")  # what loading a logged model imports
 TERMINATING = ("SIGTERM", "SIGHUP")  # end the run KILLED; SIGINT does so as KeyboardInterrupt
 log = logging.getLogger(__name__)
@@ -248,6 +253,77 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> CheckpointModel
 
 
 # --------------------------------------------------------------------------------------------
+# the project's SQLite store, moved with its project
+
+
+LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                    ("model_versions", "source"))
+
+
+def _uri_path(location: str) -> Path | None:
+    from urllib.parse import unquote, urlparse
+
+    if location.startswith("file://"):
+        return Path(unquote(urlparse(location).path))
+    return Path(location) if location.startswith("/") else None
+
+
+def store_root(db: Path) -> Path | None:
+    """The project folder the SQLite store ``db`` was made in: where its experiments' ``mlartifacts``
+    folder lies (None for a store without one)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        try:
+            rows = con.execute("SELECT artifact_location FROM experiments").fetchall()
+        except sqlite3.Error:
+            return None
+    for (location,) in rows:
+        path = _uri_path(location or "")
+        if path is not None and path.name == ARTIFACTS:
+            return path.parent
+    return None
+
+
+def relocate_store(db: str | Path, new_root: str | Path, old_root: str | Path | None = None) -> Path | None:
+    """Point every artifact location under ``old_root`` (default: where the store was made) into
+    ``new_root`` instead: experiments, runs, logged models and model versions. MLflow stores
+    local locations as absolute paths and has no call that changes them, so this rewrites the
+    SQLite file. Returns the old root, or None when nothing pointed elsewhere."""
+    import sqlite3
+
+    db, new_root = Path(db), Path(new_root).resolve()
+    old = Path(old_root) if old_root is not None else store_root(db)
+    if old is None or old == new_root:
+        return None
+    prefixes = [(old.as_uri() + "/", new_root.as_uri() + "/"), (f"{old}/", f"{new_root}/")]
+    with sqlite3.connect(db) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, column in LOCATION_COLUMNS:
+            if table not in tables or column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+                continue
+            for before, after in prefixes:
+                con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
+    return old
+
+
+def relocate_if_moved(uri: str | None = None) -> Path | None:
+    """Relocate the project's own store (``mlflow.db`` in the working directory) when it was made
+    in another folder; one line says so. Other stores are left alone."""
+    uri = uri or tracking_uri()
+    db = Path.cwd() / "mlflow.db"
+    if uri != local_uri() or not db.exists():
+        return None
+    old = relocate_store(db, Path.cwd())
+    if old is not None:
+        print(f"note: {db} was made in {old}; its artifact locations now point into {Path.cwd().resolve()} "
+              f"(copy {old / ARTIFACTS} along if it is not here)", file=sys.stderr)
+    return old
+
+
+# --------------------------------------------------------------------------------------------
 # superseded runs
 
 
@@ -304,10 +380,11 @@ def make_current(client, run_id: str) -> list[str]:
 
 def sync_workspace(refs: Mapping[str, Mapping]) -> dict[str, list]:
     """Make the runs named by ``refs`` (stage -> its outs' mlflow_run.json) the current runs of
-    their stages in the project's store."""
+    their stages in the project's store (after relocating a moved store)."""
     from mlflow.tracking import MlflowClient
 
     _quiet_mlflow()
+    relocate_if_moved()
     client = MlflowClient(tracking_uri=tracking_uri())
     report: dict[str, list] = {"current": [], "superseded": [], "missing": []}
     for stage, ref in sorted(refs.items()):
@@ -413,10 +490,11 @@ class StageRun:
         from mlflow.exceptions import MlflowException
 
         _quiet_mlflow()
+        relocate_if_moved(self.uri)
         mlflow.set_tracking_uri(self.uri)
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
-            location = (Path.cwd() / "mlartifacts").resolve().as_uri() if self.uri.startswith("sqlite") else None
+            location = (Path.cwd() / ARTIFACTS).resolve().as_uri() if self.uri.startswith("sqlite") else None
             self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id

@@ -1,9 +1,11 @@
 """The MLflow side of a stage's life: its model in the registry, its end (finished, failed,
-killed, resumed), superseded runs, exact metric values, the dirty flag and the report's metrics."""
+killed, resumed), superseded runs, exact metric values, the dirty flag, the report's metrics and
+a store that moved with its project."""
 
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import (StageRun, dirty_files, make_current, metric_value, registered_name,
-                               sync_workspace)
+                               relocate_if_moved, sync_workspace)
 
 
 @pytest.fixture
@@ -267,6 +269,46 @@ def test_the_report_run_logs_the_headline_table():
                "mbn_alp": {"clean": 0.945, "worst_case": 0.5}}  # a screen-tier row: no AutoAttack
     assert headline(summary) == {"clean/standard": 1.0, "autoattack/standard": 0.0, "worst_case/standard": 0.0,
                                  "clean/mbn_alp": 0.945, "worst_case/mbn_alp": 0.5}
+
+
+# ---------------------------------------------------------------------------------------------
+# a moved store
+
+
+def test_a_copied_project_reads_and_writes_its_own_artifacts(tmp_path, monkeypatch, digits):
+    import mlflow
+
+    from pipeline.spec import save_model
+
+    for var in ("MLFLOW_TRACKING_URI", "PIPELINE_PARENT_RUN_ID", "DVC_EXP_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    first = tmp_path / "first"
+    first.mkdir()
+    monkeypatch.chdir(first)
+    model, spec = _advprop_model(digits)
+    save_model(first / "model.pt", model, spec)
+    (first / "out").mkdir()
+    (first / "out" / "metrics.json").write_text("{}")
+    with StageRun("pretrain@m", "exp", {}) as run:
+        run.log_model(first / "model.pt", "m", spec, (1, 16, 16))
+        run.log_artifacts(first / "out")
+    moved = tmp_path / "moved"
+    shutil.copytree(first, moved)
+    shutil.rmtree(first)
+    monkeypatch.chdir(moved)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exports it; a new stage starts without
+    assert relocate_if_moved() == first
+    assert relocate_if_moved() is None  # once
+    client = _client(moved)
+    assert client.get_run(run.run_id).info.artifact_uri.startswith(moved.as_uri() + "/mlartifacts/")
+    assert client.get_experiment_by_name("exp").artifact_location == (moved / "mlartifacts").as_uri()
+    assert [a.path for a in client.list_artifacts(run.run_id)] == ["metrics.json"]
+    mlflow.set_tracking_uri(f"sqlite:///{moved / 'mlflow.db'}")
+    x = digits.x_test[:4].float().div(255).numpy()
+    assert mlflow.pyfunc.load_model("models:/exp.m/1").predict(x).shape == (4, 10)
+    with StageRun("pretrain@m", "exp", {}) as again:  # new runs log into the moved folder
+        again.log_artifacts(moved / "out")
+    assert (moved / "mlartifacts").is_dir() and not first.exists()
 
 
 # ---------------------------------------------------------------------------------------------
