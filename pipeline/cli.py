@@ -5,6 +5,8 @@
     bnat flow [DIR]            run the Prefect ``reproduce`` flow once, here (no worker needed)
     bnat mlflow-ui [--host H]  the MLflow UI over the project's store, on 127.0.0.1 unless --host says
     bnat mlflow-server [...]   the MLflow server that several machines log to (database backend)
+    bnat mlflow-sync [DIR]     make the runs the workspace's outs name the current ones (after a DVC
+                               restore), and repoint a moved project's store at its new folder
     bnat sweep -m M.. -s S..   methods x seeds as experiments on the gpu workers (or --local), then
                                mean ± std over seeds per method
     bnat select-branches SRC DST B..  keep BN branches B.. of a multi-branch model (drop AdvProp's auxiliary BNs)
@@ -50,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only; "
                     "0.0.0.0 opts in to other machines)")
     ms.add_argument("--port", type=int, default=5000, help="port to serve on")
+    sy = _command(sub, "mlflow-sync", "make the MLflow runs that the workspace's outs name the current run of "
+                  "each stage (after DVC restored older results), and repoint a moved project's store")
+    sy.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.lock")
     sb = _command(sub, "select-branches", "keep some BN branches of a saved multi-branch model and drop the rest "
                   "(e.g. AdvProp without its auxiliary BNs)")
     sb.add_argument("src", help="the saved model (models/NAME/model.pt)")
@@ -91,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mlflow-ui":
         import os
 
-        from pipeline.tracking import tracking_uri
+        from pipeline.tracking import relocate_if_moved, tracking_uri
 
+        relocate_if_moved()  # a copied project's store still names the folder it was made in
         cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]
         os.execvp(cmd[0], cmd)
     if args.command == "mlflow-server":
@@ -101,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         cmd = ["mlflow", "server", "--backend-store-uri", args.backend_store_uri, "--artifacts-destination",
                args.artifacts_destination, "--host", args.host, "--port", str(args.port)]
         os.execvp(cmd[0], cmd)
+    if args.command == "mlflow-sync":
+        import os
+
+        from pipeline.flows import stage_run_refs
+        from pipeline.tracking import sync_workspace
+
+        os.chdir(args.project_dir)
+        done = sync_workspace(stage_run_refs("."))
+        print(f"{len(done['current'])} stages point at their current run; {len(done['superseded'])} older runs "
+              f"superseded" + (f"; not in this store: {', '.join(done['missing'])}" if done["missing"] else ""))
+        return 0
     if args.command == "sweep":
         from pipeline.config import ConfigError, read_yaml
         from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_sweep, summary_markdown, sweep

@@ -6,29 +6,54 @@ deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID``
 (a flow's parent run). Each stage writes ``mlflow_run.json`` into its own output folder, so a
 result restored from the DVC cache still names the run that made it.
 
-Every run is tagged with what is needed to trace it back: git commit and dirty flag, host and
-device, package versions, and the Prefect flow run (``PIPELINE_FLOW_RUN_ID``) when a flow started
-it; flows add the stage's ``dvc.lock`` hash once DVC has written it (pipeline.flows). System
-metrics (CPU, memory, GPU when pynvml is present) are sampled while the run is open.
+Every run is tagged with what is needed to trace it back: git commit and dirty flag (files the
+pipeline itself writes, ``dvc.lock`` and the params file, do not count), host, pid and device,
+package versions, the DVC experiment (``dvc_exp_name``) and the Prefect flow run
+(``PIPELINE_FLOW_RUN_ID``) when one started it, and the md5 of every out it wrote (``md5/PATH``,
+as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash once DVC has written it
+(pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present) are sampled while the
+run is open.
+
+Lifecycle: a run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C, SIGTERM or SIGHUP. A
+stage given a ``resume`` file (training: beside its checkpoint) continues the run named there, so
+a resumed training is one run. When a run finishes, the earlier runs of the same stage (same
+experiment, same DVC experiment or both none) are superseded: tagged ``superseded_by`` and
+soft-deleted, so the UI's default view holds one run per stage; ``bnat mlflow-sync`` makes the
+runs that the workspace's outs name current again after DVC restored older results.
+
+Trained models are logged as MLflow models (:meth:`StageRun.log_model`) and registered as
+``EXPERIMENT.NAME``; ``mlflow.pyfunc.load_model("models:/EXPERIMENT.NAME/VERSION")`` loads one
+through :func:`pipeline.spec.load_model` (this module is its loader module).
+
+The project's SQLite store keeps absolute artifact locations (MLflow makes every local location
+absolute); a store that moved with its project is rewritten to the new place
+(:func:`relocate_store`), by the first stage that runs there or by ``bnat mlflow-sync``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 import warnings
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
-from pipeline.io import write_json
+from pipeline.io import read_json, write_json
 
 RUN_REF = "mlflow_run.json"
 VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
 SYSTEM_METRICS_INTERVAL_S = 5.0
+ARTIFACTS = "mlartifacts"  # beside mlflow.db: the local store's files
+MODEL_REQUIREMENTS = ("torch", "numpy", "bn-adversarial")  # what loading a logged model imports
+TERMINATING = ("SIGTERM", "SIGHUP")  # end the run KILLED; SIGINT does so as KeyboardInterrupt
 log = logging.getLogger(__name__)
 
 
@@ -79,11 +104,44 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def metric_value(value: float) -> float:
+    """``value`` as it should read in MLflow. A float that is exactly a float32 (an accuracy that
+    torch averaged in float32, 0.9449999928474426) becomes the shortest decimal that rounds to
+    the same float32 (0.945); any other float is kept as it is."""
+    import numpy as np
+
+    value = float(value)
+    single = np.float32(value)
+    return float(str(single)) if float(single) == value else value
+
+
 def _git(*args: str) -> str:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
+
+
+def pipeline_written() -> tuple[str, ...]:
+    """Tracked files the pipeline rewrites while it runs: DVC's lock file (``dvc repro`` updates
+    it after every stage) and the params file (``dvc exp run -S`` edits it; each run logs the
+    params it reads). They do not make a run's code dirty."""
+    return ("dvc.lock", os.environ.get("PIPELINE_PARAMS", "params.yaml"))
+
+
+def dirty_files() -> list[str]:
+    """Tracked files changed since the commit, except those the pipeline writes itself."""
+    excluded = [f":(exclude){path}" for path in pipeline_written()]
+    return _git("diff", "--name-only", "HEAD", "--", ".", *excluded).splitlines()
+
+
+def md5_file(path: Path) -> str:
+    """The md5 DVC records for a file out."""
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def environment_tags() -> dict[str, str]:
@@ -106,10 +164,248 @@ def environment_tags() -> dict[str, str]:
 
 
 def _quiet_mlflow() -> None:
-    # Alembic logs every migration of a new SQLite store at INFO; keep stage output readable.
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics"):
+    # Alembic logs every migration of a new SQLite store at INFO, the registry every new version;
+    # keep stage output readable.
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.system_metrics",
+                 "mlflow.tracking._model_registry.fluent", "mlflow.models.model", "mlflow.pyfunc"):
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+# --------------------------------------------------------------------------------------------
+# trained models in MLflow
+
+
+def registered_name(experiment: str, name: str) -> str:
+    """The registry name of the model ``models/NAME/``: prefixed by the MLflow experiment, so
+    projects sharing a server do not share a name; a path's slashes become dots (registry names
+    cannot hold a slash): ``bn-adversarial.ablation.clean_ratio.0.5``."""
+    return f"{experiment}.{name}".replace("/", ".")
+
+
+def model_requirements() -> list[str]:
+    """Pinned to this environment's versions (no inference: it imports the model and scans every
+    installed package)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in MODEL_REQUIREMENTS:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            pass
+    return pins
+
+
+@contextmanager
+def _requirements_as_given() -> Iterator[None]:
+    """Skip MLflow's check of explicit requirements against the running environment while
+    logging a model: the pins are this environment's own versions, and the check maps every
+    installed distribution to its modules (about 2 s of a stage)."""
+    try:
+        import mlflow.utils.environment as environment
+    except ImportError:
+        yield
+        return
+    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
+    if check is None:
+        yield
+        return
+    environment.warn_dependency_requirement_mismatches = lambda requirements: None
+    try:
+        yield
+    finally:
+        environment.warn_dependency_requirement_mismatches = check
+
+
+class CheckpointModel:
+    """What ``mlflow.pyfunc.load_model`` returns for a model logged by :meth:`StageRun.log_model`:
+    the network rebuilt by :func:`pipeline.spec.load_model`, run as its spec deploys it by
+    default (``eval`` mode, or ``batch``, with its norm route)."""
+
+    def __init__(self, path: str | Path):
+        from pipeline.spec import default_deployment, load_model
+
+        self.model, self.spec = load_model(path)
+        self.deployment = default_deployment(self.spec)
+
+    def get_raw_model(self):
+        """The torch module (in eval mode)."""
+        return self.model
+
+    def predict(self, model_input, params: dict | None = None):
+        """Logits (N x classes, float32) for float32 images N x C x H x W in [0, 1]."""
+        import numpy as np
+        import torch
+
+        from pipeline.deploy import Deployed
+
+        deployed = Deployed(self.model, self.deployment.get("mode", "eval"), route=self.deployment.get("route"))
+        x = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        with torch.no_grad():
+            return deployed(x).numpy()
+
+
+def _load_pyfunc(path: str, model_config: dict | None = None) -> CheckpointModel:
+    """MLflow's pyfunc entry point (``loader_module``): ``path`` is the logged model.pt."""
+    return CheckpointModel(path)
+
+
+# --------------------------------------------------------------------------------------------
+# the project's SQLite store, moved with its project
+
+
+LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
+                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
+                    ("model_versions", "source"))
+
+
+def _uri_path(location: str) -> Path | None:
+    from urllib.parse import unquote, urlparse
+
+    if location.startswith("file://"):
+        return Path(unquote(urlparse(location).path))
+    return Path(location) if location.startswith("/") else None
+
+
+def store_root(db: Path) -> Path | None:
+    """The project folder the SQLite store ``db`` was made in: where its experiments' ``mlartifacts``
+    folder lies (None for a store without one)."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        try:
+            rows = con.execute("SELECT artifact_location FROM experiments").fetchall()
+        except sqlite3.Error:
+            return None
+    for (location,) in rows:
+        path = _uri_path(location or "")
+        if path is not None and path.name == ARTIFACTS:
+            return path.parent
+    return None
+
+
+def relocate_store(db: str | Path, new_root: str | Path, old_root: str | Path | None = None) -> Path | None:
+    """Point every artifact location under ``old_root`` (default: where the store was made) into
+    ``new_root`` instead: experiments, runs, logged models and model versions. MLflow stores
+    local locations as absolute paths and has no call that changes them, so this rewrites the
+    SQLite file. Returns the old root, or None when nothing pointed elsewhere."""
+    import sqlite3
+
+    db, new_root = Path(db), Path(new_root).resolve()
+    old = Path(old_root) if old_root is not None else store_root(db)
+    if old is None or old == new_root:
+        return None
+    prefixes = [(old.as_uri() + "/", new_root.as_uri() + "/"), (f"{old}/", f"{new_root}/")]
+    with sqlite3.connect(db) as con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        for table, column in LOCATION_COLUMNS:
+            if table not in tables or column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+                continue
+            for before, after in prefixes:
+                con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                            f"WHERE substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
+    return old
+
+
+def relocate_if_moved(uri: str | None = None) -> Path | None:
+    """Relocate the project's own store (``mlflow.db`` in the working directory) when it was made
+    in another folder; one line says so. Other stores are left alone."""
+    uri = uri or tracking_uri()
+    db = Path.cwd() / "mlflow.db"
+    if uri != local_uri() or not db.exists():
+        return None
+    old = relocate_store(db, Path.cwd())
+    if old is not None:
+        print(f"note: {db} was made in {old}; its artifact locations now point into {Path.cwd().resolve()} "
+              f"(copy {old / ARTIFACTS} along if it is not here)", file=sys.stderr)
+    return old
+
+
+# --------------------------------------------------------------------------------------------
+# superseded runs
+
+
+def _pid_gone(run) -> bool:
+    """Whether a RUNNING run was left by a process of this host that no longer exists."""
+    import platform
+
+    tags = run.data.tags
+    if tags.get("host") != platform.node() or not tags.get("pid", "").isdigit():
+        return False
+    try:
+        os.kill(int(tags["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def supersede(client, experiment_id: str, stage: str, current: str, dvc_exp: str = "") -> list[str]:
+    """Tag every other active run of ``stage`` in the experiment and the same DVC experiment
+    (``dvc_exp``, "" for none) ``superseded_by=current`` and soft-delete it, so the UI's default
+    view shows the current one alone (``mlflow runs restore`` or ``bnat mlflow-sync`` bring one
+    back). A RUNNING run is left alone unless its process is gone (then it is KILLED).
+    Returns the superseded run ids."""
+    quoted = stage.replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.stage = '{quoted}'", max_results=1000)
+    done = []
+    for run in runs:
+        if run.info.run_id == current or run.data.tags.get("dvc_exp_name", "") != dvc_exp:
+            continue
+        if run.info.status == "RUNNING":
+            if not _pid_gone(run):
+                continue
+            client.set_terminated(run.info.run_id, "KILLED")
+        client.set_tag(run.info.run_id, "superseded_by", current)
+        client.delete_run(run.info.run_id)
+        done.append(run.info.run_id)
+    return done
+
+
+def make_current(client, run_id: str) -> list[str]:
+    """Restore ``run_id`` if it was superseded and supersede the other runs of its stage."""
+    run = client.get_run(run_id)
+    if run.info.lifecycle_stage == "deleted":
+        client.restore_run(run_id)
+    if "superseded_by" in run.data.tags:
+        client.delete_tag(run_id, "superseded_by")
+    stage = run.data.tags.get("stage")
+    if not stage:
+        return []
+    return supersede(client, run.info.experiment_id, stage, run_id, run.data.tags.get("dvc_exp_name", ""))
+
+
+def sync_workspace(refs: Mapping[str, Mapping]) -> dict[str, list]:
+    """Make the runs named by ``refs`` (stage -> its outs' mlflow_run.json) the current runs of
+    their stages in the project's store (after relocating a moved store)."""
+    from mlflow.tracking import MlflowClient
+
+    _quiet_mlflow()
+    relocate_if_moved()
+    client = MlflowClient(tracking_uri=tracking_uri())
+    report: dict[str, list] = {"current": [], "superseded": [], "missing": []}
+    for stage, ref in sorted(refs.items()):
+        run_id = ref.get("run_id")
+        if not run_id:
+            continue
+        try:
+            report["superseded"] += make_current(client, run_id)
+            report["current"].append(stage)
+        except Exception:  # noqa: BLE001 - a run of another store, or purged
+            report["missing"].append(stage)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# one stage's run
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP arrived while a stage's run was open: unwinds the stage (its temporary
+    outs are removed) and exits with 128 + the signal number."""
 
 
 class StageRun:
@@ -118,16 +414,25 @@ class StageRun:
     >>> with StageRun("pretrain@standard", "bn-adversarial", params) as run:
     ...     run.log_metrics({"test_acc": 0.9}, step=1)
     ...     run.write_ref(out_dir)
+
+    ``resume``: a small JSON file naming the run to continue (written when the run starts, read
+    by the next attempt), used when it holds the same ``resume_key`` and tracking URI.
     """
 
-    def __init__(self, stage: str, experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None):
+    def __init__(self, stage: str, experiment: str, params: Mapping[str, Any], tags: Mapping[str, str] | None = None,
+                 *, resume: Path | None = None, resume_key: str = ""):
         self.stage, self.experiment, self.params = stage, experiment, params
         self.tags = dict(tags or {})
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.broken = False
+        self.resumed = False
+        self.resume, self.resume_key = (Path(resume) if resume else None), resume_key
+        self.model: dict[str, Any] = {}  # the registered model, once log_model has run
         self.uri = tracking_uri()
         self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
+        self.dvc_exp = os.environ.get("DVC_EXP_NAME", "")
+        self._handlers: dict[int, Any] = {}
         if not reachable(self.uri):
             # Keep params and metrics in the project's own store rather than lose them.
             print(f"warning: MLflow server {self.uri} is not reachable; logging {stage} to the local store "
@@ -138,63 +443,191 @@ class StageRun:
             self.uri, self.parent = local_uri(), None
 
     def __enter__(self) -> StageRun:
+        self._trap_signals()
         self._start()
         return self
+
+    def _trap_signals(self) -> None:
+        """End the run KILLED when the stage is terminated: SIGTERM and SIGHUP raise
+        :class:`Terminated` in the main thread (after any handler that was there ran)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in TERMINATING:
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            previous = signal.getsignal(signum)
+            if previous in (signal.SIG_IGN, None):
+                continue
+
+            def terminate(sig, frame, previous=previous):
+                if callable(previous):
+                    previous(sig, frame)
+                raise Terminated(128 + sig)
+
+            self._handlers[signum] = previous
+            signal.signal(signum, terminate)
+
+    def _restore_signals(self) -> None:
+        for signum, previous in self._handlers.items():
+            signal.signal(signum, previous)
+        self._handlers.clear()
+
+    def _resumable(self) -> str | None:
+        if self.resume is None or not self.resume.is_file():
+            return None
+        try:
+            ref = read_json(self.resume)
+        except (OSError, ValueError):
+            return None
+        if (ref.get("key"), ref.get("tracking_uri"), ref.get("experiment")) != (self.resume_key, self.uri, self.experiment):
+            return None
+        return ref.get("run_id")
 
     @_never_fatal
     def _start(self) -> None:
         import mlflow
+        from mlflow.exceptions import MlflowException
 
         _quiet_mlflow()
+        relocate_if_moved(self.uri)
         mlflow.set_tracking_uri(self.uri)
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
-            location = (Path.cwd() / "mlartifacts").resolve().as_uri() if self.uri.startswith("sqlite") else None
+            location = (Path.cwd() / ARTIFACTS).resolve().as_uri() if self.uri.startswith("sqlite") else None
             self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location)
         else:
             self.experiment_id = exp.experiment_id
-        commit = _git("rev-parse", "HEAD")
-        tags = {"stage": self.stage, "git_commit": commit,
-                "git_dirty": str(bool(_git("status", "--porcelain", "--untracked-files=no"))).lower(),
-                **environment_tags(), **self.tags}
+        dirty = dirty_files()
+        tags = {"stage": self.stage, "git_commit": _git("rev-parse", "HEAD"), "git_dirty": str(bool(dirty)).lower(),
+                "pid": str(os.getpid()), **environment_tags(), **self.tags}
+        if dirty:
+            tags["git_dirty_files"] = " ".join(dirty)[:5000]
+        if self.dvc_exp:
+            tags["dvc_exp_name"] = self.dvc_exp
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
-        run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
-                               parent_run_id=self.parent, log_system_metrics=True)
+        run = None
+        previous = self._resumable()
+        if previous:
+            try:  # the earlier attempt's run: RUNNING again, its metrics kept
+                resumed_tags = {**tags, "resumed": "true"}
+                if self.parent:
+                    resumed_tags["mlflow.parentRunId"] = self.parent
+                run = mlflow.start_run(run_id=previous, tags=resumed_tags, log_system_metrics=True)
+                self.resumed = True
+            except MlflowException:  # deleted, or not in this store: a new run
+                run = None
+        if run is None:
+            run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
+                                   parent_run_id=self.parent, log_system_metrics=True)
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:
             mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+        if self.resume is not None:
+            write_json(self.resume, {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment,
+                                     "key": self.resume_key})
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._end("FINISHED" if exc_type is None else "FAILED")
+        self._restore_signals()
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, (KeyboardInterrupt, Terminated)):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+        self._end(status)
 
     @_never_fatal
     def _end(self, status: str) -> None:
         import mlflow
+        from mlflow.tracking import MlflowClient
 
-        if self.run_id is not None:
-            mlflow.end_run(status=status)
+        if self.run_id is None:
+            return
+        mlflow.end_run(status=status)
+        if status == "FINISHED":
+            supersede(MlflowClient(tracking_uri=self.uri), self.experiment_id, self.stage, self.run_id, self.dvc_exp)
+
+    def logged_steps(self, key: str) -> set[int]:
+        """Steps at which this run already holds metric ``key`` (an earlier attempt's epochs)."""
+        if self.run_id is None or self.broken:
+            return set()
+        from mlflow.tracking import MlflowClient
+
+        try:
+            return {m.step for m in MlflowClient(tracking_uri=self.uri).get_metric_history(self.run_id, key)}
+        except Exception:  # noqa: BLE001 - then every epoch is logged again, at the same steps
+            return set()
 
     @_never_fatal
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         import mlflow
 
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {k: metric_value(v) for k, v in metrics.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if numeric:
             mlflow.log_metrics(numeric, step=step)
 
     @_never_fatal
-    def log_artifacts(self, path: Path) -> None:
+    def record_outs(self, *paths: Path) -> None:
+        """Tag the run with the md5 of every file under ``paths`` (``md5/PATH``, PATH relative to
+        the project), the hashes DVC records for them: which outs this run wrote."""
+        import mlflow
+
+        tags = {}
+        for path in map(Path, paths):
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path] if path.is_file() else []
+            for f in files:
+                if not f.name.startswith("."):
+                    tags[f"md5/{os.path.relpath(f)}"] = md5_file(f)
+        if tags:
+            mlflow.set_tags(tags)
+
+    @_never_fatal
+    def log_artifacts(self, path: Path, skip: tuple[str, ...] = ()) -> None:
+        """Log a file or a folder's files (but those named in ``skip``) and record their hashes."""
         import mlflow
 
         path = Path(path)
+        self.record_outs(path)
         if path.is_dir():
-            mlflow.log_artifacts(str(path))
+            if not skip:
+                mlflow.log_artifacts(str(path))
+                return
+            for f in sorted(path.rglob("*")):
+                if f.is_file() and f.name not in skip:
+                    parent = f.parent.relative_to(path).as_posix()
+                    mlflow.log_artifact(str(f), artifact_path=None if parent == "." else parent)
         elif path.exists():
             mlflow.log_artifact(str(path))
+
+    @_never_fatal
+    def log_model(self, checkpoint: Path, name: str, spec: Mapping[str, Any], image_shape: tuple[int, ...]) -> None:
+        """Log the checkpoint ``models/NAME/model.pt`` as this run's MLflow model (pyfunc, loaded
+        by :func:`pipeline.spec.load_model`) with its signature (float32 images ``image_shape``
+        C x H x W in [0, 1] -> logits) and its spec, and register it as :func:`registered_name`."""
+        import mlflow
+        import numpy as np
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *image_shape))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(spec["num_classes"])))]))
+        registry_name = registered_name(self.experiment, name)
+        with _requirements_as_given(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            info = mlflow.pyfunc.log_model(
+                name="model", loader_module=__name__, data_path=str(checkpoint), signature=signature,
+                pip_requirements=model_requirements(), metadata={"spec": dict(spec)},
+                registered_model_name=registry_name, tags={"stage": self.stage, "md5": md5_file(Path(checkpoint))})
+        version = info.registered_model_version
+        self.model = {"registered_model": registry_name, "version": version, "model_id": info.model_id,
+                      "model_uri": f"models:/{registry_name}/{version}" if version else info.model_uri}
 
     def write_ref(self, out_dir: Path) -> None:
         """Record which run produced ``out_dir``; part of the stage's outs, so cached with them."""
         write_json(Path(out_dir) / RUN_REF, {"run_id": self.run_id, "experiment_id": self.experiment_id,
                                              "experiment": self.experiment, "tracking_uri": self.uri,
-                                             "stage": self.stage})
+                                             "stage": self.stage, **self.model})

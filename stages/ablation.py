@@ -91,6 +91,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
+        tracker.record_outs(Path("results") / point)
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         robust = metrics.get("worst_case", min((metrics.get("robust_by_refs") or {"": 0.0}).values()))
         print(f"{stage}: clean {metrics['clean']:.3f}, worst case {robust:.3f} (screen tier)")

@@ -21,6 +21,7 @@ def main(argv: list[str]) -> None:
             write_npz(arrays, tmp / dataset_file(params.data).name)
         with atomic_dir(Path("data") / "fetch") as tmp:
             tracker.write_ref(tmp)
+        tracker.record_outs(prepared_dir(params.data), Path("data") / "fetch")
         splits = load_splits(params.data)
         tracker.log_metrics({"n_train": len(splits.x_train), "n_test": len(splits.x_test),
                              "num_classes": splits.num_classes})

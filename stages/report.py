@@ -1,4 +1,6 @@
-"""report: the markdown report, the robust-accuracy plot and CSVs over every evaluated model."""
+"""report: the markdown report, the robust-accuracy plot and CSVs over every evaluated model. Its
+MLflow run holds the headline table as metrics (``clean/NAME``, ``autoattack/NAME``,
+``worst_case/NAME``: MLflow's charts group them by measure) and the report folder as artifacts."""
 
 from pathlib import Path
 
@@ -10,6 +12,15 @@ from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.tracking import StageRun
 from stages.common import load, run
+
+HEADLINE = ("clean", "autoattack", "worst_case")
+
+
+def headline(summary: dict[str, dict]) -> dict[str, float]:
+    """The headline table of ``summary`` (row -> its numeric metrics) as MLflow metrics; a row
+    without AutoAttack (the screen tier) has no ``autoattack/`` metric."""
+    return {f"{measure}/{row}": metrics[measure] for row, metrics in summary.items() for measure in HEADLINE
+            if isinstance(metrics.get(measure), (int, float))}
 
 
 def main(argv: list[str]) -> None:
@@ -31,6 +42,7 @@ def main(argv: list[str]) -> None:
                       for name in params.evaluate.targets if params.evaluate.tier_of(name) == "full"}
             accuracy_vs_eps(curves, tmp / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
+        tracker.log_metrics(headline(summary))
         tracker.log_artifacts(out)
     print(markdown)
 

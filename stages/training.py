@@ -1,5 +1,9 @@
 """What pretrain and finetune share: train a model with resumable checkpoints and write its
-folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json) in one rename."""
+folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json) in one rename.
+
+A training is one MLflow run even when it was killed and resumed: beside the checkpoint,
+``checkpoints/STAGE-NAME.mlflow.json`` names the run, which the next attempt continues. The model
+is logged as the run's MLflow model and registered (``pipeline.tracking.registered_name``)."""
 
 from __future__ import annotations
 
@@ -38,12 +42,23 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
     one MLflow run (``run_name``, default ``STAGE@NAME``); ``then(tracker)`` runs inside that run
     after the model is written (an ablation point's evaluation)."""
     checkpoint = CHECKPOINTS / f"{stage}-{name.replace('/', '-')}.pt"
+    run_file = checkpoint.with_suffix(".mlflow.json")  # the run a resumed training continues
     out = Path("models") / name
+    key = fingerprint(section)
     with StageRun(run_name or f"{stage}@{name}", params.tracking.experiment, section,
-                  tags={"method": cfg.method, "device": str(splits.x_train.device)}) as tracker:
+                  tags={"method": cfg.method, "device": str(splits.x_train.device)},
+                  resume=run_file, resume_key=key) as tracker:
+        logged = tracker.logged_steps("test_acc") if tracker.resumed else set()  # the epochs logged before a kill
+
+        def on_epoch(row: dict) -> None:
+            tracker.log_metrics(row, step=row["epoch"])
+            logged.add(row["epoch"])
+
         history = train(model, splits, cfg, seed=params.seed, checkpoint=checkpoint,
-                        fingerprint=fingerprint(section), params=trainable, desc=run_name or f"{stage}@{name}",
-                        on_epoch=lambda row: tracker.log_metrics(row, step=row["epoch"]))
+                        fingerprint=key, params=trainable, desc=run_name or f"{stage}@{name}", on_epoch=on_epoch)
+        for row in history:  # an epoch checkpointed just before a kill, never logged
+            if row["epoch"] not in logged:
+                tracker.log_metrics(row, step=row["epoch"])
         if history:
             last = history[-1]
             metrics = {"test_acc": last["test_acc"], "train_acc": last["train_acc"],
@@ -53,17 +68,19 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
         metrics.update(extra_metrics or {})
         for p in model.parameters():
             p.requires_grad_(True)
+        full_spec = with_step(spec, f"{stage}@{name}", cfg)
         with atomic_dir(out) as tmp:
-            save_model(tmp / "model.pt", model, with_step(spec, f"{stage}@{name}", cfg))
+            save_model(tmp / "model.pt", model, full_spec)
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
+            tracker.log_model(tmp / "model.pt", name, full_spec, tuple(splits.x_train.shape[1:]))
             tracker.write_ref(tmp)
         per_epoch = set(history[0]) if history else set()
         tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
-        tracker.log_artifacts(out)
+        tracker.log_artifacts(out, skip=("model.pt",) if tracker.model else ())  # the logged model holds it
         if then is not None:
             then(tracker)
     checkpoint.unlink(missing_ok=True)
+    run_file.unlink(missing_ok=True)
     print(f"{name}: clean test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs -> {out}")
     return metrics
-

@@ -317,6 +317,7 @@ HELP = [
     ("flow", "Run the Prefect reproduce flow once"),
     ("mlflow-ui", "Serve the MLflow UI"),
     ("mlflow-server", "Run an MLflow tracking server"),
+    ("mlflow-sync", "Make the MLflow runs that the workspace's outs name the current run of each stage"),
     ("sweep", "Run methods x seeds as experiments"),
 ]
 

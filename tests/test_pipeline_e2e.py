@@ -86,8 +86,11 @@ def test_mlflow_server_serves_one_run_per_stage_with_params_and_metrics(project)
         for stage, (run,) in by_stage.items():
             assert run.info.status == "FINISHED"
             assert run.data.params, stage
-            assert run.data.metrics or stage == "report", stage
+            assert run.data.metrics, stage
+        assert {"clean/standard", "autoattack/standard", "worst_case/standard"} <= set(by_stage["report"][0].data.metrics)
         adv = by_stage["pretrain@adversarial"][0]
+        version = client.get_model_version("bn-adversarial.adversarial", "1")
+        assert version.run_id == adv.info.run_id
         assert adv.data.params["train.method"] == "pgd_at"
         history = client.get_metric_history(adv.info.run_id, "test_acc")
         assert [m.step for m in history] == [1]
@@ -133,3 +136,21 @@ def test_report_has_the_papers_tables(project):
                     "strength dial", "AFA against its bases", "PGD+Ada", "Table 4", "Fig. 3 and Fig. 6",
                     "The trade-off frontier", "Tables I and II", "Table III", "Table IV", "three confoundings"):
         assert heading in report, heading
+
+
+def test_after_the_reruns_each_stage_has_one_current_run_named_by_its_outs(project):
+    from mlflow.entities import ViewType
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("bn-adversarial")
+    current = client.search_runs([exp.experiment_id], max_results=1000)
+    stages = [run.data.tags["stage"] for run in current]
+    assert sorted(stages) == sorted(STAGES)  # the earlier tests reran evaluations and a fine-tuning
+    superseded = client.search_runs([exp.experiment_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000)
+    assert {run.data.tags["stage"] for run in superseded} >= EVALUATIONS | {"finetune@bn_params", "report"}
+    ids = {run.info.run_id for run in current}
+    stage_of = {run.info.run_id: run.data.tags["stage"] for run in [*current, *superseded]}
+    assert all(stage_of[run.data.tags["superseded_by"]] == run.data.tags["stage"] for run in superseded)
+    for ref in [project / "reports/mlflow_run.json", project / "results/standard/mlflow_run.json"]:
+        assert json.loads(ref.read_text())["run_id"] in ids
