@@ -13,7 +13,7 @@ from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.methods import METHODS
 from pipeline.spec import build_from_spec, spec_for_training
 from pipeline.train import to_float
-from stages.common import device_of, load, run, seed_everything
+from stages.common import device_of, load, run, seed_everything, write_timing
 from stages.training import train_and_save
 
 
@@ -52,6 +52,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", result.curve_rows())
             tracker.write_ref(tmp)
+            write_timing(tmp, stage)
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         print(f"{stage}: clean {metrics['clean']:.3f}, worst case {metrics['worst_case']:.3f} (screen tier)")
 
