@@ -1,12 +1,15 @@
 """The benchmarks: the pipeline against the physical limit and against peers. Writes BENCHMARKS.md.
 
-    python bench/run.py [--quick] [--only SECTION ...] [--from-empty] [--built DIR] [--out FILE]
+    python bench/run.py [--quick] [--only SECTION ...] [--from-empty] [--params FILE] [--built DIR] [--out FILE]
 
 Sections: train (step throughput against (k+1) forward+backward), flops (achieved GFLOP/s
 against this machine's SGEMM), pgd (the pipeline's PGD against torchattacks.PGD), cascade (the
 evaluation suite with and without early exit and cascade), options (channels_last, compile,
-amp, data on the device), pipeline (dvc repro and Prefect overhead; `--from-empty` also times a
-`dvc repro` from nothing, ~10 minutes). Every figure is the median of several runs, and every
+amp, data on the device), dag (a `dvc repro` from empty of --params in a fresh copy: its wall
+time against the stages' own work, where the rest goes, the most expensive stages, a no-op
+repro, and a stage that does no work; runs with `--from-empty` or `--only dag`, about 40 minutes
+for the default params on 2 cores), pipeline (dvc repro and Prefect overhead on a built copy: the
+dag section's with `--from-empty`). Every figure is the median of several runs, and every
 comparison is a ratio of figures measured in the same run, interleaved. `--quick` runs tiny sizes
 once or twice (for tests).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -24,7 +28,6 @@ import sys
 import tempfile
 import time
 import traceback
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -47,7 +50,7 @@ from pipeline.norms import training_mode  # noqa: E402
 from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
                             train, train_step)
 
-SECTIONS = ("train", "flops", "pgd", "cascade", "options", "pipeline")
+SECTIONS = ("train", "flops", "pgd", "cascade", "options", "dag", "pipeline")
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,8 @@ class Bench:
         self.device = torch.device("cuda" if torch.cuda.is_available() and self.params.device != "cpu" else "cpu")
         self.splits = self._splits().to(self.device)
         self._models: dict[str, tuple[torch.nn.Module, str]] = {}
+        self.from_empty: tuple[Path, float, list[tuple[float, str]]] | None = None  # see build_from_empty
+        self.forkserver_dir: str | None = None  # the build's fork-server folder, removed at the end
 
     def _splits(self) -> Splits:
         if dataset_file(self.params.data).exists():
@@ -486,49 +491,180 @@ def _time_flow(project: Path, repeats: int) -> float:
         return runs()
 
 
-def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path,
-                     workdir: Path | None = None) -> Section:
-    from tests.e2e import copy_project, sh
+def build_from_empty(b: Bench, params_file: Path, workdir: Path) -> tuple[Path, float, list[tuple[float, str]]]:
+    """A fresh copy of the project with ``params_file``, built by one timed `dvc repro` from empty
+    (once per bench run: the dag and pipeline sections share it), with a fork-server folder of its
+    own, so that the first stage finds no server: its folder, the repro's wall seconds and its
+    output lines, each with the second it arrived."""
+    if b.from_empty is None:
+        import yaml
+
+        from tests.e2e import copy_project, env
+
+        project = workdir / "project"
+        shutil.rmtree(project, ignore_errors=True)
+        project.mkdir(parents=True)
+        copy_project(project, yaml.safe_load(params_file.read_text()))
+        b.forkserver_dir = tempfile.mkdtemp(prefix="bnat-fs-")  # short: it holds a socket's path
+        os.environ["BNAT_FORKSERVER_DIR"] = b.forkserver_dir  # for every command the bench runs from here on
+        lines, t0 = [], time.perf_counter()
+        proc = subprocess.Popen(["dvc", "repro"], cwd=project, env=env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        for line in proc.stdout:  # universal newlines: a progress bar's \r updates are lines too
+            lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+        if proc.wait() != 0:
+            raise RuntimeError("dvc repro failed:\n" + "\n".join(line for _, line in lines[-40:]))
+        b.from_empty = (project, time.perf_counter() - t0, lines)
+    return b.from_empty
+
+
+def stage_windows(lines: list[tuple[float, str]]) -> dict[str, tuple[float, float]]:
+    """Per stage DVC ran: from its "Running stage" line to its next lock-file line (the stage's
+    process, then DVC saving its outs)."""
+    windows: dict[str, tuple[float, float]] = {}
+    current = None
+    for t, line in lines:
+        if line.startswith("Running stage '"):
+            current = line.split("'")[1]
+            windows[current] = (t, t)
+        elif current and line.startswith(("Generating lock file", "Updating lock file")):
+            windows[current] = (windows[current][0], t)
+            current = None
+    return windows
+
+
+def _stage_timings(project: Path) -> dict[str, dict]:
+    """Every timing.json the stages wrote into their outs, by the DVC stage that wrote it."""
+    out = {}
+    for path in (p for top in ("data", "models", "results", "reports") for p in (project / top).rglob("timing.json")):
+        t = json.loads(path.read_text())
+        if t.get("dvc_stage"):
+            out[t["dvc_stage"]] = t
+    return out
+
+
+def _no_work_stage(b: Bench, project: Path) -> Section:
+    """pretrain@random_init (0 epochs) run every way, interleaved: its wall against its own work."""
+    from tests.e2e import env
+
+    s = Section("A stage that does no work",
+                "`pretrain@random_init` trains 0 epochs: its wall time is almost all overhead. Median of "
+                f"{b.sizes.slow_repeats} interleaved runs in the built copy; work is the stage's own `work_s` "
+                "(timing.json); under `dvc repro` the stage's window runs from DVC's \"Running stage\" to its "
+                "lock-file line.",
+                ["how", "wall s", "stage window s", "work s", "overhead s (wall - work)"])
+    py, dvc = [sys.executable, "-m"], ["dvc", "repro", "-f", "-s", "pretrain@random_init"]
+    runs = {"`python -m stages.pretrain random_init` (the command before the fork server)":
+            (py + ["stages.pretrain", "random_init"], {}),
+            "`python -m stages pretrain random_init`, `BNAT_FORKSERVER=0` (its own process)":
+            (py + ["stages", "pretrain", "random_init"], {"BNAT_FORKSERVER": "0"}),
+            "`python -m stages pretrain random_init` (fork server)": (py + ["stages", "pretrain", "random_init"], {}),
+            "`dvc repro -f -s pretrain@random_init`, `BNAT_FORKSERVER=0`": (dvc, {"BNAT_FORKSERVER": "0"}),
+            "`dvc repro -f -s pretrain@random_init` (fork server)": (dvc, {})}
+    got: dict[str, list[tuple[float, float | None, float]]] = {k: [] for k in runs}
+    for _ in range(b.sizes.slow_repeats):
+        for label, (cmd, extra) in runs.items():
+            t0 = time.perf_counter()
+            lines = []
+            proc = subprocess.Popen(cmd, cwd=project, env=env(**extra), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            for line in proc.stdout:
+                lines.append((time.perf_counter() - t0, line.rstrip("\n")))
+            if proc.wait() != 0:
+                raise RuntimeError(f"{cmd} failed:\n" + "\n".join(line for _, line in lines[-20:]))
+            wall = time.perf_counter() - t0
+            window = stage_windows(lines).get("pretrain@random_init")
+            timing = json.loads((project / "models" / "random_init" / "timing.json").read_text())
+            got[label].append((wall, window and window[1] - window[0], timing["work_s"]))
+    for label, values in got.items():
+        wall, work = statistics.median(v[0] for v in values), statistics.median(v[2] for v in values)
+        window = statistics.median(v[1] for v in values) if values[0][1] is not None else ""
+        s.rows.append([label, wall, window, work, wall - work])
+    s.notes.append("Under `dvc repro` the wall time also holds DVC's own start-up, once per `dvc repro`.")
+    return s
+
+
+def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
+    project, wall, lines = build_from_empty(b, params_file, workdir)
+    windows, timings = stage_windows(lines), _stage_timings(project)
+    missing = sorted(set(windows) - set(timings))
+    ran = [timings[k] for k in windows if k in timings]
+    work = sum(t["work_s"] for t in ran)
+    before = sum(t["process_s"] - t["work_s"] for t in ran)
+    inside = sum(end - start for start, end in windows.values())
+    n = len(windows)
+    s = Section("Full DAG: stage work against overhead",
+                f"`dvc repro` from empty of `{params_file.name}` ({n} stages) in a fresh copy of the project, the "
+                "fork server starting with the first stage. Work is the sum of the stages' own `work_s` (each "
+                "stage's timing.json: from the start of its `main`, after its imports, to its last output); "
+                "overhead is the rest of the wall time. Target: overhead at most 10% of the whole.",
+                ["what", "seconds", "share of the wall time", "per stage"])
+
+    def row(what, seconds):
+        s.rows.append([what, seconds, f"{100 * seconds / wall:.1f}%", seconds / n])
+
+    row("`dvc repro` from empty, wall time", wall)
+    row("stage work", work)
+    row("overhead (wall - work)", wall - work)
+    row("- in a stage before its work: interpreter, imports, fork-server handoff", before)
+    row("- in a stage after its last output (MLflow run end, exit), and DVC saving its outs",
+        inside - sum(t["process_s"] for t in ran))
+    row("- DVC between stages: start-up, checking each stage's deps and params, the lock file", wall - inside)
+    how = [t["launched"] for t in ran]
+    s.notes.append("Stages launched: " + ", ".join(f"{how.count(k)} {k}" for k in sorted(set(how)))
+                   + " (`process`: in its own process; the first stage runs so and starts the server).")
+    top = sorted(windows, key=lambda k: windows[k][1] - windows[k][0], reverse=True)[:5]
+    s.notes.append("The five most expensive stages (window, work): " + "; ".join(
+        f"{k} {windows[k][1] - windows[k][0]:.1f} s, {timings[k]['work_s']:.1f} s" if k in timings else k
+        for k in top) + ".")
+    if missing:
+        s.notes.append(f"warning: no timing.json for {missing}")
+    t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
+    s.notes.append(f"`dvc repro` once built (nothing reruns), median of {b.sizes.noop_repeats}: {t_noop:.2f} s "
+                   "(target <= 3 s).")
+    sections = [s]
+    if (project / "models" / "random_init").exists():
+        sections.append(_no_work_stage(b, project))
+    return sections
+
+
+def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path, workdir: Path) -> Section:
+    from tests.e2e import sh
 
     s = Section("Pipeline overhead",
                 "`dvc repro` on a built, up-to-date copy of the project (nothing reruns; target <= 3 s), the "
                 "Prefect `reproduce` flow on the same copy (one task per stage, each a `dvc repro --single-item`) "
                 "against it: the orchestration overhead.",
                 ["what", "runs", "seconds", "vs dvc repro (no-op)"])
-    with (tempfile.TemporaryDirectory(prefix="bench-") if workdir is None else nullcontext(str(workdir))) as tmp:
-        project = Path(tmp) / "project"
-        if from_empty:
-            import yaml
+    if from_empty:
+        project, wall, _ = build_from_empty(b, params_file, workdir)
+        s.rows.append([f"`dvc repro` from empty ({params_file.name})", 1, wall, ""])
+    else:
+        project = workdir / "built-copy"
+        shutil.rmtree(project, ignore_errors=True)
+        if not (built / "dvc.lock").exists():
+            s.notes.append(f"skipped: {built} has no dvc.lock (run `dvc repro` there, pass --built DIR of a built "
+                           "project, or --from-empty)")
+            return s
+        copy_built(built, project)
+        status = sh(["dvc", "status"], project, check=False)
+        if status.returncode != 0 or "up to date" not in status.stdout:
+            s.notes.append(f"skipped: {built} is not built and up to date (`dvc status` lists changes or missing "
+                           "outs); run `dvc repro` there, pass --built DIR, or --from-empty")
+            return s
+        _dvc_repro(project)  # DVC hashes the copied outs once (new inodes); not timed
+    t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
+    ran = [line for line in _dvc_repro(project).splitlines() if line.startswith("Running stage")]
+    s.rows.append(["`dvc repro`, up to date (no-op)", b.sizes.noop_repeats, t_noop, "1.00x"])
+    t_flow = _time_flow(project, b.sizes.slow_repeats)
+    from pipeline.flows import ordered_stages
 
-            project.mkdir()
-            copy_project(project, yaml.safe_load(params_file.read_text()))
-            t0 = time.perf_counter()
-            _dvc_repro(project)
-            s.rows.append([f"`dvc repro` from empty ({params_file.name})", 1, time.perf_counter() - t0, ""])
-        else:
-            if not (built / "dvc.lock").exists():
-                s.notes.append(f"skipped: {built} has no dvc.lock (run `dvc repro` there, pass --built DIR of a built "
-                               "project, or --from-empty)")
-                return s
-            copy_built(built, project)
-            status = sh(["dvc", "status"], project, check=False)
-            if status.returncode != 0 or "up to date" not in status.stdout:
-                s.notes.append(f"skipped: {built} is not built and up to date (`dvc status` lists changes or missing "
-                               "outs); run `dvc repro` there, pass --built DIR, or --from-empty")
-                return s
-            _dvc_repro(project)  # DVC hashes the copied outs once (new inodes); not timed
-        t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
-        ran = [line for line in _dvc_repro(project).splitlines() if line.startswith("Running stage")]
-        s.rows.append(["`dvc repro`, up to date (no-op)", b.sizes.noop_repeats, t_noop, "1.00x"])
-        t_flow = _time_flow(project, b.sizes.slow_repeats)
-        from pipeline.flows import ordered_stages
-
-        n = len(ordered_stages(project))
-        s.rows.append(["Prefect `reproduce` flow, up to date", b.sizes.slow_repeats, t_flow, f"{t_flow / t_noop:.1f}x"])
-        s.notes.append(f"The flow's overhead: {t_flow - t_noop:.1f} s over `dvc repro` for {n} stages, "
-                       f"{(t_flow - t_noop) / n:.2f} s per stage (one `dvc repro --single-item` process each).")
-        if ran:
-            s.notes.append(f"warning: the no-op repro ran stages: {ran}")
+    n = len(ordered_stages(project))
+    s.rows.append(["Prefect `reproduce` flow, up to date", b.sizes.slow_repeats, t_flow, f"{t_flow / t_noop:.1f}x"])
+    s.notes.append(f"The flow's overhead: {t_flow - t_noop:.1f} s over `dvc repro` for {n} stages, "
+                   f"{(t_flow - t_noop) / n:.2f} s per stage (one `dvc repro --single-item` process each).")
+    if ran:
+        s.notes.append(f"warning: the no-op repro ran stages: {ran}")
     return s
 
 
@@ -539,7 +675,8 @@ def main(argv: list[str] | None = None) -> list[Section]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes, one or two runs (tests)")
     ap.add_argument("--only", action="append", choices=SECTIONS, help="run only this section (repeatable)")
-    ap.add_argument("--from-empty", action="store_true", help="also time `dvc repro` from empty (~10 min)")
+    ap.add_argument("--from-empty", action="store_true",
+                    help="also run the dag section: `dvc repro` from empty of --params (~40 min for the default)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="build the pipeline's copy here and keep it (default: a temporary folder)")
     ap.add_argument("--built", type=Path, default=ROOT, help="a built project to copy for the no-op timings")
@@ -562,21 +699,36 @@ def main(argv: list[str] | None = None) -> list[Section]:
 def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> list[Section]:
     sizes = QUICK if args.quick else FULL
     b = Bench(sizes, params_file)
+    workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="bench-"))
     runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
-               "options": section_options, "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file, args.workdir)}
+               "options": section_options, "dag": lambda b: section_dag(b, params_file, workdir),
+               "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file, workdir)}
+    names = args.only or [n for n in SECTIONS if n != "dag" or args.from_empty]
     sections, failed = [], []
-    for name in args.only or SECTIONS:
-        t0 = time.perf_counter()
-        try:
-            section = runners[name](b)
-        except Exception as err:  # one broken section must not lose the others' figures
-            traceback.print_exc()
-            failed.append(name)
-            section = Section(name, f"failed: {type(err).__name__}: {err}")
-        section.notes.append(f"(section took {time.perf_counter() - t0:.0f} s)")
-        print(section.markdown(), flush=True)
-        sections.append(section)
-        write_report(out, sections, sizes, argv)
+    try:
+        for name in names:
+            t0 = time.perf_counter()
+            try:
+                done = runners[name](b)
+            except Exception as err:  # one broken section must not lose the others' figures
+                traceback.print_exc()
+                failed.append(name)
+                done = Section(name, f"failed: {type(err).__name__}: {err}")
+            done = done if isinstance(done, list) else [done]
+            done[-1].notes.append(f"(section took {time.perf_counter() - t0:.0f} s)")
+            for section in done:
+                print(section.markdown(), flush=True)
+            sections += done
+            write_report(out, sections, sizes, argv)
+    finally:
+        if b.forkserver_dir:
+            from pipeline import forkserver
+
+            forkserver.stop(b.forkserver_dir)
+            os.environ.pop("BNAT_FORKSERVER_DIR", None)
+            shutil.rmtree(b.forkserver_dir, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {out}")
     if failed:
         raise SystemExit(f"sections failed: {', '.join(failed)}")

@@ -17,7 +17,7 @@ from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.norms import replay
 from pipeline.spec import build_from_spec, default_deployment, spec_for_training
 from pipeline.train import to_float, train
-from stages.common import device_of, load, run, seed_everything
+from stages.common import device_of, load, run, seed_everything, write_timing
 from stages.training import CHECKPOINTS, train_and_save, with_step
 
 
@@ -91,6 +91,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
+            write_timing(tmp, stage)
         tracker.record_outs(Path("results") / point)
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         robust = metrics.get("worst_case", min((metrics.get("robust_by_refs") or {"": 0.0}).values()))

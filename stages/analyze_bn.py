@@ -17,7 +17,7 @@ from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -63,6 +63,7 @@ def main(argv: list[str]) -> None:
                               first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b),
                               layer=f"{layers[0]['layer']} (the first BN)")
             tracker.write_ref(tmp)
+            write_timing(tmp, f"analyze_bn@{name}")
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

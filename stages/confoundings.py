@@ -11,7 +11,7 @@ from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_json
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def main(argv: list[str]) -> None:
@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
         with atomic_dir(out) as tmp:
             write_json(tmp / "metrics.json", metrics)
             tracker.write_ref(tmp)
+            write_timing(tmp, f"confoundings@{name}")
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     print(f"{name}: " + ", ".join(f"{k} {metrics[k]:+.3f}" for k in ("confounding_I", "confounding_II", "confounding_III")))
 

@@ -18,7 +18,7 @@ from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def main(argv: list[str]) -> None:
@@ -78,6 +78,7 @@ def main(argv: list[str]) -> None:
                             "series": "crafted at any setting"} for r in rows]
             plot_tradeoff(points, tmp / "dial.png", title=f"{cfg.model} along {cfg.key}", key=cfg.key)
             tracker.write_ref(tmp)
+            write_timing(tmp, f"dial@{name}")
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
 

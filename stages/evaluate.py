@@ -22,7 +22,7 @@ from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun, _git
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def deployment_of(name: str, cfg, spec: dict) -> dict:
@@ -130,8 +130,6 @@ def main(argv: list[str]) -> None:
         rows = result.curve_rows()
         with atomic_dir(out) as tmp:
             write_json(tmp / "metrics.json", metrics)
-            write_json(tmp / "timing.json", {"seconds": result.seconds,
-                                             "samples_attacked": {f"{a}@{e:.4f}": k for (a, e), k in result.ran_on.items()}})
             write_csv(tmp / "accuracy.csv", rows)
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
@@ -140,6 +138,8 @@ def main(argv: list[str]) -> None:
                               read_json(tmp / "mlflow_run.json"), cfg=cfg, crafted_on=craft_how)
             write_json(tmp / "model_card.json", card)
             write_text(tmp / "model_card.md", card_markdown(card))
+            write_timing(tmp, stage, seconds=result.seconds,
+                         samples_attacked={f"{a}@{e:.4f}": k for (a, e), k in result.ran_on.items()})
         tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
         tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})
         if cfg.checks.enabled:

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline.data import dataset_file, load_splits, prepare, prepared_dir, write_npz
 from pipeline.io import atomic_dir
 from pipeline.tracking import StageRun
-from stages.common import load, run
+from stages.common import load, run, write_timing
 
 
 def main(argv: list[str]) -> None:
@@ -21,6 +21,7 @@ def main(argv: list[str]) -> None:
             write_npz(arrays, tmp / dataset_file(params.data).name)
         with atomic_dir(Path("data") / "fetch") as tmp:
             tracker.write_ref(tmp)
+            write_timing(tmp, "fetch")
         tracker.record_outs(prepared_dir(params.data), Path("data") / "fetch")
         splits = load_splits(params.data)
         tracker.log_metrics({"n_train": len(splits.x_train), "n_test": len(splits.x_test),

@@ -13,7 +13,7 @@ from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def interpolation_suite(params):
@@ -60,6 +60,7 @@ def main(argv: list[str]) -> None:
             plot_tradeoff([{**r, "series": f"{name}, stats {r['stats']}"} for r in rows], tmp / "tradeoff.png",
                           title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0), {what}")
             tracker.write_ref(tmp)
+            write_timing(tmp, f"interpolate@{name}")
         tracker.log_artifacts(out)
 
 

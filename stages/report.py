@@ -11,7 +11,7 @@ from pipeline.analysis.strength_report import strength_sections
 from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.tracking import StageRun
-from stages.common import load, run
+from stages.common import load, run, write_timing
 
 HEADLINE = ("clean", "autoattack", "worst_case")
 
@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
                       for name in params.evaluate.targets if params.evaluate.tier_of(name) == "full"}
             accuracy_vs_eps(curves, tmp / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
+            write_timing(tmp, "report")
         tracker.log_metrics(headline(summary))
         tracker.log_artifacts(out)
     print(markdown)

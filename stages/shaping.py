@@ -12,7 +12,7 @@ from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def main(argv: list[str]) -> None:
@@ -42,6 +42,7 @@ def main(argv: list[str]) -> None:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
             tracker.write_ref(tmp)
+            write_timing(tmp, f"shaping@{name}")
         tracker.log_metrics({f"{r['attack']}_{m.replace('+', '_')}": r[m] for r in rows for m in MODES if m in r})
         tracker.log_metrics({f"adaptive_{k}": v for k, v in tables["adaptive"].items()})
         tracker.log_metrics({"protocol_overstates_by": gap})

@@ -13,7 +13,7 @@ from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model
+from stages.common import run, start, trained_model, write_timing
 
 
 def main(argv: list[str]) -> None:
@@ -46,6 +46,7 @@ def main(argv: list[str]) -> None:
                 lines_plot({"W1 = 1 - W0 (mean)": [(e * 255, w.mean().item()) for e, w in zip(cfg.eps, stats["w1"])]},
                            tmp / "fusion.png", f"{name}: fusion weight against eps", "eps (x/255)", ylabel="W1 (%)")
             tracker.write_ref(tmp)
+            write_timing(tmp, f"strength@{name}")
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

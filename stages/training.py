@@ -1,5 +1,6 @@
 """What pretrain and finetune share: train a model with resumable checkpoints and write its
-folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json) in one rename.
+folder models/NAME/ (model.pt, metrics.json, history.csv, mlflow_run.json, timing.json) in one
+rename.
 
 A training is one MLflow run even when it was killed and resumed: beside the checkpoint,
 ``checkpoints/STAGE-NAME.mlflow.json`` names the run, which the next attempt continues. The model
@@ -19,6 +20,7 @@ from pipeline.methods import METHODS
 from pipeline.spec import save_model
 from pipeline.tracking import StageRun
 from pipeline.train import clean_accuracy, train
+from stages.common import write_timing
 
 CHECKPOINTS = Path("checkpoints")  # resumable state, outside DVC's outs so a killed run keeps it
 
@@ -40,7 +42,8 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
                    then: Callable[[StageRun], None] | None = None) -> dict:
     """Train ``model`` into models/NAME/ (NAME may be a path: ``ablation/clean_ratio/0.5``) under
     one MLflow run (``run_name``, default ``STAGE@NAME``); ``then(tracker)`` runs inside that run
-    after the model is written (an ablation point's evaluation)."""
+    after the model is written (an ablation point's evaluation) and then writes the stage's
+    timing.json into its own, later folder."""
     checkpoint = CHECKPOINTS / f"{stage}-{name.replace('/', '-')}.pt"
     run_file = checkpoint.with_suffix(".mlflow.json")  # the run a resumed training continues
     out = Path("models") / name
@@ -75,6 +78,8 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
             tracker.log_model(tmp / "model.pt", name, full_spec, tuple(splits.x_train.shape[1:]))
             tracker.write_ref(tmp)
+            if then is None:
+                write_timing(tmp, run_name or f"{stage}@{name}")
         per_epoch = set(history[0]) if history else set()
         tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
         tracker.log_artifacts(out, skip=("model.pt",) if tracker.model else ())  # the logged model holds it

@@ -179,6 +179,15 @@ def test_quick_bench_writes_its_sections(tmp_path):
         assert heading in text
 
 
+def test_the_dag_section_reads_each_stage_window_from_dvc_output():
+    lines = [(1.0, "Running stage 'fetch':"), (1.0, "> python -m stages fetch"), (2.5, "wrote data/prepared"),
+             (2.6, "Generating lock file 'dvc.lock'"), (2.6, "Updating lock file 'dvc.lock'"), (2.7, ""),
+             (2.8, "Running stage 'pretrain@random_init':"), (3.4, "Updating lock file 'dvc.lock'"),
+             (3.5, "Stage 'report' didn't change, skipping")]
+    windows = _load("run").stage_windows(lines)
+    assert windows == {"fetch": (1.0, 2.6), "pretrain@random_init": (2.8, 3.4)}
+
+
 @pytest.mark.slow
 def test_the_whole_quick_bench_runs(tmp_path):
     out = tmp_path / "BENCHMARKS.md"

@@ -72,15 +72,23 @@ def import_closure(module: str, root: Path = ROOT) -> set[Path]:
     return closure
 
 
+def command_modules(cmd: str) -> list[str]:
+    """The modules a stage's command runs: ``python -m stages NAME`` runs the package's
+    ``__main__`` (the launcher) and ``stages.NAME``; ``python -m MODULE`` runs MODULE."""
+    module, rest = re.search(r"python\s+-m\s+(\S+)\s*(.*)", cmd).groups()
+    if module == "stages":
+        return ["stages.__main__", f"stages.{rest.split()[0]}"]
+    return [module]
+
+
 def missing_deps(dvc: dict, root: Path = ROOT) -> dict[str, list[str]]:
     """Per stage, the imported module files that no dep of it covers (the dep or a folder of it)."""
     missing = {}
     for name, stage in dvc["stages"].items():
         stage = stage.get("do", stage)
-        module = re.search(r"python\s+-m\s+(\S+)", stage["cmd"]).group(1)
+        closure = set().union(*(import_closure(m, root) for m in command_modules(stage["cmd"])))
         deps = {Path(d) for d in stage.get("deps", [])}
-        uncovered = sorted(p.as_posix() for p in import_closure(module, root)
-                           if p not in deps and not deps.intersection(p.parents))
+        uncovered = sorted(p.as_posix() for p in closure if p not in deps and not deps.intersection(p.parents))
         if uncovered:
             missing[name] = uncovered
     return missing
@@ -112,7 +120,8 @@ def test_a_removed_dep_is_found():
         stage.get("do", stage)["deps"].extend(paths)
     assert missing_deps(dvc) == {}
     dvc["stages"]["evaluate"]["do"]["deps"].remove("stages/common.py")
-    assert missing_deps(dvc) == {"evaluate": ["stages/common.py"]}
+    dvc["stages"]["report"]["deps"].remove("stages/__main__.py")  # the launcher `python -m stages` runs
+    assert missing_deps(dvc) == {"evaluate": ["stages/common.py"], "report": ["stages/__main__.py"]}
 
 
 def test_closure_follows_local_imports_and_skips_type_checking(tmp_path):

@@ -1,0 +1,225 @@
+"""The fork server (pipeline/forkserver.py) on real stages: the same outs as a stage in its own
+process, the same exit codes and error lines, a killed caller ends its stage, edited project
+code is what runs, and a server that does not fit the client is not used."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline import forkserver
+from tests.conftest import tiny_raw
+from tests.e2e import ROOT, copy_project, env
+
+pytestmark = pytest.mark.slow
+
+
+def _raw() -> dict:
+    raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw["pretrain"]["adversarial"]["epochs"] = 6  # long enough to be killed mid-training
+    return raw
+
+
+def _stage(proj: Path, servers: Path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    """``python -m stages ARGS`` as DVC runs it, with the servers' folder ``servers``."""
+    return subprocess.run([sys.executable, "-m", "stages", *args], cwd=proj, capture_output=True, text=True,
+                          timeout=600, env=env(BNAT_FORKSERVER_DIR=str(servers), BNAT_FORKSERVER_IDLE="120", **extra))
+
+
+def _servers(folder: Path) -> list[int]:
+    return forkserver.servers(str(folder))
+
+
+def _wait_for_server(folder: Path, count: int = 1, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        serving = [log for log in folder.glob("*.log") if "serving" in log.read_text()]
+        if len(serving) >= count and len(_servers(folder)) >= count:
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"no server in {folder}: {[log.read_text() for log in folder.glob('*.log')]}")
+
+
+def _stop_servers(folder: Path) -> None:
+    forkserver.stop(str(folder))
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _launched(out: Path) -> str:
+    return json.loads((out / "timing.json").read_text())["launched"]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A tiny project with its data, and a running server for it (started by a first stage)."""
+    proj = copy_project(tmp_path_factory.mktemp("forkserver"), _raw())
+    servers = tmp_path_factory.mktemp("servers")
+    fetch = _stage(proj, servers, "fetch", BNAT_FORKSERVER="0")
+    assert fetch.returncode == 0, fetch.stderr
+    assert not list(servers.iterdir())  # BNAT_FORKSERVER=0 starts none
+    first = _stage(proj, servers, "pretrain", "random_init")
+    assert first.returncode == 0, first.stderr
+    assert _launched(proj / "models" / "random_init") == "process"  # no server yet: it ran here, and started one
+    _wait_for_server(servers)
+    yield proj, servers
+    sockets, live = len(list(servers.glob("*.sock"))), len(_servers(servers))
+    _stop_servers(servers)
+    deadline = time.time() + 30
+    while _servers(servers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _servers(servers)
+    assert len(list(servers.glob("*.sock"))) == sockets - live  # a stopped server removes its socket
+
+
+def test_a_stage_through_the_server_writes_the_same_outs_as_in_its_own_process(project):
+    proj, servers = project
+    outs = {}
+    for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {})):
+        for args in (("pretrain", "standard"), ("evaluate", "standard")):
+            proc = _stage(proj, servers, *args, **extra)
+            assert proc.returncode == 0, proc.stderr
+            assert "Traceback" not in proc.stderr
+        assert "standard: clean" in proc.stdout  # the stage's own output reaches the caller's pipe
+        models, results = proj / "models" / "standard", proj / "results" / "standard"
+        assert _launched(models) == _launched(results) == how
+        outs[how] = {p.relative_to(proj): p.read_bytes() for d in (models, results) for p in d.iterdir()
+                     if p.name not in ("timing.json", "mlflow_run.json", "model_card.json", "model_card.md")}
+        history = outs[how].pop(Path("models/standard/history.csv")).decode().splitlines()
+        seconds = history[0].split(",").index("seconds")  # per-epoch wall time, different on every run
+        outs[how]["history"] = [row.split(",")[:seconds] + row.split(",")[seconds + 1:] for row in history]
+        card = json.loads((results / "model_card.json").read_text())
+        outs[how]["card"] = {k: v for k, v in card.items() if k != "mlflow_run"}  # the run id differs by design
+    assert outs["process"].keys() == outs["forkserver"].keys()
+    for name in outs["process"]:
+        assert outs["process"][name] == outs["forkserver"][name], name  # model.pt, metrics, CSVs, plots
+
+
+def test_a_bad_params_file_exits_2_with_one_line_as_in_its_own_process(project, tmp_path):
+    proj, servers = project
+    raw = _raw()
+    raw["pretrain"]["standard"]["lr"] = -1
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    runs = {how: _stage(proj, servers, "pretrain", "standard", PIPELINE_PARAMS=str(bad), **extra)
+            for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {}))}
+    for proc in runs.values():
+        assert proc.returncode == 2
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "pretrain.standard.lr" in lines[0], proc.stderr
+    assert runs["process"].stderr == runs["forkserver"].stderr
+    unknown = _stage(proj, servers, "pretrain", "no_such_model")
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
+
+
+def test_killing_the_caller_kills_the_stage_at_once(project):
+    proj, servers = project
+    (server,) = _servers(servers)
+    out = proj / "models" / "adversarial"
+    client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
+                              env=env(BNAT_FORKSERVER_DIR=str(servers)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 60
+    while not _children(server) and time.time() < deadline:
+        time.sleep(0.05)
+    (child,) = _children(server)
+    time.sleep(3)  # mid-training
+    assert client.poll() is None
+    os.killpg(client.pid, signal.SIGKILL)
+    client.wait()
+    deadline = time.time() + 2
+    while Path(f"/proc/{child}").exists() and child in _children(server) and time.time() < deadline:
+        time.sleep(0.05)
+    assert child not in _children(server), "the stage outlived its caller by 2 s"
+    time.sleep(2)
+    assert not out.exists() or {"model.pt", "metrics.json", "timing.json"} <= {p.name for p in out.iterdir()}
+    assert not list(out.parent.glob(".adversarial.*.tmp")) or not out.exists()
+
+
+def test_sigint_reaches_the_stage_and_it_exits_130_as_in_its_own_process(project):
+    proj, servers = project
+    codes = {}
+    for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {})):
+        client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
+                                  env=env(BNAT_FORKSERVER_DIR=str(servers), **extra), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(8 if how == "process" else 3)  # into the training loop
+        client.send_signal(signal.SIGINT)
+        _, err = client.communicate(timeout=60)
+        codes[how] = client.returncode
+        assert "Traceback" not in err, err
+    assert codes == {"process": 130, "forkserver": 130}
+
+
+def test_an_edited_project_module_is_what_the_next_stage_runs(project):
+    proj, servers = project
+    (proj / "stages" / "probe.py").write_text("import pipeline\nfrom pipeline import probe_value\n"
+                                              "print(getattr(pipeline, 'EDITED', 'no'), probe_value.VALUE)\n")
+    (proj / "pipeline" / "probe_value.py").write_text("VALUE = 1\n")
+    first = _stage(proj, servers, "probe")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split() == ["no", "1"]
+    init = proj / "pipeline" / "__init__.py"
+    init.write_text(init.read_text() + "EDITED = 'yes'\n")  # a module the server itself imported
+    (proj / "pipeline" / "probe_value.py").write_text("VALUE = 22\n")
+    second = _stage(proj, servers, "probe")
+    assert second.stdout.split() == ["yes", "22"], second.stderr
+    assert len(_servers(servers)) == 1  # the same server ran both
+
+
+def test_a_server_that_does_not_fit_the_client_is_not_used(project, tmp_path):
+    proj, servers = project
+    out = proj / "models" / "random_init"
+    assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+    assert _launched(out) == "forkserver"
+    # another value of a variable read at import time: the stage runs here, and a second server starts
+    other = _stage(proj, servers, "pretrain", "random_init", OMP_NUM_THREADS="1")
+    assert other.returncode == 0, other.stderr
+    assert _launched(out) == "process"
+    _wait_for_server(servers, count=2)
+    # a server killed outright leaves its socket behind: it is not used, and a new server replaces it
+    for pid in _servers(servers):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 30
+    while _servers(servers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(list(servers.glob("*.sock"))) == 2
+    stale = _stage(proj, servers, "pretrain", "random_init")
+    assert stale.returncode == 0, stale.stderr
+    assert _launched(out) == "process"
+    _wait_for_server(servers)
+    assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+    assert _launched(out) == "forkserver"
+
+
+def test_a_changed_fork_server_or_disabling_it_runs_the_stage_in_its_own_process(project, tmp_path):
+    proj, servers = project
+    out = proj / "models" / "random_init"
+    assert _stage(proj, servers, "pretrain", "random_init", BNAT_FORKSERVER="0").returncode == 0
+    assert _launched(out) == "process"
+    fresh = tmp_path / "servers"
+    assert _stage(proj, fresh, "pretrain", "random_init", BNAT_FORKSERVER="0").returncode == 0
+    assert not fresh.exists() or not list(fresh.iterdir())  # and starts none
+    source = proj / "pipeline" / "forkserver.py"
+    source.write_text(source.read_text() + "\n# edited\n")  # the running server runs the old code
+    try:
+        assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+        assert _launched(out) == "process"
+    finally:
+        source.write_text(source.read_text().removesuffix("\n# edited\n"))
