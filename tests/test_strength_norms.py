@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from pipeline.config import TrainConfig
+from pipeline.deploy import Deployed
 from pipeline.methods import METHODS
 from pipeline.methods.afa import fractions
 from pipeline.norms import (FusedBatchNorm, MultiBatchNorm, StrengthBatchNorm, batch_norms, convert_norms, generators,
@@ -255,7 +256,6 @@ def test_the_stage_two_check_refuses_settings_it_cannot_train_with():
 
 def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch):
     from pipeline.config import EvaluateConfig
-    from pipeline.deploy import Deployed
     from pipeline.evaluate import attack_fn, evaluate
 
     x, y = batch
@@ -283,7 +283,6 @@ def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch)
 
 def test_transfer_crafts_on_the_surrogate_only(digits_model, batch):
     from pipeline.config import EvaluateConfig
-    from pipeline.deploy import Deployed
     from pipeline.evaluate import evaluate
 
     x, y = batch
@@ -332,3 +331,39 @@ def test_spearman_and_monotonicity():
     assert m["mean_monotone_share"] == 0.5 and m["mean_increasing_share"] == 0.5
     assert m["var_abs_rho"] is None  # a constant statistic has no rank correlation
     assert m["w1_spearman"] > 0.8 and m["w1_mean"] == pytest.approx([0.15, 0.25, 0.55])
+
+
+def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_components(digits_model, monkeypatch):
+    from pydantic import ValidationError
+
+    from pipeline.attacks import autoattack as aa_module
+    from pipeline.attacks.specs import AutoAttackSpec
+    from pipeline.analysis.report import attack_label
+
+    with pytest.raises(ValidationError, match="a custom subset of AutoAttack needs a label"):
+        AutoAttackSpec(name="autoattack", version="custom", attacks=["apgd-ce", "apgd-t"])
+    with pytest.raises(ValidationError, match="components to run exactly when version is custom"):
+        AutoAttackSpec(name="autoattack", version="standard", attacks=["apgd-ce"])
+    spec = AutoAttackSpec(name="autoattack", version="custom", attacks=["apgd-ce", "apgd-t"], label="apgd")
+    assert spec.key == "apgd" and "AutoAttack" in attack_label(spec) and attack_label(spec) != "AutoAttack"
+    seen = {}
+
+    class Spy:
+        def __init__(self, f, **kw):
+            import pyautoattack
+
+            self.inner = pyautoattack.AutoAttack(f, **kw)
+            seen["kw"] = kw
+            self.apgd, self.apgd_targeted, self.fab, self.square = (self.inner.apgd, self.inner.apgd_targeted,
+                                                                    self.inner.fab, self.inner.square)
+
+        def run_standard_evaluation(self, x, y, batch_size):
+            seen["settings"] = (self.apgd.n_restarts, self.apgd_targeted.n_target_classes, self.apgd_targeted.n_restarts)
+            return x.clone(), y
+
+    import pyautoattack
+    monkeypatch.setattr(pyautoattack, "AutoAttack", Spy)
+    x = torch.rand(4, 1, 16, 16)
+    aa_module.autoattack(Deployed(digits_model), x, torch.zeros(4, dtype=torch.long), eps=0.1, version="custom",
+                         attacks=["apgd-ce", "apgd-t"])
+    assert seen["kw"]["attacks"] == ["apgd-ce", "apgd-t"] and seen["settings"] == (1, 9, 1)

@@ -147,6 +147,8 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw_linf": "CW-Linf", "cw": "CW-L
 
 
 def attack_label(spec) -> str:
+    if spec.name == "autoattack" and spec.version == "custom":  # never shown as AutoAttack's figure
+        return "+".join(a.upper() for a in spec.attacks) + " (of AutoAttack)"
     return spec.label or ATTACK_LABELS[spec.name]
 
 

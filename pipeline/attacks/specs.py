@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.schema import PositiveInt, Section
 
@@ -74,10 +74,27 @@ class DeepFoolSpec(AttackEntry):
     overshoot: Annotated[float, Field(ge=0.0)] = 0.02
 
 
+APGD = Literal["apgd-ce", "apgd-t", "apgd-dlr", "fab-t", "square"]
+
+
 class AutoAttackSpec(AttackEntry):
+    """The official AutoAttack. ``version: custom`` runs only ``attacks`` of its components, each
+    as the standard version configures it (one restart, nine target classes): e.g. APGD-CE and
+    APGD-T, the cheaper tier for grids, whose figure is an upper bound on AutoAttack's and must
+    carry its own ``label`` so that no table shows it as AutoAttack's."""
+
     name: Literal["autoattack"]
     at: At = "threat"
-    version: Literal["standard", "plus", "rand"] = "standard"  # rand is used for randomized deployments
+    version: Literal["standard", "plus", "rand", "custom"] = "standard"  # rand is used for randomized deployments
+    attacks: list[APGD] | None = None
+
+    @model_validator(mode="after")
+    def _custom_needs_attacks(self) -> "AutoAttackSpec":
+        if (self.version == "custom") != bool(self.attacks):
+            raise ValueError("attacks: give the components to run exactly when version is custom")
+        if self.version == "custom" and self.key == "autoattack":
+            raise ValueError("label: a custom subset of AutoAttack needs a label of its own (e.g. apgd)")
+        return self
 
 
 class TransferSpec(AttackEntry):
