@@ -346,13 +346,13 @@ def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_co
         AutoAttackSpec(name="autoattack", version="standard", attacks=["apgd-ce"])
     spec = AutoAttackSpec(name="autoattack", version="custom", attacks=["apgd-ce", "apgd-t"], label="apgd")
     assert spec.key == "apgd" and "AutoAttack" in attack_label(spec) and attack_label(spec) != "AutoAttack"
-    seen = {}
+    import pyautoattack
+
+    seen, original = {}, pyautoattack.AutoAttack
 
     class Spy:
         def __init__(self, f, **kw):
-            import pyautoattack
-
-            self.inner = pyautoattack.AutoAttack(f, **kw)
+            self.inner = original(f, **kw)
             seen["kw"] = kw
             self.apgd, self.apgd_targeted, self.fab, self.square = (self.inner.apgd, self.inner.apgd_targeted,
                                                                     self.inner.fab, self.inner.square)
@@ -361,7 +361,6 @@ def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_co
             seen["settings"] = (self.apgd.n_restarts, self.apgd_targeted.n_target_classes, self.apgd_targeted.n_restarts)
             return x.clone(), y
 
-    import pyautoattack
     monkeypatch.setattr(pyautoattack, "AutoAttack", Spy)
     x = torch.rand(4, 1, 16, 16)
     aa_module.autoattack(Deployed(digits_model), x, torch.zeros(4, dtype=torch.long), eps=0.1, version="custom",
