@@ -140,7 +140,9 @@ def machine() -> list[str]:
     return [f"- machine: {cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}",
             f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
             f"torchattacks {version('torchattacks')}, pyautoattack {version('pyautoattack')}",
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}"]
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}",
+            "- load average (1, 5, 15 min) as this file was written: "
+            + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " (other work on the machine slows every figure)"]
 
 
 def write_report(path: Path, sections: list[Section], sizes: Sizes, argv: list[str]) -> None:
