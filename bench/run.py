@@ -50,7 +50,7 @@ from pipeline.norms import training_mode  # noqa: E402
 from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
                             train, train_step)
 
-SECTIONS = ("train", "flops", "pgd", "cascade", "options", "dag", "pipeline")
+SECTIONS = ("dag", "train", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,9 @@ def machine() -> list[str]:
     return [f"- machine: {cpu}, {os.cpu_count()} cores ({torch.get_num_threads()} torch threads), GPU: {gpu}",
             f"- versions: python {platform.python_version()}, torch {torch.__version__}, "
             f"torchattacks {version('torchattacks')}, pyautoattack {version('pyautoattack')}",
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}"]
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}",
+            "- load average (1, 5, 15 min) as this file was written: "
+            + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " (other work on the machine slows every figure)"]
 
 
 def write_report(path: Path, sections: list[Section], sizes: Sizes, argv: list[str]) -> None:
@@ -189,11 +191,16 @@ class Bench:
         return to_float(self.splits.x_train[:n]), self.splits.y_train[:n]
 
     def model(self, name: str) -> tuple[torch.nn.Module, str]:
-        """models/NAME/model.pt of this checkout, or one trained here with params.yaml's entry."""
+        """models/NAME/model.pt of this checkout or of the dag section's build, or one trained here
+        with params.yaml's entry."""
         if name not in self._models:
             path = ROOT / "models" / name / "model.pt"
+            built = self.from_empty and self.from_empty[0] / "models" / name / "model.pt"
             if path.exists():
                 self._models[name] = (load_model(path, map_location=self.device)[0], f"models/{name}/model.pt")
+            elif built and built.exists():
+                self._models[name] = (load_model(built, map_location=self.device)[0],
+                                      f"models/{name}/model.pt of the dag section's build")
             else:
                 cfg, steps = self.params.pretrain[name], self.sizes.max_steps
                 model = self.fresh_model()
