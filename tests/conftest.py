@@ -38,12 +38,23 @@ def tiny_raw(raw: dict) -> dict:
         raw["analyze_bn"]["n_samples"] = 40
     for spec in raw["pretrain"].values():
         spec["running_stats_epochs"] = min(spec.get("running_stats_epochs", 0), spec["epochs"])
-    # The screen tier: only the models a view reads (every stage kind once, not every study row).
+    # AFA: one base (PGD-AT) of the four, three branches; its views with short attacks
+    for base in ("trades", "mart", "iat"):
+        raw["pretrain"].pop(f"afa1_{base}", None)
+        raw.get("finetune", {}).pop(f"afa_{base}", None)
+        ev.get("views", {}).pop(f"afa_{base}_adaptive", None)
+        ev.get("views", {}).pop(f"{base}_afa_grid", None)
+    # The screen tier: the screened models something else reads (a view, a fine-tune, an analysis)
+    # and the first fine-tune, so every stage kind runs once, not every study row.
     screen = ev.get("screen")
     if screen:
-        keep = {v["model"] for v in ev.get("views", {}).values()}
+        finetune = raw.get("finetune", {})
+        keep = {v["model"] for v in ev.get("views", {}).values()} | {f["start"] for f in finetune.values()}
+        for section in ("interpolate", "analyze_bn"):
+            keep |= {m for pair in (raw.get(section) or {}).get("pairs", {}).values() for m in pair.values()}
+        keep.add(next((n for n in screen["models"] if n in finetune), None))
         for name in [n for n in screen["models"] if n not in keep]:
-            raw["pretrain"].pop(name)
+            (raw["pretrain"] if name in raw["pretrain"] else finetune).pop(name)
         screen["models"] = [n for n in screen["models"] if n in keep]
         screen["n_samples"] = 40
         for attack in screen["attacks"]:
@@ -56,12 +67,6 @@ def tiny_raw(raw: dict) -> dict:
                 entry["epochs"] = 1
             if entry.get("attack"):
                 entry["attack"]["steps"] = min(entry["attack"]["steps"], 2)
-    # AFA: one base (PGD-AT) of the four, three branches; its views with short attacks
-    for base in ("trades", "mart", "iat"):
-        raw["pretrain"].pop(f"afa1_{base}", None)
-        raw.get("finetune", {}).pop(f"afa_{base}", None)
-        ev.get("views", {}).pop(f"afa_{base}_adaptive", None)
-        ev.get("views", {}).pop(f"{base}_afa_grid", None)
     for spec in raw["pretrain"].values():
         if spec.get("method") == "afa":
             spec["options"]["k"] = 3
