@@ -59,15 +59,19 @@ def _small_batch(cfg):
     return cfg.model_copy(update={"batch_size": min(cfg.batch_size, 8), "attack": attack})
 
 
+STEPPED: set = set()  # (training settings, architecture) whose first step ran already, in any config
+
+
 def _points(params):
     """Every model a config trains from scratch: its pretrain entries, then each ablation point
-    (a grid's follow-up fine-tune runs as the fine-tunes do)."""
-    seen = set()
-    for name, cfg in params.pretrain.items():  # entries that differ only in their epochs take the same first step
+    (a grid's follow-up fine-tune runs as the fine-tunes do). Entries that differ only in their
+    epochs (the 20- and 100-epoch rows of a table) or only in their dataset take the same first
+    step on the same images: it runs once per test session."""
+    for name, cfg in params.pretrain.items():
         arch = params.pretrain[name].model or params.model
         key = (cfg.model_copy(update={"epochs": 1, "running_stats_epochs": 0}).model_dump_json(), arch.model_dump_json())
-        if key not in seen:
-            seen.add(key)
+        if key not in STEPPED:
+            STEPPED.add(key)
             yield name, cfg, arch
     for grid_name, grid in params.ablations.items():
         for v in grid.values:
