@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = _command(sub, "flow", "run the Prefect reproduce flow once in this process (no worker needed)")
     f.add_argument("project_dir", nargs="?", default=".",
                    help="the project to reproduce: the folder holding dvc.yaml and params.yaml")
+    f.add_argument("--workers", type=int, default=1,
+                   help="run independent stages side by side in this many worker checkouts sharing the DVC "
+                        "cache (1: one after another, here)")
+    f.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per worker's stage (default: the cores shared among the workers)")
     u = _command(sub, "mlflow-ui", "serve the MLflow UI over the project's tracking store")
     u.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only)")
     u.add_argument("--port", type=int, default=5000, help="port to serve on")
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "flow":
         from pipeline.flows import reproduce
 
-        reproduce(args.project_dir)
+        reproduce(args.project_dir, workers=args.workers, threads=args.threads)
         return 0
     return 1
 

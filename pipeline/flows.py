@@ -3,6 +3,8 @@ caches what is built, MLflow records it, Prefect schedules it.
 
 - ``reproduce``: every stage of the checkout, one task per stage (``dvc repro --single-item``) in
   DAG order; each stage's outs and run cache are pushed to the DVC remote when one is configured.
+  With ``workers``, independent stages run side by side in worker checkouts sharing the DVC cache
+  (``pipeline.workers``), and the project restores their results from the run cache.
 - ``experiment``: one (method, seed, overrides) point of a sweep, run in the worker's own checkout
   as ``dvc exp run --pull -S ...`` of the method's evaluation, so anything another worker already
   built comes from the DVC remote's run cache instead of being trained again.
@@ -103,10 +105,20 @@ def _env(parent_run_id: str | None) -> dict[str, str]:
     return env
 
 
-def dvc(args: list[str], project_dir: str | Path, parent_run_id: str | None = None) -> str:
+def direct_upstream(project_dir: str | Path) -> dict[str, set[str]]:
+    """stage -> the stages whose outs it reads directly."""
+    from dvc.repo import Repo
+
+    with Repo(str(project_dir)) as repo:
+        graph = repo.index.graph
+        return {s.name: {u.name for u in graph.successors(s) if u.cmd} for s in graph if s.cmd}
+
+
+def dvc(args: list[str], project_dir: str | Path, parent_run_id: str | None = None,
+        env: dict[str, str] | None = None) -> str:
     """Run a DVC command in the checkout; its output, or RuntimeError with the last lines."""
-    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir, env=_env(parent_run_id),
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir,
+                          env={**_env(parent_run_id), **(env or {})}, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-15:])
@@ -240,14 +252,68 @@ fetch_stage = run_stage.with_options(name="fetch", retries=4, retry_delay_second
                                      retry_jitter_factor=0.5)
 
 
+@task(retries=2, retry_delay_seconds=[10, 60], tags=["gpu"])
+def run_stage_in_worker(stage: str, worker: str, env: dict[str, str], parent_run_id: str | None = None,
+                        push: bool = False) -> str:
+    """Run one stage in a worker checkout (``pipeline.workers``). The stages it reads were built
+    before, in some checkout: ``dvc repro`` restores them from the shared run cache."""
+    out = dvc(["repro", stage], worker, parent_run_id, env)
+    if push:
+        dvc(["push", "--run-cache", stage], worker, env=env)
+    get_run_logger().info("%s\n%s", stage, "\n".join(out.strip().splitlines()[-15:]))
+    return stage
+
+
+def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int, threads: int | None) -> list[str]:
+    """Every stage in one of ``workers`` worker checkouts, as soon as the stages it reads are built;
+    then one ``dvc repro`` in the project restores them all from the run cache and writes dvc.lock."""
+    import time
+
+    from pipeline import workers as checkouts
+
+    order = ordered_stages(project_dir)
+    upstream = direct_upstream(project_dir)
+    free = [str(w) for w in checkouts.prepare(project_dir, workers)]
+    env = checkouts.worker_env(project_dir, threads)
+    pending, running, done = list(order), {}, []
+    while pending or running:
+        for stage in [s for s in pending if upstream.get(s, set()) <= set(done)]:
+            if not free:
+                break
+            worker = free.pop()
+            pending.remove(stage)
+            runner = run_stage_in_worker.with_options(name=f"{stage}", retries=4 if stage == "fetch" else 2)
+            running[runner.submit(stage, worker, env, parent, push)] = (stage, worker)
+        finished = [f for f in running if f.state.is_final()]
+        if not finished:
+            time.sleep(0.2)
+            continue
+        for future in finished:
+            stage, worker = running.pop(future)
+            future.result()  # a failed stage fails the flow (after its retries)
+            done.append(stage)
+            free.append(worker)
+    restored = dvc(["repro"], project_dir, parent)
+    tag_lock_hashes(project_dir, done)
+    if stages_run(restored):
+        raise RuntimeError(f"stages ran again in the project after the workers built them: {stages_run(restored)}")
+    return done
+
+
 @flow(name="reproduce", log_prints=True)
-def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push: bool | None = None) -> list[str]:
+def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push: bool | None = None,
+              workers: int = 1, threads: int | None = None) -> list[str]:
     """Bring every stage of the checkout up to date, one task per stage, in DAG order.
-    ``push`` (default: whether a DVC remote is configured) shares each stage's outs and run cache."""
+    ``push`` (default: whether a DVC remote is configured) shares each stage's outs and run cache.
+    ``workers`` > 1 runs independent stages side by side, each in a worker checkout of its own
+    (``pipeline.workers``) with ``threads`` CPU threads (default: the cores shared among them),
+    and restores their results into the project through the DVC cache."""
     project_dir = str(Path(project_dir).resolve())
     push = has_remote(project_dir) if push is None else push
     with checkout_lock(project_dir):
         parent = open_run(project_dir, experiment, f"flow:{flow_run.get_name() or 'reproduce'}", {"stage": "flow"})
+        if workers > 1:
+            return _side_by_side(project_dir, parent, push, workers, threads or max(1, (os.cpu_count() or 1) // workers))
         done = []
         for stage in ordered_stages(project_dir):
             runner = fetch_stage if stage == "fetch" else run_stage

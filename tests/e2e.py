@@ -110,6 +110,11 @@ def sweep_params(base: dict) -> dict:
     if ev.get("screen"):
         ev["screen"] = {**ev["screen"], "models": []}
     raw["ablations"] = {k: {**v, "values": []} for k, v in base.get("ablations", {}).items()}
+    raw["dials"] = {}
+    if base.get("strength_analysis"):
+        raw["strength_analysis"] = {**base["strength_analysis"], "models": []}
+    if base.get("shaping_eval"):
+        raw["shaping_eval"] = {**base["shaping_eval"], "models": [], "confounding_models": []}
     ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
     raw["evaluate"] = ev
     return raw

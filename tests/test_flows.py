@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from tests.conftest import tiny_raw
-from tests.e2e import ROOT, copy_project, sh
+from tests.e2e import ROOT, copy_project, sh, sweep_params
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +40,33 @@ def test_reproduce_flow_runs_every_stage_in_order_under_one_parent_run(tmp_path)
     (parent,) = [r for r in runs if r.data.tags.get("stage") == "flow"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert {r.data.tags["stage"] for r in children} == set(order)
+
+
+def test_stages_side_by_side_in_worker_checkouts_give_the_figures_of_one_after_another(tmp_path):
+    """Two worker checkouts with one thread each build what one checkout builds with one thread:
+    the same models (DVC's md5 in dvc.lock) and the same metrics, restored into the project from
+    the run cache. (CPU results depend on the thread count, so the reference uses one too.)"""
+    import json
+
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipeline.flows import ordered_stages, reproduce
+
+    raw = sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    plain = copy_project(tmp_path / "plain", raw)
+    sh(["dvc", "repro"], plain, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    side = copy_project(tmp_path / "side", raw)
+    with prefect_test_harness(server_startup_timeout=240):
+        done = reproduce(str(side), workers=2, threads=1)
+    assert sorted(done) == sorted(ordered_stages(side))
+    assert sh(["dvc", "status", "--json"], side).stdout.strip() in ("{}", "")
+
+    def outs(project):
+        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+        return {o["path"]: o.get("md5") for entry in lock.values() for o in entry.get("outs", [])
+                if o["path"].endswith(("model.pt", "metrics.json", "accuracy.csv"))}
+
+    assert outs(side) == outs(plain)
+    for name in ("standard", "adversarial"):
+        assert json.loads((side / "results" / name / "metrics.json").read_text()) == \
+            json.loads((plain / "results" / name / "metrics.json").read_text())
