@@ -25,7 +25,7 @@ def test_reproduce_flow_runs_every_stage_in_order_under_one_parent_run(tmp_path)
 
     from pipeline.flows import ordered_stages, reproduce
 
-    raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    raw = sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text())))  # the flow's machinery, few stages
     proj = copy_project(tmp_path, raw)
     order = ordered_stages(proj)
     assert order.index("fetch") < order.index("pretrain@standard") < order.index("evaluate@standard") < order.index("report")

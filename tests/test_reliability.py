@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import tiny_raw
-from tests.e2e import ROOT, copy_project, env, sh
+from tests.e2e import ROOT, copy_project, env, sh, sweep_params
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,7 @@ def test_a_bad_params_file_stops_a_stage_before_any_work(project, key, value, ex
 
 
 def test_a_second_repro_in_the_same_checkout_fails_clearly_and_the_first_finishes(tmp_path):
-    proj = copy_project(tmp_path, tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text())))
+    proj = copy_project(tmp_path, sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))))
     first = subprocess.Popen(["dvc", "repro"], cwd=proj, env=env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
