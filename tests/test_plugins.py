@@ -149,7 +149,7 @@ def test_plain_checkpoint_of_the_previous_format_still_loads():
     model, spec = load_model(DATA / "plain_resnet_small.pt")
     io = torch.load(DATA / "plain_resnet_small_io.pt", weights_only=True)
     assert "conversions" not in spec and spec["method"] == "standard"
-    assert torch.equal(model(io["x"]), io["logits"])
+    assert torch.allclose(model(io["x"]), io["logits"], rtol=0, atol=1e-6)  # float rounding of another torch release
 
 
 # --------------------------------------------------------------------------------------------
