@@ -1,7 +1,7 @@
 """confoundings MODEL: norm shaping's three confoundings of BN in adversarial training (Sec. IV of
 "Achieving Both Model Accuracy and Robustness by Adversarial Training with Batch Norm Shaping"),
 measured on training images of MODEL (``shaping_eval.confounding_models``) with the attack its
-training used (``pipeline.analysis.confoundings``)."""
+training used, as its saved spec records it (``pipeline.analysis.confoundings``)."""
 
 from pathlib import Path
 
@@ -20,16 +20,16 @@ def main(argv: list[str]) -> None:
         "model of shaping_eval.confounding_models")
     cfg = params.shaping_eval
     model, spec = trained_model(name, device)
-    attack = (params.pretrain.get(name) or params.finetune.get(name)).attack
-    if attack is None:
+    attack = next((s["attack"] for s in reversed(spec.get("steps", [])) if s.get("attack")), None)
+    if attack is None:  # the model records each training step's attack (stages/training.py: with_step)
         raise ConfigError(f"shaping_eval.confounding_models: {name!r} was not trained adversarially (no attack)")
     splits = load_splits(params.data)
     n = min(cfg.confounding_samples, len(splits.x_train))
     x, y = to_float(splits.x_train[:n]).to(device), splits.y_train[:n].to(device)
     with StageRun(f"confoundings@{name}", params.tracking.experiment,
-                  {"model": name, "n_samples": n, "attack": attack.model_dump(), "ratio": cfg.confounding_ratio}) as tracker:
-        metrics = {"model": name, "eps": attack.eps, "step": attack.step_size, "steps": attack.steps,
-                   **confoundings(model, x, y, eps=attack.eps, step=attack.step_size, steps=attack.steps,
+                  {"model": name, "n_samples": n, "attack": attack, "ratio": cfg.confounding_ratio}) as tracker:
+        metrics = {"model": name, "eps": attack["eps"], "step": attack["step_size"], "steps": attack["steps"],
+                   **confoundings(model, x, y, eps=attack["eps"], step=attack["step_size"], steps=attack["steps"],
                                   ratio=cfg.confounding_ratio, seed=params.seed)}
         out = Path("results") / "confoundings" / name
         with atomic_dir(out) as tmp:

@@ -15,7 +15,7 @@ from torch import nn
 
 from pipeline.config import Params, TrainConfig
 from pipeline.data import Splits
-from pipeline.io import atomic_dir, fingerprint, write_csv, write_json
+from pipeline.io import atomic_dir, fingerprint, write_csv, write_metrics
 from pipeline.methods import METHODS
 from pipeline.spec import save_model
 from pipeline.tracking import StageRun
@@ -30,7 +30,8 @@ def with_step(spec: dict, stage: str, cfg: TrainConfig) -> dict:
     the method's deployment becomes the model's default when it declares one."""
     method = METHODS[cfg.method]
     step = {"stage": stage, "method": cfg.method, "options": cfg.options.model_dump(),
-            "trainable": getattr(cfg, "trainable", "all")}
+            "trainable": getattr(cfg, "trainable", "all"),
+            "attack": cfg.attack.model_dump() if cfg.attack is not None else None}
     deployment = method.deployment if method.deployment is not None else spec.get("deployment")
     return {**spec, "steps": [*spec.get("steps", []), step], "method": cfg.method,
             "deployment": deployment or {"mode": "eval"}}
@@ -74,7 +75,7 @@ def train_and_save(stage: str, name: str, model: nn.Module, spec: dict, cfg: Tra
         full_spec = with_step(spec, f"{stage}@{name}", cfg)
         with atomic_dir(out) as tmp:
             save_model(tmp / "model.pt", model, full_spec)
-            write_json(tmp / "metrics.json", metrics)
+            write_metrics(tmp, metrics)
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
             tracker.log_model(tmp / "model.pt", name, full_spec, tuple(splits.x_train.shape[1:]))
             tracker.write_ref(tmp)
