@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test test-fast mlflow-ui bench exp-show dag
+.PHONY: install repro test test-fast mlflow-ui bench exp-show plots dag
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -30,9 +30,13 @@ mlflow-ui: install
 bench: install
 	python bench/run.py --from-empty
 
-# DVC experiments (sweep points) with their seed and main metrics as columns
+# DVC experiments (sweep points): one row per experiment and model, clean / AutoAttack / worst case
 exp-show: install
-	dvc exp show --no-pager --drop '.*' --keep '^(Experiment|Created|seed|model.arch|results/.*:(clean|pgd|autoattack|worst_case)|models/.*:test_acc)$$'
+	bnat exp-show
+
+# dvc plots show as a page that draws offline (the Vega libraries inline)
+plots: install
+	bnat plots
 
 # docs/dag.md: the DAG as a mermaid chart (dvc dag is too wide for a terminal)
 dag: install

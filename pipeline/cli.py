@@ -10,6 +10,8 @@
     bnat sweep -m M.. -s S..   methods x seeds as experiments on the gpu workers (or --local), then
                                mean ± std over seeds per method
     bnat select-branches SRC DST B..  keep BN branches B.. of a multi-branch model (drop AdvProp's auxiliary BNs)
+    bnat exp-show [-m M..]     DVC experiments, one row per experiment and model: clean, AutoAttack, worst case
+    bnat plots [DIR]           ``dvc plots show`` as a page that draws offline (Vega inline, no CDN)
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("src", help="the saved model (models/NAME/model.pt)")
     sb.add_argument("dst", help="where to write the converted model; it loads by path alone")
     sb.add_argument("branches", nargs="+", type=int, help="the branches to keep, in order (0: the main BN)")
+    es = _command(sub, "exp-show", "list DVC experiments one row per experiment and evaluated model (clean, "
+                  "AutoAttack or the screen tier's APGD, worst case, in %)")
+    es.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
+    es.add_argument("-m", "--models", nargs="+", default=None, help="only these models or views (default: all)")
+    pl = _command(sub, "plots", "write dvc plots show's page with the Vega libraries inline, so that it draws offline")
+    pl.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
+    pl.add_argument("-o", "--out", default="dvc_plots", help="the folder for index.html, inside the project")
     sw = _command(sub, "sweep", "run methods x seeds as experiments, then report mean ± std over seeds per method")
     sw.add_argument("-m", "--methods", nargs="+", required=True,
                     help="models or views of evaluate.models / evaluate.views to compare")
@@ -122,6 +131,25 @@ def main(argv: list[str] | None = None) -> int:
         done = sync_workspace(stage_run_refs("."))
         print(f"{len(done['current'])} stages point at their current run; {len(done['superseded'])} older runs "
               f"superseded" + (f"; not in this store: {', '.join(done['missing'])}" if done["missing"] else ""))
+        return 0
+    if args.command == "exp-show":
+        from pipeline.exp_table import show as exp_show
+
+        try:
+            print(exp_show(args.project_dir, args.models))
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "plots":
+        from pipeline.plots_page import show
+
+        try:
+            page = show(args.project_dir, args.out)
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"wrote {page} (opens without the internet)")
         return 0
     if args.command == "sweep":
         from pipeline.config import ConfigError, read_yaml

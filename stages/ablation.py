@@ -11,7 +11,7 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, fingerprint, write_csv, write_json
+from pipeline.io import atomic_dir, fingerprint, write_csv, write_metrics
 from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.norms import replay
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> None:
             rows = result.curve_rows()
             metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
         with atomic_dir(Path("results") / point) as tmp:
-            write_json(tmp / "metrics.json", metrics)
+            write_metrics(tmp, metrics)
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
             write_timing(tmp, stage)

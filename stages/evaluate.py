@@ -15,7 +15,7 @@ from pipeline.config import PGDSpec
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_text
+from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_metrics, write_text
 from pipeline.config import ConfigError
 from pipeline.masking import masking_checks
 from pipeline.norms import routed_norms
@@ -129,7 +129,7 @@ def main(argv: list[str]) -> None:
             metrics["checks"] = checks
         rows = result.curve_rows()
         with atomic_dir(out) as tmp:
-            write_json(tmp / "metrics.json", metrics)
+            write_metrics(tmp, metrics)
             write_csv(tmp / "accuracy.csv", rows)
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")

@@ -1,4 +1,4 @@
-"""report: the markdown report, the robust-accuracy plot and CSVs over every evaluated model. Its
+"""report: the markdown report, and its plots and their CSVs in ``reports/figures/``, over every evaluated model. Its
 MLflow run holds the headline table as metrics (``clean/NAME``, ``autoattack/NAME``,
 ``worst_case/NAME``: MLflow's charts group them by measure) and the report folder as artifacts."""
 
@@ -32,15 +32,17 @@ def main(argv: list[str]) -> None:
         markdown, summary, curve_rows = build_report(results, params)
         markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
-            markdown += "\n".join(thesis_sections(params, tmp)) + "\n"
-            markdown += "\n".join(strength_sections(params, tmp)) + "\n"
-            markdown += "\n".join(shaping_sections(params, tmp)) + "\n"
+            figures = tmp / "figures"  # one folder, whichever sections the params produce
+            figures.mkdir()
+            markdown += "\n".join(thesis_sections(params, figures)) + "\n"
+            markdown += "\n".join(strength_sections(params, figures)) + "\n"
+            markdown += "\n".join(shaping_sections(params, figures)) + "\n"
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
-            write_csv(tmp / "pgd_accuracy.csv", curve_rows)
+            write_csv(figures / "pgd_accuracy.csv", curve_rows)
             curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
                       for name in params.evaluate.targets if params.evaluate.tier_of(name) == "full"}
-            accuracy_vs_eps(curves, tmp / "pgd_accuracy.png", "PGD accuracy against eps")
+            accuracy_vs_eps(curves, figures / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
             write_timing(tmp, "report")
         tracker.log_metrics(headline(summary))

@@ -44,7 +44,7 @@ def test_repro_builds_every_out(project):
         assert metrics["worst_case"] <= min(metrics["pgd"], metrics["autoattack"])
     report = (project / "reports" / "report.md").read_text()
     assert "| standard |" in report and "| adversarial |" in report
-    assert (project / "reports" / "pgd_accuracy.png").stat().st_size > 1000
+    assert (project / "reports" / "figures" / "pgd_accuracy.png").stat().st_size > 1000
 
 
 def test_second_repro_reruns_nothing(project):
@@ -154,3 +154,49 @@ def test_after_the_reruns_each_stage_has_one_current_run_named_by_its_outs(proje
     assert all(stage_of[run.data.tags["superseded_by"]] == run.data.tags["stage"] for run in superseded)
     for ref in [project / "reports/mlflow_run.json", project / "results/standard/mlflow_run.json"]:
         assert json.loads(ref.read_text())["run_id"] in ids
+
+
+def test_dvc_metrics_show_reads_at_a_glance(project):
+    """One narrow headline file per model, result and grid point; the details stay in metrics.json."""
+    table = sh(["dvc", "metrics", "show", "--no-pager"], project).stdout
+    width = max(len(line) for line in table.splitlines())
+    assert width <= 120, f"{width} columns:\n{table}"
+    assert "results/standard/headline.json" in table and "worst_case" in table
+    head = json.loads((project / "results" / "standard" / "headline.json").read_text())
+    full = json.loads((project / "results" / "standard" / "metrics.json").read_text())
+    assert head == {k: round(full[k], 4) for k in ("clean", "pgd", "autoattack", "worst_case")}
+
+
+def test_dvc_metrics_diff_shows_what_a_params_change_moved(project):
+    sh(["dvc", "repro"], project)  # whatever earlier tests changed, then commit it as the baseline
+    sh(["git", "add", "-A"], project)
+    sh(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    before = (project / "results" / "standard" / "headline.json").read_text()
+    params["evaluate"]["n_samples"] = params["evaluate"]["n_samples"] // 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["dvc", "repro", "evaluate@standard"], project)
+    if (project / "results" / "standard" / "headline.json").read_text() == before:
+        pytest.skip("halving the samples left every figure where it was")
+    diff = sh(["dvc", "metrics", "diff", "--no-pager"], project).stdout
+    moved = [line for line in diff.splitlines() if line.startswith("results/standard/headline.json")]
+    assert moved and all(len(line.split()) >= 4 for line in moved), diff  # path, metric, old, new (and change)
+
+
+def test_bnat_plots_writes_a_page_that_draws_offline(project):
+    from pipeline.plots_page import remote_scripts
+
+    sh(["bnat", "plots"], project)
+    page = (project / "dvc_plots" / "index.html").read_text()
+    assert remote_scripts(page) == []
+    assert "vegaEmbed(" in page and "window.vegaEmbed" in page  # the CSV plots' calls, and the inline library
+    assert "history.csv" in page and "figures/pgd_accuracy.csv" in page
+
+
+def test_bnat_exp_show_fits_160_columns_with_the_headline_figures(project):
+    out = sh(["bnat", "exp-show"], project).stdout
+    assert max(len(line) for line in out.splitlines()) <= 160, out
+    rows = [line.split() for line in out.splitlines()[2:]]
+    standard = next(r for r in rows if r[0] == "workspace" and r[2] == "standard")
+    head = json.loads((project / "results" / "standard" / "headline.json").read_text())
+    assert standard[3] == f"{100 * head['clean']:.1f}" and standard[-1] == f"{100 * head['worst_case']:.1f}"

@@ -236,7 +236,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
             lines.append(f"| {r.name} | " + " | ".join(_pct(by_eps.get(e)) for e in eps_grid) + " |")
             for row in curve_rows:
                 row[r.name] = by_eps.get(row["eps"])
-        lines += ["", "![PGD accuracy against eps](pgd_accuracy.png)", ""]
+        lines += ["", "![PGD accuracy against eps](figures/pgd_accuracy.png)", ""]
     return "\n".join(lines), summary, curve_rows
 
 

@@ -123,7 +123,7 @@ def table_4(res: Results, out_dir: Path) -> list[str]:
                                               for i, o in enumerate(row)) + " |")
     best = max(points, key=lambda p: max(v for v in p[1]["robust_by_refs"].values()))
     out += ["", f"The paper finds 1:3 best overall and needs at least as many clean images at inference as in "
-            f"training; ours is best at training ratio 1:{best[0]}.", "", "![ratio heat map](shaping_ratio.png)"]
+            f"training; ours is best at training ratio 1:{best[0]}.", "", "![ratio heat map](figures/shaping_ratio.png)"]
     return out
 
 

@@ -315,8 +315,8 @@ def frontier_section(res: Results, out_dir: Path) -> list[str]:
     return ["", "## The trade-off frontier", "",
             "Every method that has a dial traced along it (RobMask's strength, AFA's fixed fusion weight, BN "
             "interpolation, TRADES' beta), beside single models; robust is the suite's PGD at the threat eps "
-            "(a dial's adaptive series: crafted at any setting). `reports/frontier.csv` holds the points.", "",
-            "![frontier](frontier.png)"]
+            "(a dial's adaptive series: crafted at any setting). `reports/figures/frontier.csv` holds the points.", "",
+            "![frontier](figures/frontier.png)"]
 
 
 def _csv_text(res: Results, *parts: str) -> list[dict]:

@@ -199,7 +199,7 @@ def clean_ratio(res: Results, out_dir: Path) -> list[str]:
     out += _grid_table(points, "clean share", {k: v for k, v in paper.FIG6_1.items()})
     out += ["", direction(first, last, ROBUST, paper.FIG6_1[1.0] - paper.FIG6_1[0.0],
                           f"{points[-1][0]} against {points[0][0]} clean share (PGD)"),
-            "", "![clean ratio](clean_ratio.png)"]
+            "", "![clean ratio](figures/clean_ratio.png)"]
     return out
 
 
@@ -232,7 +232,7 @@ def activations(res: Results, out_dir: Path) -> list[str]:
         out += ["", f"The thesis finds every smooth activation more robust than ReLU. Ours: "
                 f"{', '.join(helped) or 'none'} of {len(points) - 1} beat ReLU under PGD "
                 f"({_pct(relu.get(ROBUST))}); beyond the 95% intervals: {', '.join(clear) or 'none'}."]
-    return out + ["", "![activations](activations.png)"]
+    return out + ["", "![activations](figures/activations.png)"]
 
 
 def denoising(res: Results) -> list[str]:
