@@ -117,8 +117,8 @@ def test_a_training_run_logs_its_model_and_leaves_the_file_to_it(project, digits
     client = _client(project)
     run = client.get_run(ref["run_id"])
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [1, 2]
-    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["history.csv", "metrics.json",
-                                                                             "mlflow_run.json", "timing.json"]
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == [
+        "headline.json", "history.csv", "metrics.json", "mlflow_run.json", "timing.json"]
     from pipeline.tracking import md5_file
 
     assert run.data.tags["md5/models/tiny/model.pt"] == md5_file(project / "models/tiny/model.pt")

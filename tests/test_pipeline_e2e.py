@@ -158,7 +158,7 @@ def test_after_the_reruns_each_stage_has_one_current_run_named_by_its_outs(proje
 
 def test_dvc_metrics_show_reads_at_a_glance(project):
     """One narrow headline file per model, result and grid point; the details stay in metrics.json."""
-    table = sh(["dvc", "metrics", "show", "--no-pager"], project).stdout
+    table = sh(["dvc", "metrics", "show"], project).stdout
     width = max(len(line) for line in table.splitlines())
     assert width <= 120, f"{width} columns:\n{table}"
     assert "results/standard/headline.json" in table and "worst_case" in table
@@ -178,7 +178,7 @@ def test_dvc_metrics_diff_shows_what_a_params_change_moved(project):
     sh(["dvc", "repro", "evaluate@standard"], project)
     if (project / "results" / "standard" / "headline.json").read_text() == before:
         pytest.skip("halving the samples left every figure where it was")
-    diff = sh(["dvc", "metrics", "diff", "--no-pager"], project).stdout
+    diff = sh(["dvc", "metrics", "diff"], project).stdout
     moved = [line for line in diff.splitlines() if line.startswith("results/standard/headline.json")]
     assert moved and all(len(line.split()) >= 4 for line in moved), diff  # path, metric, old, new (and change)
 
