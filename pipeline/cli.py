@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("dst", help="where to write the converted model; it loads by path alone")
     sb.add_argument("branches", nargs="+", type=int, help="the branches to keep, in order (0: the main BN)")
     es = _command(sub, "exp-show", "list DVC experiments one row per experiment and evaluated model (clean, "
-                  "AutoAttack or the screen tier's APGD, worst case, in %)")
+                  "AutoAttack or the screen tier's APGD, worst case, in percent)")
     es.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
     es.add_argument("-m", "--models", nargs="+", default=None, help="only these models or views (default: all)")
     pl = _command(sub, "plots", "write dvc plots show's page with the Vega libraries inline, so that it draws offline")

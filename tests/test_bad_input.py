@@ -319,6 +319,8 @@ HELP = [
     ("mlflow-server", "Run an MLflow tracking server"),
     ("mlflow-sync", "Make the MLflow runs that the workspace's outs name the current run of each stage"),
     ("sweep", "Run methods x seeds as experiments"),
+    ("exp-show", "List DVC experiments one row per experiment and evaluated model"),
+    ("plots", "Write dvc plots show's page with the Vega libraries inline"),
 ]
 
 
