@@ -22,7 +22,8 @@ def main(argv: list[str]) -> None:
     model, spec = trained_model(name, device)
     attack = next((s["attack"] for s in reversed(spec.get("steps", [])) if s.get("attack")), None)
     if attack is None:  # the model records each training step's attack (stages/training.py: with_step)
-        raise ConfigError(f"shaping_eval.confounding_models: {name!r} was not trained adversarially (no attack)")
+        raise ConfigError(f"shaping_eval.confounding_models: models/{name}/model.pt records no training attack "
+                          "(trained without one, or saved before models recorded it: retrain it)")
     splits = load_splits(params.data)
     n = min(cfg.confounding_samples, len(splits.x_train))
     x, y = to_float(splits.x_train[:n]).to(device), splits.y_train[:n].to(device)
