@@ -5,7 +5,8 @@
 Sections: train (step throughput against (k+1) forward+backward), flops (achieved GFLOP/s
 against this machine's SGEMM), pgd (the pipeline's PGD against torchattacks.PGD), cascade (the
 evaluation suite with and without early exit and cascade), options (channels_last, compile,
-amp, data on the device), dag (a `dvc repro` from empty of --params in a fresh copy: its wall
+amp, data on the device), dvc (DVC's own cost per stage against the code deps each stage
+lists, on trivial stages), dag (a `dvc repro` from empty of --params in a fresh copy: its wall
 time against the stages' own work, where the rest goes, the most expensive stages, a no-op
 repro, and a stage that does no work; runs with `--from-empty` or `--only dag`, about 40 minutes
 for the default params on 2 cores), pipeline (dvc repro and Prefect overhead on a built copy: the
@@ -50,7 +51,7 @@ from pipeline.norms import training_mode  # noqa: E402
 from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
                             train, train_step)
 
-SECTIONS = ("dag", "train", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
+SECTIONS = ("dag", "dvc", "train", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
 
 
 @dataclass(frozen=True)
@@ -591,6 +592,60 @@ def _no_work_stage(b: Bench, project: Path) -> Section:
     return s
 
 
+def _trivial_dag(dest: Path, n: int, code_deps: list[str]) -> Path:
+    """A git+DVC project with this checkout's code and ``n`` chained stages that each write one
+    small file (no Python): a stage's cost there is DVC's alone."""
+    import yaml
+
+    from tests.e2e import sh
+
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for pkg in ("pipeline", "stages"):
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    stages = {f"s{i}": {"cmd": f"mkdir -p out/s{i} && echo {i} > out/s{i}/v.json",
+                        "deps": code_deps + ([f"out/s{i - 1}"] if i else []), "params": ["seed"],
+                        "outs": [f"out/s{i}"]} for i in range(n)}
+    (dest / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (dest / "params.yaml").write_text("seed: 0\n")
+    sh(["git", "init", "-q"], dest)
+    sh(["dvc", "init", "-q"], dest)
+    sh(["git", "add", "-A"], dest)
+    sh(["git", "-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-qm", "init"], dest)
+    return dest
+
+
+def section_dvc(b: Bench, workdir: Path) -> Section:
+    """DVC's own cost per stage against the number of code deps each stage lists."""
+    from tests.e2e import sh
+    from tests.test_stage_deps import import_closure
+
+    n = 6 if b.sizes is QUICK else 60
+    closure = sorted(p.as_posix() for p in import_closure("stages.pretrain") | import_closure("stages.__main__"))
+    stage_files = [p for p in closure if p.startswith("stages/")]
+    variants = {f"every module a stage imports, one dep each ({len(closure)} files; pretrain's)": closure,
+                f"the `pipeline` folder and the stage's own modules ({1 + len(stage_files)} deps; dvc.yaml's)":
+                ["pipeline", *stage_files]}
+    s = Section("DVC's cost per stage",
+                f"`dvc repro` of {n} chained stages that each write one small file with a shell command (no Python), "
+                "in a fresh project holding this checkout's code: all of the time is DVC's. The stages differ only "
+                "in how they list the code they depend on. DVC checks every dep before a stage and rewrites "
+                "dvc.lock, which grows with the stages run, after each.",
+                ["code deps per stage", "from empty s", "per stage s", "no-op s", "dvc.lock lines"])
+    for label, deps in variants.items():
+        project = _trivial_dag(workdir / "dvc-cost", n, deps)
+        t0 = time.perf_counter()
+        sh(["dvc", "repro", "-q"], project, timeout=3600)
+        wall = time.perf_counter() - t0
+        noop = timed({"noop": lambda: sh(["dvc", "repro", "-q"], project)}, b.sizes.noop_repeats, warmup=0)["noop"]
+        lines = len((project / "dvc.lock").read_text().splitlines())
+        s.rows.append([label, wall, wall / n, noop, lines])
+    shutil.rmtree(workdir / "dvc-cost", ignore_errors=True)
+    s.notes.append("The default DAG has about twice as many stages, and params and outs in its lock file too: "
+                   "the per-stage figure grows with the lock file.")
+    return s
+
+
 def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     project, wall, lines = build_from_empty(b, params_file, workdir)
     windows, timings = stage_windows(lines), _stage_timings(project)
@@ -709,6 +764,7 @@ def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> li
     workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="bench-"))
     runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
                "options": section_options, "dag": lambda b: section_dag(b, params_file, workdir),
+               "dvc": lambda b: section_dvc(b, workdir),
                "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file, workdir)}
     names = args.only or [n for n in SECTIONS if n != "dag" or args.from_empty]
     sections, failed = [], []

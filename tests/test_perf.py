@@ -192,4 +192,8 @@ def test_the_dag_section_reads_each_stage_window_from_dvc_output():
 def test_the_whole_quick_bench_runs(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     _load("run").main(["--quick", "--out", str(out)])
-    assert "Pipeline overhead" in out.read_text()
+    text = out.read_text()
+    assert "Pipeline overhead" in text and "DVC's cost per stage" in text
+    dvc_rows = [line for line in text.split("## DVC's cost per stage", 1)[1].split("##", 1)[0].splitlines()
+                if line.startswith("| every module") or line.startswith("| the `pipeline` folder")]
+    assert len(dvc_rows) == 2
