@@ -179,7 +179,8 @@ def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None
         version = "rand" if deployed.randomized else spec.version
 
         def run(x, y, eps):
-            res = autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x), attacks=spec.attacks)
+            res = autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x), attacks=spec.attacks,
+                             target_classes=spec.target_classes)
             if flags is not None:
                 flags.extend(m for m in res.flags if m not in flags)
             return res.x_adv

@@ -366,3 +366,11 @@ def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_co
     aa_module.autoattack(Deployed(digits_model), x, torch.zeros(4, dtype=torch.long), eps=0.1, version="custom",
                          attacks=["apgd-ce", "apgd-t"])
     assert seen["kw"]["attacks"] == ["apgd-ce", "apgd-t"] and seen["settings"] == (1, 9, 1)
+    aa_module.autoattack(Deployed(digits_model), x, torch.zeros(4, dtype=torch.long), eps=0.1, version="custom",
+                         attacks=["apgd-ce", "apgd-t"], target_classes=3)
+    assert seen["settings"] == (1, 3, 1)
+    fewer = AutoAttackSpec(name="autoattack", version="custom", attacks=["apgd-ce", "apgd-t"], label="apgd",
+                           target_classes=3)
+    assert attack_label(fewer) == "APGD-CE+APGD-T (of AutoAttack, 3 target classes)"
+    with pytest.raises(ValidationError, match="only a custom subset"):
+        AutoAttackSpec(name="autoattack", version="standard", target_classes=3)

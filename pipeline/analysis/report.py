@@ -148,7 +148,8 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw_linf": "CW-Linf", "cw": "CW-L
 
 def attack_label(spec) -> str:
     if spec.name == "autoattack" and spec.version == "custom":  # never shown as AutoAttack's figure
-        return "+".join(a.upper() for a in spec.attacks) + " (of AutoAttack)"
+        targets = f", {spec.target_classes} target classes" if spec.target_classes != 9 else ""
+        return "+".join(a.upper() for a in spec.attacks) + f" (of AutoAttack{targets})"
     return spec.label or ATTACK_LABELS[spec.name]
 
 

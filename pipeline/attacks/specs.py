@@ -81,12 +81,15 @@ class AutoAttackSpec(AttackEntry):
     """The official AutoAttack. ``version: custom`` runs only ``attacks`` of its components, each
     as the standard version configures it (one restart, nine target classes): e.g. APGD-CE and
     APGD-T, the cheaper tier for grids, whose figure is an upper bound on AutoAttack's and must
-    carry its own ``label`` so that no table shows it as AutoAttack's."""
+    carry its own ``label`` so that no table shows it as AutoAttack's. ``target_classes`` (custom
+    only) gives the targeted components fewer target classes than the standard nine: each target
+    is a full run of the attack, so APGD-T with 3 costs a third (its label says so)."""
 
     name: Literal["autoattack"]
     at: At = "threat"
     version: Literal["standard", "plus", "rand", "custom"] = "standard"  # rand is used for randomized deployments
     attacks: list[APGD] | None = None
+    target_classes: int = Field(9, ge=1, le=9)
 
     @model_validator(mode="after")
     def _custom_needs_attacks(self) -> "AutoAttackSpec":
@@ -94,6 +97,8 @@ class AutoAttackSpec(AttackEntry):
             raise ValueError("attacks: give the components to run exactly when version is custom")
         if self.version == "custom" and self.key == "autoattack":
             raise ValueError("label: a custom subset of AutoAttack needs a label of its own (e.g. apgd)")
+        if self.version != "custom" and self.target_classes != 9:
+            raise ValueError("target_classes: only a custom subset may change the standard version's nine")
         return self
 
 
