@@ -32,6 +32,30 @@ def _stage(proj: Path, servers: Path, *args: str, **extra: str) -> subprocess.Co
                           timeout=600, env=env(BNAT_FORKSERVER_DIR=str(servers), BNAT_FORKSERVER_IDLE="120", **extra))
 
 
+def _until_in_stderr(proc: subprocess.Popen, marker: str, timeout: float = 300) -> str:
+    """What ``proc`` wrote to its stderr pipe until ``marker`` appeared (a stage's own start-up
+    takes seconds or tens of seconds, with the machine's load: a fixed sleep is a race)."""
+    import threading
+
+    seen, found = [], threading.Event()
+
+    def read():
+        while True:
+            chunk = proc.stderr.read(1)
+            if not chunk:
+                break
+            seen.append(chunk)
+            if chunk in ":\r\n" and marker in "".join(seen[-len(marker) - 200:]):
+                found.set()
+                break
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    assert found.wait(timeout), f"{marker!r} never appeared on stderr: {''.join(seen)[-2000:]}"
+    reader.join()
+    return "".join(seen)
+
+
 def _servers(folder: Path) -> list[int]:
     return forkserver.servers(str(folder))
 
@@ -159,9 +183,11 @@ def test_sigint_reaches_the_stage_and_it_exits_130_as_in_its_own_process(project
         client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
                                   env=env(BNAT_FORKSERVER_DIR=str(servers), **extra), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
-        time.sleep(8 if how == "process" else 3)  # into the training loop
+        err = _until_in_stderr(client, "pretrain@adversarial:")  # its progress bar: in the training loop
+        time.sleep(1)
         client.send_signal(signal.SIGINT)
-        _, err = client.communicate(timeout=60)
+        rest = client.communicate(timeout=60)[1]
+        err += rest
         codes[how] = client.returncode
         assert "Traceback" not in err, err
     assert codes == {"process": 130, "forkserver": 130}
