@@ -707,10 +707,15 @@ def read_yaml(text: str, source: str) -> Any:
     """``text`` parsed as YAML, refusing repeated keys (:func:`refuse_repeated_keys`); any problem is
     a one-line ConfigError."""
     try:
-        node = yaml.compose(text, Loader=_FAST)
-        if node is not None:
+        loader = _FAST(text)  # parsed once: the check reads the nodes the values are built from
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
             refuse_repeated_keys(node)
-        return yaml.load(text, Loader=_FAST)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except DuplicateKeyError as err:
         raise ConfigError(f"{source}: {err}") from None
     except yaml.YAMLError as err:
