@@ -193,7 +193,7 @@ def test_finetune_may_start_from_a_finetune_but_not_loop(default_raw):
 
 def test_train_defaults_are_inherited_and_validated(default_raw):
     params = parse_params(default_raw)
-    assert params.pretrain["mart"].lr == params.train_defaults["lr"] == 0.05
+    assert params.pretrain["mart"].lr == params.train_defaults["lr"] == default_raw["train_defaults"]["lr"]
     raw = copy.deepcopy(default_raw)
     raw["train_defaults"]["lr_typo"] = 1
     with pytest.raises(ConfigError, match="train_defaults"):
@@ -232,12 +232,13 @@ def _dvc_params(text: str) -> dict:
 def test_a_changed_default_reaches_exactly_the_entries_that_inherit_it():
     text = (Path(__file__).parents[1] / "params.yaml").read_text()
     before = _dvc_params(text)
-    changed = _dvc_params(text.replace("\n  lr: 0.05\n", "\n  lr: 0.07\n", 1))
-    assert changed["train_defaults"]["lr"] == 0.07
+    lr = before["train_defaults"]["lr"]
+    changed = _dvc_params(text.replace(f"\n  lr: {lr}\n", "\n  lr: 0.07\n", 1))
+    assert lr != 0.07 and changed["train_defaults"]["lr"] == 0.07
     moved = {f"{section}.{name}" for section in ("pretrain", "finetune")
              for name in before[section] if before[section][name] != changed[section][name]}
     inherit = {f"{section}.{name}" for section in ("pretrain", "finetune")
-               for name, entry in before[section].items() if entry["lr"] == 0.05}
+               for name, entry in before[section].items() if entry["lr"] == lr}
     assert moved == inherit and "finetune.adv_clean_bn" not in moved and "pretrain.standard" in moved
 
 
