@@ -120,7 +120,7 @@ def test_evaluating_batch_dependent_deployments_leaves_the_model_alone(digits, d
 def test_autoattack_in_the_suite_equals_a_direct_call_of_the_official_code(digits, digits_model):
     from pyautoattack import AutoAttack
 
-    x, y = _data(digits, 48)
+    x, y = _data(digits, 24)
     d = Deployed(digits_model)
     cfg = _cfg(attacks=[{"name": "autoattack"}], eps=[0.0, 0.03], threat_eps=0.03)
     ours = evaluate(d, x, y, cfg, progress=False).robust[("autoattack", 0.03)]

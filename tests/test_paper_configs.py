@@ -22,7 +22,7 @@ def cifar_splits(cifar_mini):
     arrays = prepare(DataConfig(dataset="npz", path=str(cifar_mini)))
     mean, std = channel_stats(arrays["x_train"])
     t = {k: torch.from_numpy(v) for k, v in arrays.items()}
-    return Splits(t["x_train"], t["y_train"].long(), t["x_test"][:64], t["y_test"][:64].long(),
+    return Splits(t["x_train"], t["y_train"].long(), t["x_test"][:8], t["y_test"][:8].long(),
                   tuple(map(float, mean)), tuple(map(float, std)))
 
 
@@ -53,10 +53,18 @@ def _trainable(model, cfg):
 
 
 def _small_batch(cfg):
-    """The paper's settings on a batch of 8 with at most 2 attack steps: one step still runs every
-    part of the method, in seconds per network on a CPU."""
-    attack = cfg.attack and cfg.attack.model_copy(update={"steps": min(cfg.attack.steps, 2)})
-    return cfg.model_copy(update={"batch_size": min(cfg.batch_size, 8), "attack": attack})
+    """The paper's settings on a batch of 2 with one attack step: one step still runs every part
+    of the method (crafting, each branch, the loss, the update), at a fraction of a full batch's
+    cost for the wide networks on a CPU."""
+    attack = cfg.attack and cfg.attack.model_copy(update={"steps": 1})
+    return cfg.model_copy(update={"batch_size": min(cfg.batch_size, 2), "attack": attack})
+
+
+# Settings that change the numbers a step computes but not which code it runs: entries that differ
+# only in these (the 20- and 100-epoch rows of a table, one network on two datasets with their own
+# learning rates and augmentation) take their first step once per test session.
+NUMBERS_ONLY = {"epochs": 1, "running_stats_epochs": 0, "lr": 0.1, "momentum": 0.9, "nesterov": False,
+                "weight_decay": 0.0, "milestones": [0.5], "gamma": 0.1, "augment": None}
 
 
 STEPPED: set = set()  # (training settings, architecture) whose first step ran already, in any config
@@ -64,12 +72,11 @@ STEPPED: set = set()  # (training settings, architecture) whose first step ran a
 
 def _points(params):
     """Every model a config trains from scratch: its pretrain entries, then each ablation point
-    (a grid's follow-up fine-tune runs as the fine-tunes do). Entries that differ only in their
-    epochs (the 20- and 100-epoch rows of a table) or only in their dataset take the same first
-    step on the same images: it runs once per test session."""
+    (a grid's follow-up fine-tune runs as the fine-tunes do), less those whose step differs from
+    one already taken only in NUMBERS_ONLY."""
     for name, cfg in params.pretrain.items():
         arch = params.pretrain[name].model or params.model
-        key = (cfg.model_copy(update={"epochs": 1, "running_stats_epochs": 0}).model_dump_json(), arch.model_dump_json())
+        key = (cfg.model_copy(update=NUMBERS_ONLY).model_dump_json(), arch.model_dump_json())
         if key not in STEPPED:
             STEPPED.add(key)
             yield name, cfg, arch
