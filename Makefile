@@ -18,11 +18,15 @@ install: $(VENV)/.installed
 repro: install
 	dvc repro
 
+# The tests spread over TEST_WORKERS processes (one a core), whole files to a worker so that a
+# file's module fixtures are built once; the slowest files start first (tests/conftest.py).
+TEST_WORKERS ?= 2
+
 test: install
-	pytest -q
+	pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	pytest -q -m "not slow"
+	pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 mlflow-ui: install
 	bnat mlflow-ui

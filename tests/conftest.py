@@ -1,5 +1,6 @@
 import copy
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,39 @@ CIFAR_MINI = ROOT.parent / "shared" / "data" / "cifar10-mini.npz"
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist (`make test`) the cores are shared out among the workers, and the stage
+# processes the end-to-end tests start inherit their worker's share: two workers on two cores
+# run one thread each instead of four threads fighting over two cores.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
+if _WORKERS > 1:
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_THREADS))
+torch.set_num_threads(_THREADS)
+
+# The files whose tests take longest, slowest first (measured on 2 cores): xdist hands out whole
+# files in collection order, so these start at once and the short files fill in around them.
+SLOWEST_FILES = ("test_pipeline_e2e.py", "test_paper_configs.py", "test_scaleout.py", "test_reliability.py",
+                 "test_evaluate.py", "test_forkserver.py", "test_flows.py", "test_perf.py", "test_sweep.py",
+                 "test_mlflow_lifecycle.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order otherwise
+
+
+@pytest.fixture(autouse=True)
+def _session_environment():
+    """Each test ends with the environment it started with: ``mlflow.set_tracking_uri`` exports
+    MLFLOW_TRACKING_URI, which would send a later test's stage processes to another store."""
+    saved = dict(os.environ)
+    yield
+    tracking = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if tracking is not None and tracking._tracking_uri is not None:
+        tracking.set_tracking_uri(None)
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture
