@@ -183,8 +183,8 @@ def test_sigint_reaches_the_stage_and_it_exits_130_as_in_its_own_process(project
         client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
                                   env=env(BNAT_FORKSERVER_DIR=str(servers), **extra), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
-        # the bar's postfix is drawn after the first steps: in the training loop, past every start-up
-        # (signalled at its first drawing, a loaded machine's stage went on training: see the note)
+        # the bar's postfix is drawn after the first steps: the stage is in its training loop, past
+        # its start-up (signalled at the bar's first drawing on a loaded machine, it trained on)
         err = _until_in_stderr(client, "epoch=")
         client.send_signal(signal.SIGINT)
         rest = client.communicate(timeout=60)[1]
