@@ -5,11 +5,11 @@
 Sections: train (step throughput against (k+1) forward+backward), flops (achieved GFLOP/s
 against this machine's SGEMM), pgd (the pipeline's PGD against torchattacks.PGD), cascade (the
 evaluation suite with and without early exit and cascade), options (channels_last, compile,
-amp, data on the device), dvc (DVC's own cost per stage against the code deps each stage
-lists, on trivial stages), dag (a `dvc repro` from empty of --params in a fresh copy: its wall
-time against the stages' own work, where the rest goes, the most expensive stages, a no-op
-repro, and a stage that does no work; runs with `--from-empty` or `--only dag`, about 40 minutes
-for the default params on 2 cores), pipeline (dvc repro and Prefect overhead on a built copy: the
+amp, data on the device), dvc (DVC's own cost per stage against the number of stages, on
+trivial stages), dag (a `dvc repro` from empty of --params in a fresh copy: its wall time against
+the stages' own work, where the rest goes, how busy the cores were, the most expensive stages, a
+no-op repro, and a stage that does no work; runs with `--from-empty` or `--only dag`, about 15
+minutes for the default params on 2 cores), pipeline (dvc repro and Prefect overhead on a built copy: the
 dag section's with `--from-empty`). Every figure is the median of several runs, and every
 comparison is a ratio of figures measured in the same run, interleaved. `--quick` runs tiny sizes
 once or twice (for tests).
@@ -44,6 +44,7 @@ from pipeline import evaluate as ev  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Splits, channel_stats, dataset_file, load_splits, prepare  # noqa: E402
 from pipeline.deploy import Deployed  # noqa: E402
+from pipeline.layout import model_dir  # noqa: E402
 from pipeline.methods import METHODS  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.spec import load_model  # noqa: E402
@@ -179,8 +180,8 @@ class Bench:
                       tuple(map(float, mean)), tuple(map(float, std)))
 
     def config(self, method: str):
-        """The first pretrain entry of params.yaml that trains with ``method``."""
-        return next(c for c in self.params.pretrain.values() if c.method == method and c.epochs > 0)
+        """The first training entry of params.yaml that trains with ``method``."""
+        return next(c for _, c in self.params.trained.values() if c.method == method and c.epochs > 0)
 
     def fresh_model(self) -> torch.nn.Module:
         torch.manual_seed(0)
@@ -192,28 +193,28 @@ class Bench:
         return to_float(self.splits.x_train[:n]), self.splits.y_train[:n]
 
     def model(self, name: str) -> tuple[torch.nn.Module, str]:
-        """models/NAME/model.pt of this checkout or of the dag section's build, or one trained here
-        with params.yaml's entry."""
+        """models/GROUP/NAME/model.pt of this checkout or of the dag section's build, or one trained
+        here with params.yaml's entry."""
         if name not in self._models:
-            path = ROOT / "models" / name / "model.pt"
-            built = self.from_empty and self.from_empty[0] / "models" / name / "model.pt"
+            rel = model_dir(self.params, name)
+            path, built = ROOT / rel / "model.pt", self.from_empty and self.from_empty[0] / rel / "model.pt"
             if path.exists():
-                self._models[name] = (load_model(path, map_location=self.device)[0], f"models/{name}/model.pt")
+                self._models[name] = (load_model(path, map_location=self.device)[0], f"{rel}/model.pt")
             elif built and built.exists():
                 self._models[name] = (load_model(built, map_location=self.device)[0],
-                                      f"models/{name}/model.pt of the dag section's build")
+                                      f"{rel}/model.pt of the dag section's build")
             else:
-                cfg, steps = self.params.pretrain[name], self.sizes.max_steps
+                cfg, steps = self.params.training(name), self.sizes.max_steps
                 model = self.fresh_model()
                 train(model, self.splits, cfg, seed=self.params.seed, progress=False, max_steps=steps)
                 done = f"{steps} steps" if steps else f"{cfg.epochs} epochs"
-                self._models[name] = (model.eval(), f"trained here ({done} of pretrain.{name})")
+                self._models[name] = (model.eval(), f"trained here ({done} of {name}'s entry)")
         return self._models[name]
 
     def reference_models(self):
         """(name, model, where it came from) of the standard and PGD-AT models params.yaml trains."""
         for name in ("standard", "adversarial"):
-            if name in self.params.pretrain:
+            if name in self.params.trained:
                 yield (name, *self.model(name))
 
     def eval_data(self, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -542,33 +543,49 @@ def stage_windows(lines: list[tuple[float, str]]) -> dict[str, tuple[float, floa
 
 
 def _stage_timings(project: Path) -> dict[str, dict]:
-    """Every timing.json the stages wrote into their outs, by the DVC stage that wrote it."""
+    """The timing.json every stage wrote into its group folder, by DVC stage (each lists its items'
+    seconds; the items' own timing.json files are in their folders)."""
     out = {}
-    for path in (p for top in ("data", "models", "results", "reports") for p in (project / top).rglob("timing.json")):
-        t = json.loads(path.read_text())
-        if t.get("dvc_stage"):
-            out[t["dvc_stage"]] = t
+    for top in ("data", "models", "results", "analyses", "ablations", "reports"):
+        for path in (project / top).rglob("timing.json"):
+            t = json.loads(path.read_text())
+            if t.get("dvc_stage") and t["stage"] == t["dvc_stage"]:
+                out[t["dvc_stage"]] = t
     return out
 
 
+def _item_timings(project: Path) -> list[dict]:
+    """The timing.json of every item a group ran."""
+    return [t for top in ("models", "results", "analyses", "ablations") for path in (project / top).rglob("timing.json")
+            if (t := json.loads(path.read_text())).get("launched") == "group"]
+
+
+IDLE = {"method": "standard", "epochs": 0}  # a group whose one model trains 0 epochs: a stage with no work
+
+
 def _no_work_stage(b: Bench, project: Path) -> Section:
-    """pretrain@random_init (0 epochs) run every way, interleaved: its wall against its own work."""
+    """A stage whose one item trains 0 epochs, run every way, interleaved: its wall against its
+    own work."""
+    import yaml
+
     from tests.e2e import env
 
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["pretrain"]["idle"] = {"models": {"idle": IDLE}}
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     s = Section("A stage that does no work",
-                "`pretrain@random_init` trains 0 epochs: its wall time is almost all overhead. Median of "
-                f"{b.sizes.slow_repeats} interleaved runs in the built copy; work is the stage's own `work_s` "
-                "(timing.json); under `dvc repro` the stage's window runs from DVC's \"Running stage\" to its "
-                "lock-file line.",
+                "`pretrain@idle`, a group of one model that trains 0 epochs (added to the built copy's params): its "
+                f"wall time is almost all overhead. Median of {b.sizes.slow_repeats} interleaved runs; work is the "
+                "stage's own `work_s` (its group's timing.json: from the start of its `main` to its last output, the "
+                "item, its MLflow run and the group's own run included); under `dvc repro` the stage's window runs "
+                "from DVC's \"Running stage\" to its lock-file line.",
                 ["how", "wall s", "stage window s", "work s", "overhead s (wall - work)"])
-    py, dvc = [sys.executable, "-m"], ["dvc", "repro", "-f", "-s", "pretrain@random_init"]
-    runs = {"`python -m stages.pretrain random_init` (the command before the fork server)":
-            (py + ["stages.pretrain", "random_init"], {}),
-            "`python -m stages pretrain random_init`, `BNAT_FORKSERVER=0` (its own process)":
-            (py + ["stages", "pretrain", "random_init"], {"BNAT_FORKSERVER": "0"}),
-            "`python -m stages pretrain random_init` (fork server)": (py + ["stages", "pretrain", "random_init"], {}),
-            "`dvc repro -f -s pretrain@random_init`, `BNAT_FORKSERVER=0`": (dvc, {"BNAT_FORKSERVER": "0"}),
-            "`dvc repro -f -s pretrain@random_init` (fork server)": (dvc, {})}
+    py, dvc = [sys.executable, "-m", "stages", "pretrain"], ["dvc", "repro", "-f", "-s", "pretrain@idle"]
+    runs = {"`python -m stages pretrain idle`, `BNAT_FORKSERVER=0` (its own process)": (py + ["idle"], {"BNAT_FORKSERVER": "0"}),
+            "`python -m stages pretrain idle` (fork server)": (py + ["idle"], {}),
+            "`dvc repro -f -s pretrain@idle`, `BNAT_FORKSERVER=0`": (dvc, {"BNAT_FORKSERVER": "0"}),
+            "`dvc repro -f -s pretrain@idle` (fork server)": (dvc, {})}
+    subprocess.run(py + ["idle"], cwd=project, env=env(), capture_output=True, check=True)  # a new MLflow store, once
     got: dict[str, list[tuple[float, float | None, float]]] = {k: [] for k in runs}
     for _ in range(b.sizes.slow_repeats):
         for label, (cmd, extra) in runs.items():
@@ -581,8 +598,8 @@ def _no_work_stage(b: Bench, project: Path) -> Section:
             if proc.wait() != 0:
                 raise RuntimeError(f"{cmd} failed:\n" + "\n".join(line for _, line in lines[-20:]))
             wall = time.perf_counter() - t0
-            window = stage_windows(lines).get("pretrain@random_init")
-            timing = json.loads((project / "models" / "random_init" / "timing.json").read_text())
+            window = stage_windows(lines).get("pretrain@idle")
+            timing = json.loads((project / "models" / "idle" / "timing.json").read_text())
             got[label].append((wall, window and window[1] - window[0], timing["work_s"]))
     for label, values in got.items():
         wall, work = statistics.median(v[0] for v in values), statistics.median(v[2] for v in values)
@@ -616,39 +633,38 @@ def _trivial_dag(dest: Path, n: int, code_deps: list[str]) -> Path:
 
 
 def section_dvc(b: Bench, workdir: Path) -> Section:
-    """DVC's own cost per stage against the number of code deps each stage lists."""
+    """DVC's own cost per stage against the number of stages: what a stage per model costs
+    beside a stage per group, before any of them does work."""
     from tests.e2e import sh
     from tests.test_stage_deps import import_closure
 
-    n = 6 if b.sizes is QUICK else 60
     closure = sorted(p.as_posix() for p in import_closure("stages.pretrain") | import_closure("stages.__main__"))
-    stage_files = [p for p in closure if p.startswith("stages/")]
-    variants = {f"every module a stage imports, one dep each ({len(closure)} files; pretrain's)": closure,
-                f"the `pipeline` folder and the stage's own modules ({1 + len(stage_files)} deps; dvc.yaml's)":
-                ["pipeline", *stage_files]}
+    deps = ["pipeline", *(p for p in closure if p.startswith("stages/"))]
+    counts = (4, 12) if b.sizes is QUICK else (22, 110)
     s = Section("DVC's cost per stage",
-                f"`dvc repro` of {n} chained stages that each write one small file with a shell command (no Python), "
-                "in a fresh project holding this checkout's code: all of the time is DVC's. The stages differ only "
-                "in how they list the code they depend on. DVC checks every dep before a stage and rewrites "
-                "dvc.lock, which grows with the stages run, after each.",
-                ["code deps per stage", "from empty s", "per stage s", "no-op s", "dvc.lock lines"])
-    for label, deps in variants.items():
+                "`dvc repro` of n chained stages that each write one small file with a shell command (no Python), "
+                "in a fresh project holding this checkout's code and listing the code deps a pretrain stage lists: "
+                f"all of the time is DVC's. {counts[0]} stages is the default DAG's count (a stage per group), "
+                f"{counts[1]} what a stage per model, view, analysis and grid point made of it. DVC checks every dep "
+                "before a stage and rewrites dvc.lock, which grows with the stages run, after each.",
+                ["stages", "from empty s", "per stage s", "no-op s", "dvc.lock lines"])
+    for n in counts:
         project = _trivial_dag(workdir / "dvc-cost", n, deps)
         t0 = time.perf_counter()
         sh(["dvc", "repro", "-q"], project, timeout=3600)
         wall = time.perf_counter() - t0
         noop = timed({"noop": lambda: sh(["dvc", "repro", "-q"], project)}, b.sizes.noop_repeats, warmup=0)["noop"]
         lines = len((project / "dvc.lock").read_text().splitlines())
-        s.rows.append([label, wall, wall / n, noop, lines])
+        s.rows.append([n, wall, wall / n, noop, lines])
     shutil.rmtree(workdir / "dvc-cost", ignore_errors=True)
-    s.notes.append("The default DAG has about twice as many stages, and params and outs in its lock file too: "
-                   "the per-stage figure grows with the lock file.")
+    s.notes.append("The default's lock entries also hold params and its outs' hashes: its per-stage figures are "
+                   "higher than these (the dag section measures them).")
     return s
 
 
 def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     project, wall, lines = build_from_empty(b, params_file, workdir)
-    windows, timings = stage_windows(lines), _stage_timings(project)
+    windows, timings, items = stage_windows(lines), _stage_timings(project), _item_timings(project)
     missing = sorted(set(windows) - set(timings))
     ran = [timings[k] for k in windows if k in timings]
     work = sum(t["work_s"] for t in ran)
@@ -656,10 +672,11 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     inside = sum(end - start for start, end in windows.values())
     n = len(windows)
     s = Section("Full DAG: stage work against overhead",
-                f"`dvc repro` from empty of `{params_file.name}` ({n} stages) in a fresh copy of the project, the "
-                "fork server starting with the first stage. Work is the sum of the stages' own `work_s` (each "
-                "stage's timing.json: from the start of its `main`, after its imports, to its last output); "
-                "overhead is the rest of the wall time. Target: overhead at most 10% of the whole.",
+                f"`dvc repro` from empty of `{params_file.name}` ({n} stages, {len(items)} items) in a fresh copy of the "
+                "project, the fork server starting with the first stage. Work is the sum of the stages' own `work_s` "
+                "(each stage's timing.json: from the start of its `main`, after its imports, to its last output; a "
+                "stage runs its items side by side inside that time); overhead is the rest of the wall time. Target: "
+                "overhead at most 10% of the whole.",
                 ["what", "seconds", "share of the wall time", "per stage"])
 
     def row(what, seconds):
@@ -675,6 +692,13 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     how = [t["launched"] for t in ran]
     s.notes.append("Stages launched: " + ", ".join(f"{how.count(k)} {k}" for k in sorted(set(how)))
                    + " (`process`: in its own process; the first stage runs so and starts the server).")
+    item_wall = sum(sum(t.get("items", {}).values()) for t in ran)
+    item_work = sum(t["work_s"] for t in items)
+    s.notes.append(f"Inside the stages: {len(items)} items, {item_wall:.0f} s of item time (each from the moment its "
+                   f"group handed it to a worker to its end) in {work:.0f} s of stage work: {item_wall / work:.2f} items "
+                   f"running at a time on average on {os.cpu_count()} cores. Of the item time, {item_wall - item_work:.0f} s "
+                   f"({100 * (item_wall - item_work) / item_wall:.1f}%) is outside the items' own work (their MLflow runs' "
+                   "start and end, the handoff).")
     top = sorted(windows, key=lambda k: windows[k][1] - windows[k][0], reverse=True)[:5]
     s.notes.append("The five most expensive stages (window, work): " + "; ".join(
         f"{k} {windows[k][1] - windows[k][0]:.1f} s, {timings[k]['work_s']:.1f} s" if k in timings else k
@@ -685,8 +709,10 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     s.notes.append(f"`dvc repro` once built (nothing reruns), median of {b.sizes.noop_repeats}: {t_noop:.2f} s "
                    "(target <= 3 s).")
     sections = [s]
-    if (project / "models" / "random_init").exists():
-        sections.append(_no_work_stage(b, project))
+    idle = workdir / "idle-copy"
+    shutil.rmtree(idle, ignore_errors=True)
+    sections.append(_no_work_stage(b, copy_built(project, idle)))
+    shutil.rmtree(idle, ignore_errors=True)
     return sections
 
 

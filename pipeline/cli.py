@@ -46,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--workers", type=int, default=1,
                    help="run independent stages side by side in this many worker checkouts sharing the DVC "
                         "cache (1: one after another, here)")
-    f.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per worker's stage (default: the cores shared among the workers)")
+    f.add_argument("--items-at-once", type=int, default=None,
+                   help="items each worker checkout's stage runs at once (default: the cores shared among the "
+                        "checkouts; results do not depend on it)")
     u = _command(sub, "mlflow-ui", "serve the MLflow UI over the project's tracking store")
     u.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only)")
     u.add_argument("--port", type=int, default=5000, help="port to serve on")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sy.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.lock")
     sb = _command(sub, "select-branches", "keep some BN branches of a saved multi-branch model and drop the rest "
                   "(e.g. AdvProp without its auxiliary BNs)")
-    sb.add_argument("src", help="the saved model (models/NAME/model.pt)")
+    sb.add_argument("src", help="the saved model (models/GROUP/NAME/model.pt)")
     sb.add_argument("dst", help="where to write the converted model; it loads by path alone")
     sb.add_argument("branches", nargs="+", type=int, help="the branches to keep, in order (0: the main BN)")
     es = _command(sub, "exp-show", "list DVC experiments one row per experiment and evaluated model (clean, "
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("-o", "--out", default="dvc_plots", help="the folder for index.html, inside the project")
     sw = _command(sub, "sweep", "run methods x seeds as experiments, then report mean ± std over seeds per method")
     sw.add_argument("-m", "--methods", nargs="+", required=True,
-                    help="models or views of evaluate.models / evaluate.views to compare")
+                    help="models or views of the evaluation plans (evaluations) to compare")
     sw.add_argument("-s", "--seeds", nargs="+", type=int, required=True, help="the seeds each method runs with")
     sw.add_argument("-S", "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="a params.yaml override for every experiment (YAML value), repeatable")
@@ -99,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        print(f"{args.params}: valid ({len(params.pretrain)} pretrained models, "
-              f"{len(params.evaluate.models)} evaluated)")
+        print(f"{args.params}: valid ({len(params.trained)} models in {len(params.groups)} groups, "
+              f"{len(params.targets)} models and views evaluated)")
         return 0
     if args.command == "stages":
         from pipeline.flows import ordered_stages
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "flow":
         from pipeline.flows import reproduce
 
-        reproduce(args.project_dir, workers=args.workers, threads=args.threads)
+        reproduce(args.project_dir, workers=args.workers, items_at_once=args.items_at_once)
         return 0
     return 1
 

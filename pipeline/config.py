@@ -283,7 +283,8 @@ def _as_list(value: Any) -> Any:
 
 
 class InterpolateConfig(Section):
-    """BN interpolation between two models that differ only in BN ("Adversarial Masking", Table 2).
+    """BN interpolation between two models that differ only in BN ("Adversarial Masking", Table 2);
+    the pairs are listed by the analysis plans (``analyses.GROUP.interpolate``).
 
     ``stats``: the readings of the running statistics to report (the paper mixes gamma and beta and
     does not say which statistics the mix normalizes with): ``interpolate`` mixes them with the same
@@ -295,7 +296,6 @@ class InterpolateConfig(Section):
     p: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=2)]
     stats: Annotated[list[InterpolationStats], BeforeValidator(_as_list), Field(min_length=1)] = ["interpolate", "a"]
     attack: Literal["pgd", "suite"] = "pgd"
-    pairs: dict[str, InterpolatePair]
     n_samples: PositiveInt | None = None
 
 
@@ -317,9 +317,8 @@ class DialConfig(Section):
 class StrengthAnalysisConfig(Section):
     """Feature statistics and fusion weights against the attack strength (AFA, Fig. 3 and Fig. 6):
     the first ``n_samples`` test images attacked with PGD (``steps`` of ``rel_step_size`` * eps)
-    at each eps, on each model as it deploys."""
+    at each eps, on each model (``analyses.GROUP.strength``) as it deploys."""
 
-    models: list[str]
     eps: Annotated[list[Eps], Field(min_length=2)]
     feature: str = "layers.1.0.conv1"  # the module whose output is measured (an intermediate convolution)
     n_samples: PositiveInt = 200
@@ -329,18 +328,17 @@ class StrengthAnalysisConfig(Section):
 
 class ShapingEvalConfig(Section):
     """Norm shaping's evaluation (``pipeline.analysis.shaping_eval``; Tables I-III): each model of
-    ``models`` under the inference modes BN, PN and BN+Shaping, with ``attacks`` crafted on PN
-    (the paper's protocol; FGSM at ``fgsm_scale`` times the threat eps), the shaping attack and
-    the adaptive attacks, on the first ``n_samples`` test images; and the three confoundings
-    (Sec. IV) on ``confounding_models``, on ``confounding_samples`` training images."""
+    ``analyses.GROUP.shaping`` under the inference modes BN, PN and BN+Shaping, with ``attacks``
+    crafted on PN (the paper's protocol; FGSM at ``fgsm_scale`` times the threat eps), the shaping
+    attack and the adaptive attacks, on the first ``n_samples`` test images; and the three
+    confoundings (Sec. IV) on ``analyses.GROUP.confoundings``, on ``confounding_samples`` training
+    images."""
 
-    models: list[str] = []
     n_samples: PositiveInt = 100
     attacks: Annotated[list[AttackSpec], Field(min_length=1)]
     fgsm_scale: Annotated[float, Field(gt=0.0)] = 2.0
     shaping_refs: PositiveInt = 3  # the shaping attack: unchanged clean test images per attacked one
     eot: PositiveInt = 5  # gradient samples per step against the random shaping images
-    confounding_models: list[str] = []
     confounding_samples: PositiveInt = 128
     confounding_ratio: PositiveInt = 3  # the shaping attack's n:1 in confounding III
 
@@ -358,7 +356,8 @@ class AnalyzePair(Section):
 
 
 class AnalyzeBNConfig(Section):
-    pairs: dict[str, AnalyzePair]
+    """Per-layer BN statistics of model pairs (``analyses.GROUP.analyze_bn``)."""
+
     n_samples: PositiveInt = 256  # test images for activation statistics
     n_feature_images: PositiveInt = 2
     off_threshold: Annotated[float, Field(gt=0.0, le=1.0)] = 0.99  # share of zero activations that turns a channel off
@@ -414,7 +413,6 @@ class ScreenConfig(Section):
     threat eps (plus clean), no masking checks. Every figure it produces is labelled "screen" in
     the report, and none of it is AutoAttack's unless its attacks include AutoAttack."""
 
-    models: list[str] = []  # evaluated at this tier into results/NAME/ (stage screen@NAME)
     attacks: Annotated[list[AttackSpec], Field(min_length=1)]
     n_samples: PositiveInt | None = None  # None: evaluate.n_samples
 
@@ -430,11 +428,14 @@ class ChecksConfig(Section):
     more_steps_factor: PositiveInt = 4  # PGD with this many times the steps (same step size) and 2 restarts
     autoattack_gap: Annotated[float, Field(ge=0.0, le=1.0)] = 0.05  # AutoAttack this far below PGD flags a weak PGD
     square_queries: PositiveInt = 1000  # Square Attack, the black-box check
-    surrogate: str  # a pretrained model to craft transfer attacks on (DI2-FGSM); skipped for itself
+    surrogate: str  # GROUP/NAME: the model transfer attacks (DI2-FGSM) are crafted on; skipped for itself
 
 
 class EvaluateConfig(Section):
-    models: Annotated[list[str], Field(min_length=1)]
+    """How models are attacked: the full suite (``attacks`` over ``eps``, the masking checks) and
+    the cheaper ``screen`` tier. Which models and views each evaluation stage attacks is
+    ``evaluations.GROUP``."""
+
     protocol: str = "custom"  # a preset of pipeline.protocols, or custom (eps and attacks below)
     eps: Annotated[list[Eps], Field(min_length=1)] | None = None  # the grid "grid" attacks run over
     threat_eps: Eps | None = None  # the headline eps: "threat" attacks and the summary use it
@@ -443,23 +444,8 @@ class EvaluateConfig(Section):
     batch_size: PositiveInt = 500
     cascade: bool = True  # each attack runs only on the samples every earlier attack left standing
     deployment: DeploymentConfig = DeploymentConfig()
-    views: dict[str, ViewConfig] = {}  # more deployments of the models, each evaluated as its own row
     checks: ChecksConfig
     screen: ScreenConfig | None = None  # the cheaper tier (study rows, ablation grids)
-
-    @property
-    def targets(self) -> list[str]:
-        """What evaluation produces a results/NAME folder for: every model, every view, every
-        screened model."""
-        return [*self.models, *self.views, *self.screened]
-
-    @property
-    def screened(self) -> list[str]:
-        return list(self.screen.models) if self.screen else []
-
-    def tier_of(self, name: str) -> Tier:
-        view = self.views.get(name)
-        return "screen" if name in self.screened or (view is not None and view.tier == "screen") else "full"
 
     def at_threat(self, which: Literal["pgd", "suite"] = "pgd") -> EvaluateConfig:
         """This section cut to the threat eps: its PGD alone, or every attack (interpolations
@@ -470,11 +456,10 @@ class EvaluateConfig(Section):
             raise ValueError("attack: 'pgd' needs a pgd attack in the evaluate section")
         return self.model_copy(update={"protocol": "custom", "eps": [0.0, t], "threat_eps": t, "attacks": attacks})
 
-    def for_target(self, name: str) -> EvaluateConfig:
-        """The settings ``name`` (a model or a view) is evaluated with: its tier's, plus a view's
-        extra attacks and eps grid."""
-        cfg = self.for_tier(self.tier_of(name))
-        view = self.views.get(name)
+    def for_view(self, tier: Tier, view: ViewConfig | None = None) -> EvaluateConfig:
+        """The settings a target is evaluated with: its tier's, plus a view's extra attacks and
+        eps grid."""
+        cfg = self.for_tier(tier)
         if view is None or not (view.extra_attacks or view.eps):
             return cfg
         return cfg.model_copy(update={"protocol": "custom", "eps": list(view.eps or cfg.eps_grid),
@@ -544,34 +529,161 @@ class TrackingConfig(Section):
     experiment: str = "bn-adversarial"
 
 
+# --------------------------------------------------------------------------------------------
+# groups: the units DVC caches and the stages run side by side
+
+
+class PretrainGroup(Section):
+    """Models trained from scratch by one DVC stage, ``pretrain@GROUP``, side by side, into
+    models/GROUP/NAME/."""
+
+    models: Annotated[dict[str, TrainConfig], Field(min_length=1)]
+
+
+class FinetuneGroup(Section):
+    """Fine-tunes of the models of one earlier group (``after``; a DVC dep on models/AFTER/), by
+    one DVC stage, ``finetune@GROUP``, into models/GROUP/NAME/; each model's ``start`` is a model
+    of ``after``."""
+
+    after: str
+    models: Annotated[dict[str, FinetuneConfig], Field(min_length=1)]
+
+
+class EvaluationPlan(Section):
+    """What ``evaluate@GROUP`` attacks (results/GROUP/NAME/): models of the group with the full
+    suite or the screen tier, and views (other deployments of them)."""
+
+    full: list[str] = []
+    screen: list[str] = []
+    views: dict[str, ViewConfig] = {}
+
+
+class AnalysisPlan(Section):
+    """What ``analyze@GROUP`` measures besides the attack suite (analyses/GROUP/KIND/NAME/): BN
+    interpolations and BN statistics of model pairs, dials, feature statistics against eps, norm
+    shaping's tables and confoundings. Models are named as anywhere (their names are unique)."""
+
+    interpolate: dict[str, InterpolatePair] = {}
+    analyze_bn: dict[str, AnalyzePair] = {}
+    dials: dict[str, DialConfig] = {}
+    strength: list[str] = []
+    shaping: list[str] = []
+    confoundings: list[str] = []
+
+    def items(self) -> list[tuple[str, str]]:
+        """(kind, name) of each analysis; kind is also its stage module."""
+        return ([("interpolate", n) for n in self.interpolate] + [("analyze_bn", n) for n in self.analyze_bn]
+                + [("dial", n) for n in self.dials] + [("strength", n) for n in self.strength]
+                + [("shaping", n) for n in self.shaping] + [("confoundings", n) for n in self.confoundings])
+
+
+class Target(Section):
+    """One row of an evaluation: a model or a view of one, in its group, at its tier."""
+
+    name: str
+    group: str
+    model: str
+    tier: Tier
+    view: ViewConfig | None = None
+
+
 class Params(Section):
     seed: Annotated[int, Field(ge=0)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch's CPU threads in each item's process: part of every result (a float sum splits by thread)
+    threads: PositiveInt = 1
+    # items of a stage run side by side: auto is one process a CPU core (one at a time on CUDA)
+    workers: Literal["auto"] | PositiveInt = "auto"
     data: DataConfig
     model: ModelConfig  # the default architecture of pretrain entries
     # Shared training settings: entries inherit them with YAML's merge key (``<<: *train``), so
     # DVC sees each entry's effective settings and reruns exactly the entries a change reaches.
     train_defaults: dict[str, Any] | None = None
-    pretrain: Annotated[dict[str, TrainConfig], Field(min_length=1)]
-    finetune: dict[str, FinetuneConfig] = {}
+    pretrain: Annotated[dict[str, PretrainGroup], Field(min_length=1)]
+    finetune: dict[str, FinetuneGroup] = {}
+    evaluations: dict[str, EvaluationPlan] = {}
+    analyses: dict[str, AnalysisPlan] = {}
     interpolate: InterpolateConfig | None = None
     analyze_bn: AnalyzeBNConfig | None = None
     ablations: dict[str, AblationConfig] = {}
-    dials: dict[str, DialConfig] = {}
     strength_analysis: StrengthAnalysisConfig | None = None
     shaping_eval: ShapingEvalConfig | None = None
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
 
+    # ----------------------------------------------------------------------------------------
+    # the catalog: models, groups, targets and analyses by name
+
+    @property
+    def groups(self) -> dict[str, PretrainGroup | FinetuneGroup]:
+        return {**self.pretrain, **self.finetune}
+
+    @property
+    def trained(self) -> dict[str, tuple[str, TrainConfig]]:
+        """Every trained model: name -> (its group, its training entry)."""
+        return {name: (group, cfg) for group, g in self.groups.items() for name, cfg in g.models.items()}
+
     @property
     def model_names(self) -> list[str]:
-        return [*self.pretrain, *self.finetune]
+        return list(self.trained)
+
+    def group_of(self, name: str) -> str:
+        return self.trained[name][0]
+
+    def model_path(self, name: str) -> str:
+        """GROUP/NAME: where the model lives under models/."""
+        return f"{self.group_of(name)}/{name}"
+
+    def training(self, name: str) -> TrainConfig:
+        return self.trained[name][1]
+
+    def is_finetune(self, name: str) -> bool:
+        return self.group_of(name) in self.finetune
+
+    def start_of(self, name: str) -> str | None:
+        cfg = self.training(name)
+        return cfg.start if isinstance(cfg, FinetuneConfig) else None
 
     def architecture(self, name: str) -> ModelConfig:
         """The architecture a trained model ``name`` has (a fine-tune: its first ancestor's)."""
-        while name in self.finetune:
-            name = self.finetune[name].start
-        return self.pretrain[name].model or self.model
+        while (start := self.start_of(name)) is not None:
+            name = start
+        return self.training(name).model or self.model
+
+    @property
+    def targets(self) -> dict[str, Target]:
+        """Every evaluated model and view, in plan order: name -> where and how it is evaluated."""
+        out: dict[str, Target] = {}
+        for group, plan in self.evaluations.items():
+            for tier in ("full", "screen"):
+                for name in getattr(plan, tier):
+                    out[name] = Target(name=name, group=group, model=name, tier=tier)
+            for name, view in plan.views.items():
+                out[name] = Target(name=name, group=group, model=view.model, tier=view.tier, view=view)
+        return out
+
+    def target_path(self, name: str) -> str:
+        return f"{self.targets[name].group}/{name}"
+
+    def evaluation_config(self, name: str) -> EvaluateConfig:
+        """The settings target ``name`` is evaluated with (its tier's, plus a view's extras)."""
+        t = self.targets[name]
+        return self.evaluate.for_view(t.tier, t.view)
+
+    @property
+    def analysis_items(self) -> dict[tuple[str, str], str]:
+        """(kind, name) of every analysis -> the group whose plan lists it."""
+        return {item: group for group, plan in self.analyses.items() for item in plan.items()}
+
+    def analysis(self, kind: str, name: str):
+        """The plan entry of analysis ``name`` of ``kind`` (a pair, a dial, or the model name)."""
+        group = self.analysis_items[(kind, name)]
+        entry = getattr(self.analyses[group], {"dial": "dials"}.get(kind, kind))
+        return entry[name] if isinstance(entry, dict) else name
+
+    def analyses_of(self, kind: str) -> dict:
+        """Every analysis of ``kind`` in any plan: name -> its plan entry."""
+        return {name: self.analysis(kind, name) for k, name in self.analysis_items if k == kind}
 
     @field_validator("train_defaults")
     @classmethod
@@ -581,61 +693,100 @@ class Params(Section):
         return value
 
     @model_validator(mode="after")
-    def _referenced_models_exist(self) -> Params:
-        clash = set(self.pretrain) & set(self.finetune)
-        if clash:
-            raise ValueError(f"finetune.{sorted(clash)[0]}: the name is already a pretrain model")
-        known = set(self.model_names)
-        for name, cfg in self.finetune.items():
-            if cfg.start not in known:
-                raise ValueError(f"finetune.{name}.start: no model named {cfg.start!r} in pretrain or finetune")
-            seen, cur = {name}, cfg.start
-            while cur in self.finetune:
-                if cur in seen:
-                    raise ValueError(f"finetune.{name}.start: the chain of start models loops back to {cur!r}")
-                seen.add(cur)
-                cur = self.finetune[cur].start
-            if cfg.trainable != "all" and self.architecture(name).norm != "batch":
-                raise ValueError(f"finetune.{name}.trainable: {cfg.trainable!r} selects BatchNorm layers, but "
-                                 f"{cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
-        refs = [(f"evaluate.models.{i}", n) for i, n in enumerate(self.evaluate.models)]
-        refs += [(f"evaluate.screen.models.{i}", n) for i, n in enumerate(self.evaluate.screened)]
-        twice = sorted(set(self.evaluate.models) & set(self.evaluate.screened))
-        if twice:
-            raise ValueError(f"evaluate.screen.models: {twice[0]!r} is already in evaluate.models (one tier per model)")
-        if self.evaluate.screen is None and any(v.tier == "screen" for v in self.evaluate.views.values()):
-            raise ValueError("evaluate.screen: a view has tier 'screen' but there is no screen section")
-        refs += [(f"evaluate.views.{v}.model", view.model) for v, view in self.evaluate.views.items()]
-        for v in self.evaluate.views:  # a view's own attacks and grid must make a valid suite
-            try:
-                target = self.evaluate.for_target(v)
-                EvaluateConfig.model_validate(target.model_dump())
-            except (ValidationError, ValueError) as err:
-                msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
-                raise ValueError(f"evaluate.views.{v}: {msg.removeprefix('Value error, ')}") from None
-        refs.append(("evaluate.checks.surrogate", self.evaluate.checks.surrogate))
-        refs += [(f"dials.{d}.model", dial.model) for d, dial in self.dials.items()]
-        if self.strength_analysis:
-            refs += [(f"strength_analysis.models.{i}", m) for i, m in enumerate(self.strength_analysis.models)]
-        if self.shaping_eval:
-            refs += [(f"shaping_eval.models.{i}", m) for i, m in enumerate(self.shaping_eval.models)]
-            refs += [(f"shaping_eval.confounding_models.{i}", m) for i, m in enumerate(self.shaping_eval.confounding_models)]
-        for section in ("interpolate", "analyze_bn"):
-            cfg = getattr(self, section)
-            for pair_name, pair in (cfg.pairs.items() if cfg else []):
-                for field_name in ("a", "b", "logits_of"):
-                    value = getattr(pair, field_name, None)
-                    if value is not None:
-                        refs.append((f"{section}.pairs.{pair_name}.{field_name}", value))
-        for path, name in refs:
-            if name not in known:
-                raise ValueError(f"{path}: no model named {name!r} in pretrain or finetune")
+    def _references_resolve(self) -> Params:
+        self._check_groups()
+        self._check_evaluations()
+        self._check_analyses()
         if any(g.values for g in self.ablations.values()) and self.evaluate.screen is None:
             raise ValueError("evaluate.screen: ablations are evaluated at the screen tier; add a screen section")
-        taken = set(self.evaluate.views) & known
-        if taken:
-            raise ValueError(f"evaluate.views.{sorted(taken)[0]}: the name is already a model")
         return self
+
+    def _check_groups(self) -> None:
+        clash = sorted(set(self.pretrain) & set(self.finetune))
+        if clash:
+            raise ValueError(f"finetune.{clash[0]}: the group name is already a pretrain group (models/{clash[0]}/)")
+        seen: dict[str, str] = {}
+        for group, g in self.groups.items():
+            for name in g.models:
+                if name in seen:
+                    raise ValueError(f"{'finetune' if group in self.finetune else 'pretrain'}.{group}.models.{name}: "
+                                     f"the name is already a model of group {seen[name]!r} (model names are unique)")
+                seen[name] = group
+        for group, g in self.finetune.items():
+            if g.after not in self.groups or g.after == group:
+                raise ValueError(f"finetune.{group}.after: no other group named {g.after!r} in pretrain or finetune")
+            after, chain = g.after, {group}
+            while after in self.finetune:
+                if after in chain:
+                    raise ValueError(f"finetune.{group}.after: the chain of groups loops back to {after!r}")
+                chain.add(after)
+                after = self.finetune[after].after
+            for name, cfg in g.models.items():
+                if cfg.start not in self.groups[g.after].models:
+                    raise ValueError(f"finetune.{group}.models.{name}.start: no model named {cfg.start!r} in group "
+                                     f"{g.after!r} (the group's after)")
+                if cfg.trainable != "all" and self.architecture(name).norm != "batch":
+                    raise ValueError(f"finetune.{group}.models.{name}.trainable: {cfg.trainable!r} selects BatchNorm "
+                                     f"layers, but {cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
+
+    def _check_evaluations(self) -> None:
+        known = self.trained
+        seen: dict[str, str] = {}
+        for group, plan in self.evaluations.items():
+            where = f"evaluations.{group}"
+            if group not in self.groups:
+                raise ValueError(f"{where}: no group named {group!r} in pretrain or finetune")
+            refs = [(f"{tier}.{i}", n) for tier in ("full", "screen") for i, n in enumerate(getattr(plan, tier))]
+            refs += [(f"views.{v}.model", view.model) for v, view in plan.views.items()]
+            for path, name in refs:
+                if name not in self.groups[group].models:
+                    raise ValueError(f"{where}.{path}: no model named {name!r} in group {group!r}")
+            for key, name in [*((k, n) for k, n in refs if not k.startswith("views.")), *((f"views.{v}", v) for v in plan.views)]:
+                if name in seen:
+                    raise ValueError(f"{where}.{key}: {name!r} is already evaluated by evaluations.{seen[name]} "
+                                     "(one row, and one tier, per name)")
+                seen[name] = f"{group}"
+            for v in plan.views:
+                if v in known:
+                    raise ValueError(f"{where}.views.{v}: the name is already a model")
+            if self.evaluate.screen is None and (plan.screen or any(v.tier == "screen" for v in plan.views.values())):
+                raise ValueError(f"{where}: the screen tier needs an evaluate.screen section")
+            for v, view in plan.views.items():  # a view's own attacks and grid must make a valid suite
+                try:
+                    EvaluateConfig.model_validate(self.evaluate.for_view(view.tier, view).model_dump())
+                except (ValidationError, ValueError) as err:
+                    msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
+                    raise ValueError(f"{where}.views.{v}: {msg.removeprefix('Value error, ')}") from None
+        surrogate = self.evaluate.checks.surrogate
+        group, _, name = surrogate.partition("/")
+        if name not in known or known[name][0] != group:
+            raise ValueError(f"evaluate.checks.surrogate: no model {surrogate!r}; name it as GROUP/NAME "
+                             f"(e.g. {next(iter(known))!r} is {self.model_path(next(iter(known)))!r})")
+
+    def _check_analyses(self) -> None:
+        known = self.trained
+        seen: dict[tuple[str, str], str] = {}
+        for group, plan in self.analyses.items():
+            where = f"analyses.{group}"
+            refs = [(f"{kind}.{pair}.{f}", getattr(p, f)) for kind in ("interpolate", "analyze_bn")
+                    for pair, p in getattr(plan, kind).items() for f in ("a", "b", "logits_of") if hasattr(p, f)]
+            refs += [(f"dials.{d}.model", dial.model) for d, dial in plan.dials.items()]
+            refs += [(f"{kind}.{i}", m) for kind in ("strength", "shaping", "confoundings")
+                     for i, m in enumerate(getattr(plan, kind))]
+            for path, name in refs:
+                if name not in known:
+                    raise ValueError(f"{where}.{path}: no model named {name!r} in pretrain or finetune")
+            for item in plan.items():
+                if item in seen:
+                    raise ValueError(f"{where}.{item[0]}: {item[1]!r} is already analysed by analyses.{seen[item]}")
+                seen[item] = group
+            needs = {"interpolate": self.interpolate, "analyze_bn": self.analyze_bn,
+                     "strength": self.strength_analysis, "shaping": self.shaping_eval, "confoundings": self.shaping_eval}
+            for kind, section in needs.items():
+                if getattr(plan, kind) and section is None:
+                    top = {"strength": "strength_analysis", "shaping": "shaping_eval",
+                           "confoundings": "shaping_eval"}.get(kind, kind)
+                    raise ValueError(f"{where}.{kind}: needs the {top} section (its settings)")
 
 
 # --------------------------------------------------------------------------------------------

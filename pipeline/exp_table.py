@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-_RESULT = re.compile(r"^results/([^/]+)/headline\.json$")  # models and views, not grid points or analyses
+_RESULT = re.compile(r"^metrics/results/[^/]+/([^/]+)\.json$")  # models and views, not grid points or analyses
 COLUMNS = ("clean", "autoattack", "apgd", "worst_case")
 
 

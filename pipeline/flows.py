@@ -5,14 +5,15 @@ caches what is built, MLflow records it, Prefect schedules it.
   DAG order; each stage's outs and run cache are pushed to the DVC remote when one is configured.
   With ``workers``, independent stages run side by side in worker checkouts sharing the DVC cache
   (``pipeline.workers``), and the project restores their results from the run cache.
-- ``experiment``: one (method, seed, overrides) point of a sweep, run in the worker's own checkout
-  as ``dvc exp run --pull -S ...`` of the method's evaluation, so anything another worker already
-  built comes from the DVC remote's run cache instead of being trained again.
-- ``sweep``: the product of methods and seeds as ``experiment`` runs, through the ``experiment``
-  deployment (any worker of the ``gpu`` pool picks each up) or in this process; then mean and
-  standard deviation over seeds per method, written as a table and logged. On workers, the stages
-  that several methods need (the data, a shared starting model) are built first, once per seed:
-  two workers building the same stage at once would train it twice.
+- ``experiment``: one (evaluation stage, seed, overrides) point of a sweep, run in the worker's own
+  checkout as ``dvc exp run --pull -S ...`` of the stage that evaluates the methods (methods of
+  one group share it), so anything another worker already built comes from the DVC remote's run
+  cache instead of being trained again.
+- ``sweep``: the methods' evaluation stages times the seeds as ``experiment`` runs, through the
+  ``experiment`` deployment (any worker of the ``gpu`` pool picks each up) or in this process;
+  then mean and standard deviation over seeds per method, written as a table and logged. On
+  workers, the stages that several points need (the data, a shared starting model) are built
+  first, once per seed: two workers building the same stage at once would train it twice.
 
 MLflow: every flow run opens a parent run; stage runs are its children through
 ``PIPELINE_PARENT_RUN_ID`` (a sweep's experiments are its children and the stages theirs). A
@@ -71,22 +72,29 @@ def upstream_stages(project_dir: str | Path, targets: list[str]) -> dict[str, se
         return {t: {s.name for s in nx.descendants(graph, by_name[t]) if s.cmd} | {t} for t in targets}
 
 
-def evaluation_stage(project_dir: str | Path, name: str) -> str:
-    """The DVC stage that evaluates ``name``: ``view@NAME`` for a view of evaluate.views,
-    ``screen@NAME`` for a model of evaluate.screen, else ``evaluate@NAME``. All write
-    results/NAME/, so sweeps read views and screened models like models."""
-    from pipeline.config import read_yaml
+def project_params(project_dir: str | Path):
+    from pipeline.config import load_params
 
-    path = Path(project_dir) / "params.yaml"
-    ev = (read_yaml(path.read_text(), str(path)) or {}).get("evaluate") or {}
-    if name in (ev.get("views") or {}):
-        return f"view@{name}"
-    return f"screen@{name}" if name in ((ev.get("screen") or {}).get("models") or []) else f"evaluate@{name}"
+    return load_params(Path(project_dir) / "params.yaml")
+
+
+def evaluation_stage(project_dir: str | Path, name: str) -> str:
+    """The DVC stage that evaluates ``name`` (a model or a view of evaluations.GROUP):
+    ``evaluate@GROUP``, which writes results/GROUP/NAME/."""
+    return f"evaluate@{project_params(project_dir).targets[name].group}"
+
+
+def sweep_points(project_dir: str | Path, methods: list[str]) -> dict[str, list[str]]:
+    """The evaluation stage of each method -> the methods it evaluates, in the order given."""
+    points: dict[str, list[str]] = {}
+    for method in methods:
+        points.setdefault(evaluation_stage(project_dir, method), []).append(method)
+    return points
 
 
 def shared_stages(project_dir: str | Path, methods: list[str]) -> list[str]:
-    """Stages that the evaluations of two or more of the methods need, dependencies first."""
-    needs = upstream_stages(project_dir, [evaluation_stage(project_dir, m) for m in methods])
+    """Stages that the evaluations of two or more of the methods' stages need, dependencies first."""
+    needs = upstream_stages(project_dir, list(sweep_points(project_dir, methods)))
     counts: dict[str, int] = {}
     for stages in needs.values():
         for stage in stages:
@@ -167,7 +175,9 @@ def lock_hash(project_dir: str | Path, stage: str) -> str | None:
 
 
 def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
-    """stage -> the mlflow_run.json among its outs in dvc.lock (the run that produced them)."""
+    """Every MLflow run the outs in dvc.lock name (their mlflow_run.json files), by the name it
+    was logged under: a stage's own run by the DVC stage (``evaluate@base``), each of its items'
+    by the item (``evaluate@base/standard``)."""
     import yaml
 
     lock = Path(project_dir) / "dvc.lock"
@@ -176,9 +186,10 @@ def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
     for stage, entry in stages.items():
         for out in entry.get("outs", []):
             path = Path(project_dir) / out["path"]
-            ref = path if path.name == "mlflow_run.json" else path / "mlflow_run.json"  # or inside a folder out
-            if ref.is_file():
-                refs[stage] = json.loads(ref.read_text())
+            found = [path] if path.name == "mlflow_run.json" else sorted(path.rglob("mlflow_run.json")) if path.is_dir() else []
+            for file in found:
+                ref = json.loads(file.read_text())
+                refs[ref.get("stage") or stage] = ref
     return refs
 
 
@@ -264,7 +275,7 @@ def run_stage_in_worker(stage: str, worker: str, env: dict[str, str], parent_run
     return stage
 
 
-def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int, threads: int | None) -> list[str]:
+def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int, items_at_once: int) -> list[str]:
     """Every stage in one of ``workers`` worker checkouts, as soon as the stages it reads are built;
     then one ``dvc repro`` in the project restores them all from the run cache and writes dvc.lock."""
     import time
@@ -274,7 +285,7 @@ def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int
     order = ordered_stages(project_dir)
     upstream = direct_upstream(project_dir)
     free = [str(w) for w in checkouts.prepare(project_dir, workers)]
-    env = checkouts.worker_env(project_dir, threads)
+    env = checkouts.worker_env(project_dir, items_at_once)
     pending, running, done = list(order), {}, []
     while pending or running:
         for stage in [s for s in pending if upstream.get(s, set()) <= set(done)]:
@@ -302,18 +313,20 @@ def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int
 
 @flow(name="reproduce", log_prints=True)
 def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push: bool | None = None,
-              workers: int = 1, threads: int | None = None) -> list[str]:
+              workers: int = 1, items_at_once: int | None = None) -> list[str]:
     """Bring every stage of the checkout up to date, one task per stage, in DAG order.
     ``push`` (default: whether a DVC remote is configured) shares each stage's outs and run cache.
     ``workers`` > 1 runs independent stages side by side, each in a worker checkout of its own
-    (``pipeline.workers``) with ``threads`` CPU threads (default: the cores shared among them),
+    (``pipeline.workers``), each stage running ``items_at_once`` of its items at once (default: the
+    cores shared among the checkouts; results do not depend on it),
     and restores their results into the project through the DVC cache."""
     project_dir = str(Path(project_dir).resolve())
     push = has_remote(project_dir) if push is None else push
     with checkout_lock(project_dir):
         parent = open_run(project_dir, experiment, f"flow:{flow_run.get_name() or 'reproduce'}", {"stage": "flow"})
         if workers > 1:
-            return _side_by_side(project_dir, parent, push, workers, threads or max(1, (os.cpu_count() or 1) // workers))
+            return _side_by_side(project_dir, parent, push, workers,
+                                 items_at_once or max(1, (os.cpu_count() or 1) // workers))
         done = []
         for stage in ordered_stages(project_dir):
             runner = fetch_stage if stage == "fetch" else run_stage
@@ -355,10 +368,10 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
             node = node[part]
         node[last] = value
     params = parse_params(raw, "params.yaml with the sweep overrides")
-    unknown = [m for m in methods if m not in params.evaluate.targets]
+    unknown = [m for m in methods if m not in params.targets]
     if unknown:
-        raise ConfigError(f"sweep: methods {unknown} are not in evaluate.models, evaluate.views or evaluate.screen "
-                          f"{params.evaluate.targets}")
+        raise ConfigError(f"sweep: methods {unknown} are not evaluated by any plan of evaluations "
+                          f"{list(params.targets)}")
 
 
 def reset_to_head(project_dir: str | Path) -> None:
@@ -389,42 +402,62 @@ def run_experiment(targets: list[str], seed: int, overrides: dict[str, Any] | No
 
 
 @flow(name="experiment", log_prints=True)
-def experiment(method: str | None, seed: int, overrides: dict[str, Any] | None = None,
+def experiment(methods: list[str] | None, seed: int, overrides: dict[str, Any] | None = None,
                parent_run_id: str | None = None, project_dir: str = ".",
-               mlflow_experiment: str = DEFAULT_EXPERIMENT, stages: list[str] | None = None) -> dict[str, Any]:
-    """One sweep point in this checkout; its metrics go to an MLflow run under the sweep's run.
-    With ``stages`` instead of a method, it builds those stages (a sweep's shared upstream) and
-    logs no metrics."""
+               mlflow_experiment: str = DEFAULT_EXPERIMENT, stages: list[str] | None = None) -> list[dict[str, Any]]:
+    """One sweep point in this checkout: the evaluation stage of ``methods`` (one stage: they
+    share a group) at ``seed``, under a point run; each method's metrics go to a run of its own
+    under the sweep's run. With ``stages`` instead of methods, it builds those stages (a sweep's
+    shared upstream) and logs no metrics."""
     import platform
 
-    if (method is None) == (stages is None):
-        raise ValueError("experiment: give either a method or the stages to build")
+    if (methods is None) == (stages is None):
+        raise ValueError("experiment: give either methods or the stages to build")
     project_dir = str(Path(project_dir).resolve())
-    targets = stages or [evaluation_stage(project_dir, method)]
-    kind, name = ("experiment", f"{method}/seed={seed}") if method else ("upstream", f"upstream/seed={seed}")
+    if methods:
+        points = sweep_points(project_dir, methods)
+        if len(points) != 1:
+            raise ValueError(f"experiment: methods {methods} are evaluated by several stages {list(points)}")
+        targets = list(points)
+    else:
+        targets = stages
+    name = f"{targets[0] if methods else 'upstream'}/seed={seed}"
     with checkout_lock(project_dir):
-        run_id = open_run(project_dir, mlflow_experiment, name,
-                          {"kind": kind, **({"method": method} if method else {}), "seed": str(seed),
-                           "checkout": project_dir, "worker_host": platform.node()},
-                          parent_run_id=parent_run_id,
-                          params={**({"method": method} if method else {"stages": targets}), "seed": seed,
-                                  **(overrides or {})})
-        ran = run_experiment(targets, seed, overrides, project_dir, run_id)
+        point = open_run(project_dir, mlflow_experiment, name,
+                         {"kind": "point" if methods else "upstream", "seed": str(seed), "checkout": project_dir,
+                          "worker_host": platform.node()},
+                         parent_run_id=parent_run_id,
+                         params={"stages": targets, **({"methods": methods} if methods else {}), "seed": seed,
+                                 **(overrides or {})})
+        ran = run_experiment(targets, seed, overrides, project_dir, point)
         refs = stage_run_refs(project_dir)
         links = {f"run.{stage.replace('@', ':')}": ref["run_id"] for stage, ref in refs.items()
-                 if ref.get("run_id") and (stage in targets or stage == "fetch" or
-                                           (method and stage.endswith(f"@{method}")))}
-        metrics = json.loads((Path(project_dir) / "results" / method / "metrics.json").read_text()) if method else {}
+                 if ref.get("run_id") and (stage in targets or stage == "fetch")}
+        from pipeline.layout import result_dir
+
+        found = {m: json.loads((result_dir(project_params(project_dir), m, Path(project_dir)) / "metrics.json").read_text())
+                 for m in methods or []}
     client = _client(project_dir)
-    numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for key, value in numeric.items():
-        client.log_metric(run_id, key, value)
-    client.set_tag(run_id, "stages_ran", ",".join(ran) or "none")
-    for key, value in links.items():
-        client.set_tag(run_id, key, value)
-    summary = ", ".join(f"{k} {numeric[k]:.3f}" for k in SUMMARY_METRICS if k in numeric) or ", ".join(targets)
-    print(f"{name}: {summary}; stages run: {', '.join(ran) or 'none (all from the run cache)'}")
-    return {"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric}
+    client.set_tag(point, "stages_ran", ",".join(ran) or "none")
+    params = project_params(project_dir) if methods else None
+    out = []
+    for method, metrics in found.items():
+        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        model = params.targets[method].model
+        trained = f"{'finetune' if params.is_finetune(model) else 'pretrain'}@{params.model_path(model)}"
+        own = {"run.train": (refs.get(trained) or {}).get("run_id"),  # the runs that made this method's figures
+               "run.evaluate": (refs.get(f"evaluate@{params.target_path(method)}") or {}).get("run_id")}
+        run_id = open_run(project_dir, mlflow_experiment, f"{method}/seed={seed}",
+                          {"kind": "experiment", "method": method, "seed": str(seed), "point_run": point,
+                           "stages_ran": ",".join(ran) or "none", **links, **{k: v for k, v in own.items() if v}},
+                          parent_run_id=parent_run_id, params={"method": method, "seed": seed, **(overrides or {})})
+        for key, value in numeric.items():
+            client.log_metric(run_id, key, value)
+        summary = ", ".join(f"{k} {numeric[k]:.3f}" for k in SUMMARY_METRICS if k in numeric)
+        print(f"{method}/seed={seed}: {summary}")
+        out.append({"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric})
+    print(f"{name}: stages run: {', '.join(ran) or 'none (all from the run cache)'}")
+    return out
 
 
 @task
@@ -434,7 +467,7 @@ def launch(deployment: str, parameters: dict[str, Any]) -> str:
 
     run = run_deployment(name=deployment, parameters=parameters, timeout=None)
     if not run.state or not run.state.is_completed():
-        what = parameters.get("method") or f"stages {parameters.get('stages')}"
+        what = parameters.get("methods") or f"stages {parameters.get('stages')}"
         raise RuntimeError(f"experiment {what} seed {parameters['seed']} ended "
                            f"{run.state.name if run.state else 'without a state'} (flow run {run.id})")
     return str(run.id)
@@ -486,16 +519,16 @@ def sweep(methods: list[str], seeds: list[int], overrides: dict[str, Any] | None
     name = flow_run.get_name() or "sweep"
     parent = open_run(project_dir, mlflow_experiment, f"sweep:{name}", {"kind": "sweep", "stage": "flow"},
                       params={"methods": methods, "seeds": seeds, "overrides": overrides or {}})
-    points = list(itertools.product(methods, seeds))
+    points = list(itertools.product(sweep_points(project_dir, methods).values(), seeds))
     if deployment:
         common = {"overrides": overrides, "parent_run_id": parent, "mlflow_experiment": mlflow_experiment}
         shared = shared_stages(project_dir, methods)
         if shared:  # once per seed before the fan-out, so that no two workers build them at once
-            print(f"building the stages several methods share first: {', '.join(shared)}")
-            for f in [launch.submit(deployment, {"method": None, "seed": s, "stages": shared, **common})
+            print(f"building the stages several points share first: {', '.join(shared)}")
+            for f in [launch.submit(deployment, {"methods": None, "seed": s, "stages": shared, **common})
                       for s in seeds]:
                 f.result()
-        for f in [launch.submit(deployment, {"method": m, "seed": s, **common}) for m, s in points]:
+        for f in [launch.submit(deployment, {"methods": m, "seed": s, **common}) for m, s in points]:
             f.result()
     else:
         for m, s in points:

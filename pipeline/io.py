@@ -97,17 +97,21 @@ def write_json(path: str | Path, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-#: The few figures per model that ``dvc metrics show`` and ``dvc metrics diff`` list (headline.json);
-#: everything else a stage measured stays in its metrics.json.
+#: The few figures per item that ``dvc metrics show`` and ``dvc metrics diff`` list (metrics/,
+#: pipeline.layout); everything else an item measured stays in its folder's metrics.json.
 HEADLINE_KEYS = ("test_acc", "clean", "pgd", "autoattack", "apgd", "worst_case")
 
 
-def write_metrics(folder: str | Path, metrics: dict[str, Any]) -> None:
-    """``folder/metrics.json`` (all of ``metrics``) and ``folder/headline.json`` (its numeric
-    HEADLINE_KEYS, rounded to 4 places), the narrow file DVC declares as the stage's metrics."""
+def headline(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric HEADLINE_KEYS of ``metrics``, rounded to 4 places."""
+    return {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))}
+
+
+def write_metrics(folder: str | Path, metrics: dict[str, Any], headline_file: str | Path) -> None:
+    """``folder/metrics.json`` (all of ``metrics``) and ``headline_file`` (its :func:`headline`),
+    one of the narrow files DVC lists as the project's metrics."""
     write_json(Path(folder) / "metrics.json", metrics)
-    write_json(Path(folder) / "headline.json", {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS
-                                                if isinstance(metrics.get(k), (int, float))})
+    write_json(headline_file, headline(metrics))
 
 
 def read_json(path: str | Path) -> Any:

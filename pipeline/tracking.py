@@ -505,6 +505,9 @@ class StageRun:
             tags["git_dirty_files"] = " ".join(dirty)[:5000]
         if self.dvc_exp:
             tags["dvc_exp_name"] = self.dvc_exp
+        if os.environ.get("DVC_STAGE"):
+            tags["dvc_stage"] = os.environ["DVC_STAGE"]
+        nested = mlflow.active_run() is not None  # an item its group runs in this process: a child of the group's run
         mlflow.set_system_metrics_sampling_interval(SYSTEM_METRICS_INTERVAL_S)
         run = None
         previous = self._resumable()
@@ -513,13 +516,13 @@ class StageRun:
                 resumed_tags = {**tags, "resumed": "true"}
                 if self.parent:
                     resumed_tags["mlflow.parentRunId"] = self.parent
-                run = mlflow.start_run(run_id=previous, tags=resumed_tags, log_system_metrics=True)
+                run = mlflow.start_run(run_id=previous, tags=resumed_tags, log_system_metrics=True, nested=nested)
                 self.resumed = True
             except MlflowException:  # deleted, or not in this store: a new run
                 run = None
         if run is None:
             run = mlflow.start_run(experiment_id=self.experiment_id, run_name=self.stage, tags=tags,
-                                   parent_run_id=self.parent, log_system_metrics=True)
+                                   parent_run_id=self.parent, log_system_metrics=True, nested=nested)
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:

@@ -82,9 +82,11 @@ def prepare(project_dir: str | Path, n: int) -> list[Path]:
     return workers
 
 
-def worker_env(project_dir: str | Path, threads: int | None) -> dict[str, str]:
+def worker_env(project_dir: str | Path, items_at_once: int | None) -> dict[str, str]:
     """What a stage in a worker needs besides the flow's environment: the project's MLflow store,
-    and ``threads`` CPU threads for torch (workers x threads <= cores, or they slow each other)."""
+    and how many of its items it runs at once (``BNAT_WORKERS``; checkouts x items at once <=
+    cores, or they slow each other). Results do not depend on it: each item runs with params'
+    ``threads``."""
     from pipeline.tracking import tracking_uri
 
     cwd = os.getcwd()
@@ -93,6 +95,6 @@ def worker_env(project_dir: str | Path, threads: int | None) -> dict[str, str]:
         env = {"MLFLOW_TRACKING_URI": tracking_uri()}
     finally:
         os.chdir(cwd)
-    if threads:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if items_at_once:
+        env["BNAT_WORKERS"] = str(items_at_once)
     return env

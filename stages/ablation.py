@@ -1,38 +1,40 @@
-"""ablation NAME VALUE: one point of the grid ``ablations.NAME`` of params.yaml (a DVC ``matrix``
-stage). Trains the grid's ``train`` entry with its ``key`` set to VALUE (then, if the grid has
-one, its ``then`` fine-tune of that model: AFA's stage II after stage I) into
-models/ablation/NAME/VALUE/, and evaluates the result at the screen tier (``evaluate.screen``'s
-attacks, as its method deploys it) into results/ablation/NAME/VALUE/, in one MLflow run."""
+"""ablation GRID[/VALUE]: the points of the grid ``ablations.GRID`` of params.yaml; a lone GRID
+(the DVC stage ``ablation@GRID``) runs them all side by side. A point trains the grid's ``train``
+entry with its ``key`` set to VALUE (then, if the grid has one, its ``then`` fine-tune of that
+model: AFA's stage II after stage I) into ablations/GRID/VALUE/model/, and evaluates the result at
+the screen tier (``evaluate.screen``'s attacks, as its method deploys it) into
+ablations/GRID/VALUE/screen/, in one MLflow run."""
 
-from pathlib import Path
+import os
 
 from pipeline.analysis.shaping_eval import ratio_sweep
 from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, fingerprint, write_csv, write_metrics
+from pipeline.io import atomic_dir, fingerprint, read_json, write_csv, write_metrics
+from pipeline.layout import ABLATIONS, ablation_dir, headline_file
 from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.norms import replay
 from pipeline.spec import build_from_spec, default_deployment, spec_for_training
 from pipeline.train import to_float, train
-from stages.common import device_of, load, run, seed_everything, write_timing
-from stages.training import CHECKPOINTS, train_and_save, with_step
+from stages.common import Item, run, start, write_timing
+from stages.pretrain import cost
+from stages.training import checkpoint_of, train_and_save, with_step
+
+
+def items(params, grid: str) -> list[Item]:
+    g = params.ablations[grid]
+    model = params.model.model_dump(exclude_defaults=True)
+    return [Item("ablation", grid, str(v), cost(g.config_for(v, model)) + (cost(g.then_config()) if g.then else 0))
+            for v in g.values]
 
 
 def main(argv: list[str]) -> None:
-    params = load()
-    if len(argv) != 2 or argv[0] not in params.ablations:
-        raise ConfigError(f"expected an ablation name out of {sorted(params.ablations)} and a value, got {argv}")
-    name, item = argv
-    grid = params.ablations[name]
-    try:
-        value = grid.value_of(item)
-    except ValueError as err:
-        raise ConfigError(f"ablations.{name}.values: {err}") from None
-    device = device_of(params)
-    seed_everything(params.seed)
+    params, item, device = start(argv, items, "grid point")
+    name, grid = item.group, params.ablations[item.group]
+    value = grid.value_of(item.name)
     cfg = grid.config_for(value, params.model.model_dump(exclude_defaults=True))
     then = grid.then_config()
     arch = cfg.model or params.model
@@ -41,16 +43,16 @@ def main(argv: list[str]) -> None:
                              mean=splits.mean, std=splits.std)
     model = build_from_spec(spec, device)
     ecfg = params.evaluate.for_tier("screen")
-    point, stage = f"ablation/{name}/{value}", f"{name}@{value}"
-    section = {"seed": params.seed, "data": params.data.model_dump(), "model": arch.model_dump(),
+    point, stage = ablation_dir(name, value), item.label
+    section = {"seed": params.seed, "threads": params.threads, "data": params.data.model_dump(), "model": arch.model_dump(),
                "train": cfg.model_dump(), "then": then.model_dump() if then else None,
                "ablation": {"name": name, "key": grid.key, "value": value},
-               "evaluate": {k: v for k, v in ecfg.model_dump().items() if k not in ("models", "views", "screen")}}
+               "evaluate": {k: v for k, v in ecfg.model_dump().items() if k != "screen"}}
 
     final = cfg
     trainable = (lambda m: METHODS[cfg.method].trainable(m, cfg)) if METHODS[cfg.method].trainable else None
     if then is not None:  # the point's first training, resumable on its own; the fine-tune is the stage's model
-        first = CHECKPOINTS / f"ablation-{point.replace('/', '-')}-first.pt"
+        first = checkpoint_of(item, "-first")
         train(model, splits, cfg, seed=params.seed, checkpoint=first, fingerprint=fingerprint(section),
               desc=f"{stage} (first)", params=trainable)
         for p in model.parameters():
@@ -87,21 +89,22 @@ def main(argv: list[str]) -> None:
             result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
             rows = result.curve_rows()
             metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
-        with atomic_dir(Path("results") / point) as tmp:
-            write_metrics(tmp, metrics)
+        metrics["test_acc"] = read_json(point / "model" / "metrics.json")["test_acc"]
+        with atomic_dir(point / "screen") as tmp:
+            write_metrics(tmp, metrics, headline_file(ABLATIONS, name, value))
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
             write_timing(tmp, stage)
-        tracker.record_outs(Path("results") / point)
+        tracker.record_outs(point / "screen")
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         robust = metrics.get("worst_case", min((metrics.get("robust_by_refs") or {"": 0.0}).values()))
         print(f"{stage}: clean {metrics['clean']:.3f}, worst case {robust:.3f} (screen tier)")
 
-    train_and_save("ablation", point, model, spec, final, params, splits, section, run_name=stage, then=evaluate_point,
-                   trainable=trainable)
-    if then is not None:
+    train_and_save(item, point / "model", model, spec, final, params, splits, section,
+                   registry=f"ablation/{name}/{value}", headline=None, then=evaluate_point, trainable=trainable)
+    if then is not None and not os.environ.get("BNAT_KEEP_CHECKPOINTS"):
         first.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, items, "ablation")

@@ -1,8 +1,7 @@
-"""analyze_bn PAIR: per-layer BN statistics of two models, the m/b rewrite, channels turned off
+"""analyze_bn NAME/PAIR: per-layer BN statistics of two models, the m/b rewrite, channels turned off
 or magnified, logit similarity, and feature maps ("Adversarial Masking", Fig. 1, Fig. 4, Table 9;
-"On Fragile Features and Batch Normalization in Adversarial Training")."""
-
-from pathlib import Path
+"On Fragile Features and Batch Normalization in Adversarial Training"). PAIR is one of
+``analyses.NAME.analyze_bn``; its results go to analyses/NAME/analyze_bn/PAIR/."""
 
 from pipeline.analysis.bn_plots import plot_bn_params_first_layer, plot_feature_maps, plot_rescaling_distributions
 from pipeline.analysis.bn_stats import (
@@ -15,9 +14,14 @@ from pipeline.analysis.bn_stats import (
 )
 from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.layout import analysis_dir
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
+
+
+def items(params, group: str) -> list[Item]:
+    return [Item("analyze_bn", group, name, 1.0) for name in params.analyses[group].analyze_bn]
 
 
 def _mean(rows: list[dict], key: str) -> float | None:
@@ -26,15 +30,15 @@ def _mean(rows: list[dict], key: str) -> float | None:
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: p.analyze_bn and p.analyze_bn.pairs, "analyze_bn pair")
-    cfg = params.analyze_bn
-    pair = cfg.pairs[name]
-    a, b = trained_model(pair.a, device)[0], trained_model(pair.b, device)[0]
+    params, item, device = start(argv, items, "analyze_bn pair")
+    name, cfg = item.name, params.analyze_bn
+    pair = params.analysis("analyze_bn", name)
+    a, b = trained_model(params, pair.a, device)[0], trained_model(params, pair.b, device)[0]
     splits = load_splits(params.data)
     x = to_float(splits.x_test[:cfg.n_samples]).to(device)
 
-    with StageRun(f"analyze_bn@{name}", params.tracking.experiment,
-                  {"analyze_bn": cfg.model_dump(exclude={"pairs"}), "pair": pair.model_dump()}) as tracker:
+    with StageRun(item.label, params.tracking.experiment,
+                  {"analyze_bn": cfg.model_dump(), "pair": pair.model_dump()}) as tracker:
         layers = bn_layer_table(a, b)
         rescale = rescaling_table(a, b)
         changes = channel_changes(a, b, x, threshold=cfg.off_threshold, magnify=cfg.magnify)
@@ -46,9 +50,9 @@ def main(argv: list[str]) -> None:
         metrics["channels_on"] = sum(c["n_on"] for c in changes)
         metrics["channels_magnified"] = sum(c["n_magnified"] for c in changes)
         metrics["channels"] = sum(r["channels"] for r in layers)
-        ref = trained_model(pair.logits_of, device)[0]
+        ref = trained_model(params, pair.logits_of, device)[0]
         metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
-        out = Path("results") / "analyze_bn" / name
+        out = analysis_dir(params, "analyze_bn", name)
         with atomic_dir(out) as tmp:
             write_csv(tmp / "layers.csv", layers)
             write_csv(tmp / "rescaling.csv", rescale)
@@ -63,7 +67,7 @@ def main(argv: list[str]) -> None:
                               first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b),
                               layer=f"{layers[0]['layer']} (the first BN)")
             tracker.write_ref(tmp)
-            write_timing(tmp, f"analyze_bn@{name}")
+            write_timing(tmp, item.label)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

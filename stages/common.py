@@ -1,5 +1,10 @@
 """What every stage does around its own work: validate params, pick the device, seed, turn
-known failures into one line on stderr with a non-zero exit, and time itself (timing.json)."""
+known failures into one line on stderr with a non-zero exit, and time itself (timing.json).
+
+A stage module runs one item or a whole group. ``python -m stages pretrain base/standard`` runs
+the item ``standard`` of group ``base`` in this process; ``python -m stages pretrain base`` (the
+command of the DVC stage ``pretrain@base``) runs every item of the group side by side
+(:mod:`stages.group`)."""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,6 +28,33 @@ from pipeline.train import NonFiniteLossError
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
 EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError, WriteError)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One unit of a stage's work: a model to train, a target to attack, an analysis, a grid point.
+
+    ``stage`` is the module under stages/ that runs it, ``group`` the group (or analysis plan, or
+    grid) its DVC stage is named after, ``cost`` a rough guess of its relative work, by which a
+    group starts its longest items first."""
+
+    stage: str
+    group: str
+    name: str
+    cost: float = 1.0
+
+    @property
+    def arg(self) -> str:
+        """Its command-line argument: ``python -m stages STAGE GROUP/NAME``."""
+        return f"{self.group}/{self.name}"
+
+    @property
+    def label(self) -> str:
+        """``STAGE@GROUP/NAME``: its MLflow run's name and stage tag, its progress bar's label."""
+        return f"{self.stage}@{self.group}/{self.name}"
+
+
+Items = Callable[[Params, str], "list[Item]"]  # the items of one group, in params' order
 
 
 def load() -> Params:
@@ -45,14 +78,22 @@ def seed_everything(seed: int) -> None:
 
 
 _work_started = time.time()  # reset by run(): the stage's own work starts once its imports are done
+_item_started: float | None = None  # set by stages.group for an item it runs in one of its processes
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-    """Call ``main(argv)``; expected failures print one line and exit 2."""
+def run(main: Callable[[list[str]], None], items: Items | None = None, kind: str | None = None) -> None:
+    """Call ``main(argv)`` for one item; with ``items``, a lone GROUP argument runs the whole group
+    (stage ``KIND@GROUP``) instead. Expected failures print one line and exit 2."""
     global _work_started
     _work_started = time.time()
+    argv = sys.argv[1:]
     try:
-        main(sys.argv[1:])
+        if items is not None and len(argv) == 1 and "/" not in argv[0]:
+            from stages.group import run_group
+
+            run_group(kind, argv[0], items)
+        else:
+            main(argv)
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -60,36 +101,56 @@ def run(main: Callable[[list[str]], None]) -> None:
         sys.exit(130)
 
 
-def one_item(argv: list[str], choices, what: str) -> str:
-    if len(argv) != 1 or argv[0] not in choices:
-        raise ConfigError(f"expected one {what} argument out of {sorted(choices)}, got {argv}")
-    return argv[0]
+def item_of(argv: list[str], params: Params, items: Items, what: str) -> Item:
+    """The item ``argv`` names (one GROUP/NAME argument), checked against ``items(params, GROUP)``."""
+    if len(argv) != 1 or "/" not in argv[0]:
+        raise ConfigError(f"expected one GROUP/NAME argument (a {what}), got {argv}")
+    group, _, name = argv[0].partition("/")
+    try:
+        known = items(params, group)
+    except KeyError:
+        known = None
+    if known is None:
+        raise ConfigError(f"no group {group!r} of {what}s in {PARAMS_FILE}")
+    found = next((it for it in known if it.name == name), None)
+    if found is None:
+        raise ConfigError(f"{group!r} has no {what} {name!r}; it has {[it.name for it in known]}")
+    return found
 
 
-def start(argv: list[str], items: Callable[[Params], Mapping | None], what: str) -> tuple[Params, str, torch.device]:
-    """The opening of a per-item stage (``python -m stages.X NAME``): validated params, NAME checked
-    against ``items(params)``, the device, and every RNG seeded."""
+def start(argv: list[str], items: Items, what: str) -> tuple[Params, Item, torch.device]:
+    """The opening of an item (``python -m stages X GROUP/NAME``): validated params, the item,
+    the device, torch's thread count (``threads``) and every RNG seeded."""
     params = load()
-    name = one_item(argv, items(params) or {}, what)
+    item = item_of(argv, params, items, what)
     device = device_of(params)
+    torch.set_num_threads(params.threads)
     seed_everything(params.seed)
-    return params, name, device
+    return params, item, device
 
 
-def trained_model(name: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """models/NAME/model.pt (written by the pretrain or finetune stage), in eval mode, and its spec."""
-    return load_model(Path("models") / name / "model.pt", map_location=device)
+def trained_model(params: Params, name: str, device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """The trained model ``name`` (models/GROUP/NAME/model.pt), in eval mode, and its spec."""
+    from pipeline.layout import model_dir
+
+    if name not in params.trained:
+        raise ConfigError(f"no model named {name!r} in pretrain or finetune")
+    return load_model(model_dir(params, name) / "model.pt", map_location=device)
 
 
 def write_timing(folder: Path, stage: str, **extra) -> None:
-    """``folder/timing.json``, written last into a stage's last output folder: ``work_s``, its own
-    work (from the start of ``main``, after the imports, until now), and ``process_s``, the whole
-    process until now (interpreter start and imports, or the fork server's handoff, included),
-    so that ``process_s - work_s`` is what the stage cost besides its work; ``dvc_stage`` names
-    the DVC stage that ran it (``DVC_STAGE``). Not deterministic by design, like mlflow_run.json;
+    """``folder/timing.json``, written last into an item's (or a group's) folder: ``work_s``, its
+    own work (from the start of ``main``, after the imports, until now), and ``process_s``, the
+    whole process until now (interpreter start and imports, or the fork server's handoff,
+    included; for an item a group runs in one of its processes, from the moment it got the item),
+    so that ``process_s - work_s`` is what it cost besides its work; ``dvc_stage`` names the DVC
+    stage that ran it (``DVC_STAGE``). Not deterministic by design, like mlflow_run.json;
     metrics.json and the models hold no times."""
     now = time.time()
-    started, launched = forkserver.launched()
+    if _item_started is not None:
+        started, launched = _item_started, "group"
+    else:
+        started, launched = forkserver.launched()
     write_json(Path(folder) / "timing.json", {"stage": stage, "dvc_stage": os.environ.get("DVC_STAGE"),
                                                "work_s": round(now - _work_started, 3),
                                                "process_s": round(now - started, 3), "launched": launched, **extra})

@@ -1,11 +1,9 @@
-"""dial NAME: a model deployed along a dial (``dials.NAME``: a route key swept over values, e.g.
+"""dial NAME/DIAL: a model deployed along a dial (``analyses.NAME.dials.DIAL``: a route key swept over values, e.g.
 RobMask's strength p or AFA's fusion weight W0), each setting evaluated clean and at the threat
 eps with the evaluate section's PGD, as interpolations are. With ``adaptive``, each setting is
 also attacked with examples crafted at every other setting of the dial, and its robust accuracy
 is the per-sample worst case over all of them (RobMask's strength is known to the defender, not
-fixed for the attacker)."""
-
-from pathlib import Path
+fixed for the attacker). Results go to analyses/NAME/dial/DIAL/."""
 
 from pipeline.analysis.bn_plots import plot_tradeoff
 from pipeline.analysis.interpolate import monotone_violations
@@ -14,24 +12,34 @@ from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.layout import analysis_dir
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
+
+
+def cost(dial) -> float:
+    return len(dial.values) * (len(dial.values) if dial.adaptive else 1)
+
+
+def items(params, group: str) -> list[Item]:
+    return [Item("dial", group, name, cost(dial)) for name, dial in params.analyses[group].dials.items()]
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: p.dials, "dial name")
-    cfg = params.dials[name]
-    model, spec = trained_model(cfg.model, device)
+    params, item, device = start(argv, items, "dial")
+    name = item.name
+    cfg = params.analysis("dial", name)
+    model, spec = trained_model(params, cfg.model, device)
     if not any(cfg.key in m.route_keys for m in routed_norms(model)):
-        raise ConfigError(f"dials.{name}.key: {cfg.model!r} has no norm that reads the route {cfg.key!r}")
+        raise ConfigError(f"analyses.{item.group}.dials.{name}.key: {cfg.model!r} has no norm that reads the route {cfg.key!r}")
     how = default_deployment(spec)
     try:
         suite = params.evaluate.at_threat(cfg.attack)
     except ValueError as err:
-        raise ConfigError(f"dials.{name}.{err}") from None
+        raise ConfigError(f"analyses.{item.group}.dials.{name}.{err}") from None
     splits = load_splits(params.data)
     n = min(cfg.n_samples or params.evaluate.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
@@ -41,7 +49,7 @@ def main(argv: list[str]) -> None:
         return Deployed(model, how.get("mode", "eval"), route={**(how.get("route") or {}), cfg.key: value})
 
     section = {"dial": cfg.model_dump(), "eps": t, "attacks": [a.key for a in suite.attack_list], "n_samples": n}
-    with StageRun(f"dial@{name}", params.tracking.experiment, section) as tracker:
+    with StageRun(item.label, params.tracking.experiment, section) as tracker:
         robust, rows, crafted = {}, [], []
         for step, v in enumerate(cfg.values):
             r = evaluate(at(v), x, y, suite, seed=params.seed, progress=False)
@@ -66,7 +74,7 @@ def main(argv: list[str]) -> None:
                    "robust_violations": monotone_violations([r["robust"] for r in rows], 0.005)}
         if cfg.adaptive:  # how much the white-box figure at the deployed setting overstates
             metrics["max_adaptive_gap"] = max(r["robust"] - r["robust_adaptive"] for r in rows)
-        out = Path("results") / "dial" / name
+        out = analysis_dir(params, "dial", name)
         with atomic_dir(out) as tmp:
             write_csv(tmp / "dial.csv", [{cfg.key: r["value"], **{k: v for k, v in r.items() if k != "value"}}
                                          for r in rows])
@@ -78,7 +86,7 @@ def main(argv: list[str]) -> None:
                             "series": "crafted at any setting"} for r in rows]
             plot_tradeoff(points, tmp / "dial.png", title=f"{cfg.model} along {cfg.key}", key=cfg.key)
             tracker.write_ref(tmp)
-            write_timing(tmp, f"dial@{name}")
+            write_timing(tmp, item.label)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
 

@@ -1,8 +1,10 @@
-"""evaluate NAME: the attack suite and the gradient-masking checks against a model as deployed.
+"""evaluate GROUP[/TARGET]: the attack suite and the gradient-masking checks against a model as
+deployed, for each target of ``evaluations.GROUP``; a lone GROUP (the DVC stage ``evaluate@GROUP``)
+attacks all of them side by side.
 
-NAME is a model (deployed as its method says, unless ``evaluate.deployment.mode`` is set), a view
-of ``evaluate.views`` (a model with another mode or norm route, perhaps attacked through another
-deployment: ``craft``), or a model of ``evaluate.screen`` (the cheaper tier). All write results/NAME/.
+A target is a model (deployed as its method says, unless ``evaluate.deployment.mode`` is set) at
+the full tier or the screen tier, or a view (a model with another mode or norm route, perhaps
+attacked through another deployment: ``craft``). Each writes results/GROUP/TARGET/.
 """
 
 from pathlib import Path
@@ -17,21 +19,35 @@ from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_metrics, write_text
 from pipeline.config import ConfigError
+from pipeline.layout import RESULTS, headline_file, result_dir
 from pipeline.masking import masking_checks
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun, _git
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
 
 
-def deployment_of(name: str, cfg, spec: dict) -> dict:
-    """Mode and route of ``name``: the model's default (its method's), then ``evaluate.deployment``,
+def cost(target) -> float:
+    """Roughly how long a target's evaluation takes: AutoAttack standard and the checks dominate
+    the full tier; AFA's adaptive attack runs seven weightings."""
+    base = 10.0 if target.tier == "full" else 2.0
+    extra = sum(4.0 if a.name == "afa_adaptive" else 1.0 for a in (target.view.extra_attacks if target.view else []))
+    return base + extra
+
+
+def items(params, group: str) -> list[Item]:
+    plan = params.evaluations[group]
+    targets = params.targets
+    return [Item("evaluate", group, name, cost(targets[name])) for name in [*plan.full, *plan.screen, *plan.views]]
+
+
+def deployment_of(view, cfg, spec: dict) -> dict:
+    """Mode and route of a target: the model's default (its method's), then ``evaluate.deployment``,
     then the view's own settings."""
     d = default_deployment(spec)
     if cfg.deployment.mode:
         d["mode"] = cfg.deployment.mode
-    view = cfg.views.get(name)
     if view is not None:
         d["mode"] = view.mode or d["mode"]
         if view.route:
@@ -39,28 +55,31 @@ def deployment_of(name: str, cfg, spec: dict) -> dict:
     return d
 
 
-def check_route(name: str, how: dict, model) -> None:
+def check_route(where: str, how: dict, model) -> None:
     """A view's route must be one the model's routed norms read: else one line, before any work."""
     route = how.get("route") or {}
     if not route:
         return
     norms = routed_norms(model)
     if not norms:
-        raise ConfigError(f"evaluate.views.{name}.route: the model has no routed norms (plain BN); drop the route")
+        raise ConfigError(f"{where}.route: the model has no routed norms (plain BN); drop the route")
     known = {k for m in norms for k in m.route_keys}
     unknown = sorted(set(route) - known)
     if unknown:
-        raise ConfigError(f"evaluate.views.{name}.route: unknown key {unknown[0]!r}; this model's norms read "
-                          f"{sorted(known)}")
+        raise ConfigError(f"{where}.route: unknown key {unknown[0]!r}; this model's norms read {sorted(known)}")
 
 
-def crafting_of(name: str, cfg, how: dict) -> dict | None:
+def crafting_of(view, how: dict) -> dict | None:
     """The deployment a view's attacks are crafted on when it is not the view's own (a transfer)."""
-    view = cfg.views.get(name)
     if view is None or view.craft is None:
         return None
     route = {k: torch.tensor(v) if isinstance(v, list) else v for k, v in view.craft.route.items()}
     return {"mode": view.craft.mode or how.get("mode", "eval"), "route": route or how.get("route")}
+
+
+def surrogate_model(params, device):
+    """The model transfer attacks are crafted on (``evaluate.checks.surrogate``, GROUP/NAME)."""
+    return trained_model(params, params.evaluate.checks.surrogate.rpartition("/")[2], device)[0]
 
 
 def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
@@ -72,11 +91,12 @@ def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: p.evaluate.targets, "evaluated model or view name")
-    tier = params.evaluate.tier_of(name)
-    cfg = params.evaluate.for_target(name)  # screen: its own attacks and sample count, no checks; a view's extras
-    model_name = cfg.views[name].model if name in cfg.views else name
-    model, spec = trained_model(model_name, device)
+    params, item, device = start(argv, items, "evaluated model or view")
+    name, target = item.name, params.targets[item.name]
+    tier, view, where = target.tier, target.view, f"evaluations.{item.group}.views.{item.name}"
+    cfg = params.evaluation_config(name)  # screen: its own attacks and sample count, no checks; a view's extras
+    model_name = target.model
+    model, spec = trained_model(params, model_name, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     if cfg.n_samples and cfg.n_samples > n:  # metrics record n_samples as run, never as asked
@@ -85,26 +105,25 @@ def main(argv: list[str]) -> None:
         print(f"warning: evaluate.n_samples: {cfg.n_samples} asked but the test split has {n} images; "
               f"evaluating {n}", file=sys.stderr)
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    how = deployment_of(name, cfg, spec)
-    check_route(name, how, model)
+    how = deployment_of(view, cfg, spec)
+    check_route(where, how, model)
     deployed = deploy(model, cfg, splits, device, params.seed, how)
-    craft_how = crafting_of(name, cfg, how)
+    craft_how = crafting_of(view, how)
     craft_on = None
     if craft_how is not None:
-        check_route(name, craft_how, model)
+        check_route(f"{where}.craft", craft_how, model)
         craft_on = deploy(model, cfg, splits, device, params.seed, craft_how)
 
-    section = {"evaluate": {k: v for k, v in cfg.model_dump().items() if k not in ("models", "views")},
-               "model": model_name, "view": cfg.views[name].model_dump() if name in cfg.views else None,
+    section = {"evaluate": cfg.model_dump(), "model": model_name, "tier": tier,
+               "view": view.model_dump() if view is not None else None,
                "protocol_eps": cfg.eps_grid, "protocol_attacks": [a.name for a in cfg.attack_list]}
-    out = Path("results") / name
-    stage = (f"view@{name}" if name in cfg.views else f"screen@{name}" if name in cfg.screened
-             else f"evaluate@{name}")  # the DVC stage, as MLflow names the run
+    out = result_dir(params, name)
+    stage = item.label
     with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
         transfer_from = None
         if any(a.name == "transfer" for a in cfg.attack_list):
-            transfer_from = Deployed(trained_model(cfg.checks.surrogate, device)[0])
+            transfer_from = Deployed(surrogate_model(params, device))
         with counting_passes(model) as passes:
             result = evaluate(deployed, x, y, cfg, seed=params.seed, desc=stage, craft_on=craft_on,
                               surrogate=transfer_from)
@@ -116,9 +135,8 @@ def main(argv: list[str]) -> None:
             metrics["crafted_on"] = repr(craft_on)
         if cfg.checks.enabled and craft_on is None:  # a transfer's white-box checks are its source view's
             surrogate = None
-            if cfg.checks.surrogate and cfg.checks.surrogate != model_name:
-                sur_model, _ = trained_model(cfg.checks.surrogate, device)
-                surrogate = Deployed(sur_model)
+            if cfg.checks.surrogate.rpartition("/")[2] != model_name:
+                surrogate = Deployed(surrogate_model(params, device))
             pgd_spec = next((a for a in cfg.attack_list if a.name == "pgd"), None)
             checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,  # not counted in the card
                                     pgd_spec=pgd_spec or PGDSpec(name="pgd"), surrogate=surrogate,
@@ -129,7 +147,7 @@ def main(argv: list[str]) -> None:
             metrics["checks"] = checks
         rows = result.curve_rows()
         with atomic_dir(out) as tmp:
-            write_metrics(tmp, metrics)
+            write_metrics(tmp, metrics, headline_file(RESULTS, item.group, name))
             write_csv(tmp / "accuracy.csv", rows)
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
@@ -152,4 +170,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, items, "evaluate")

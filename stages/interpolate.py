@@ -1,8 +1,7 @@
-"""interpolate PAIR: BN rescaling mixed between two models over a p grid, each mix evaluated clean
+"""interpolate NAME/PAIR: BN rescaling mixed between two models over a p grid, each mix evaluated clean
 and at the threat eps with the evaluate section's attacks ("Adversarial Masking", Table 2): its PGD
-by default, so that the endpoints equal Table 1's PGD column, or the whole suite."""
-
-from pathlib import Path
+by default, so that the endpoints equal Table 1's PGD column, or the whole suite. PAIR is one of
+``analyses.NAME.interpolate``; its results go to analyses/NAME/interpolate/PAIR/."""
 
 from pipeline.analysis.bn_plots import plot_tradeoff
 from pipeline.analysis.interpolate import interpolate_bn, monotone_violations
@@ -11,9 +10,14 @@ from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.layout import analysis_dir
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
+
+
+def items(params, group: str) -> list[Item]:
+    return [Item("interpolate", group, name, len(params.interpolate.p) * len(params.interpolate.stats) / 2) for name in params.analyses[group].interpolate]
 
 
 def interpolation_suite(params):
@@ -25,11 +29,11 @@ def interpolation_suite(params):
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: p.interpolate and p.interpolate.pairs, "interpolation pair")
-    cfg = params.interpolate
-    pair = cfg.pairs[name]
-    model_a, _ = trained_model(pair.a, device)
-    model_b, _ = trained_model(pair.b, device)
+    params, item, device = start(argv, items, "interpolation pair")
+    name, cfg = item.name, params.interpolate
+    pair = params.analysis("interpolate", name)
+    model_a, _ = trained_model(params, pair.a, device)
+    model_b, _ = trained_model(params, pair.b, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
@@ -37,9 +41,8 @@ def main(argv: list[str]) -> None:
     what = " + ".join(a.key for a in suite.attack_list)
 
     rows = []
-    section = {"interpolate": cfg.model_dump(exclude={"pairs"}), "pair": pair.model_dump(), "eps": suite.threat,
-               "attacks": what}
-    with StageRun(f"interpolate@{name}", params.tracking.experiment, section) as tracker:
+    section = {"interpolate": cfg.model_dump(), "pair": pair.model_dump(), "eps": suite.threat, "attacks": what}
+    with StageRun(item.label, params.tracking.experiment, section) as tracker:
         for stats in cfg.stats:
             for step, p in enumerate(cfg.p):
                 deployed = Deployed(interpolate_bn(model_a, model_b, p, stats=stats))
@@ -53,14 +56,14 @@ def main(argv: list[str]) -> None:
             mine = [r for r in rows if r["stats"] == stats]
             metrics[f"clean_violations_{stats}"] = monotone_violations([r["clean"] for r in mine], 0.005)
             metrics[f"robust_violations_{stats}"] = monotone_violations([r["robust"] for r in mine], 0.005)
-        out = Path("results") / "interpolate" / name
+        out = analysis_dir(params, "interpolate", name)
         with atomic_dir(out) as tmp:
             write_csv(tmp / "interpolation.csv", rows)
             write_json(tmp / "metrics.json", metrics)
             plot_tradeoff([{**r, "series": f"{name}, stats {r['stats']}"} for r in rows], tmp / "tradeoff.png",
                           title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0), {what}")
             tracker.write_ref(tmp)
-            write_timing(tmp, f"interpolate@{name}")
+            write_timing(tmp, item.label)
         tracker.log_artifacts(out)
 
 

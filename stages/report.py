@@ -10,6 +10,7 @@ from pipeline.analysis.shaping_report import shaping_sections
 from pipeline.analysis.strength_report import strength_sections
 from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
+from pipeline.layout import model_dir
 from pipeline.tracking import StageRun
 from stages.common import load, run, write_timing
 
@@ -23,12 +24,23 @@ def headline(summary: dict[str, dict]) -> dict[str, float]:
             if isinstance(metrics.get(measure), (int, float))}
 
 
+def training_curves(params, folder: Path) -> None:
+    """figures/training/NAME.csv: each trained model's test accuracy per epoch (``dvc plots show``)."""
+    import shutil
+
+    folder.mkdir()
+    for name in params.trained:
+        history = model_dir(params, name) / "history.csv"
+        if history.exists():
+            shutil.copyfile(history, folder / f"{name}.csv")
+
+
 def main(argv: list[str]) -> None:
     params = load()
-    results = load_results(params.evaluate.targets,
-                           model_of={v: view.model for v, view in params.evaluate.views.items()})
+    targets = list(params.targets)
+    results = load_results(params, targets)
     out = Path("reports")
-    with StageRun("report", params.tracking.experiment, {"models": params.evaluate.targets}) as tracker:
+    with StageRun("report", params.tracking.experiment, {"targets": targets}) as tracker:
         markdown, summary, curve_rows = build_report(results, params)
         markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
@@ -40,8 +52,9 @@ def main(argv: list[str]) -> None:
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
             write_csv(figures / "pgd_accuracy.csv", curve_rows)
+            training_curves(params, figures / "training")
             curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
-                      for name in params.evaluate.targets if params.evaluate.tier_of(name) == "full"}
+                      for name, t in params.targets.items() if t.tier == "full"}
             accuracy_vs_eps(curves, figures / "pgd_accuracy.png", "PGD accuracy against eps")
             tracker.write_ref(tmp)
             write_timing(tmp, "report")

@@ -1,35 +1,36 @@
-"""shaping MODEL: norm shaping's evaluation of one model (``shaping_eval``; "Achieving Both Model
+"""shaping NAME/MODEL: norm shaping's evaluation of one model of ``analyses.NAME.shaping`` (``shaping_eval``; "Achieving Both Model
 Accuracy and Robustness by Adversarial Training with Batch Norm Shaping", Tables I-III): clean
 accuracy under BN, PN and BN+Shaping, the paper's attacks crafted on PN and scored under each,
 the shaping attack, and what an adaptive attacker gets. A model whose protocol figure under
 BN+Shaping exceeds the adaptive attacker's by more than ``evaluate.checks.tolerance`` is flagged
-suspect."""
-
-from pathlib import Path
+suspect. Results go to analyses/NAME/shaping/MODEL/."""
 
 from pipeline.analysis.shaping_eval import MODES, shaping_tables
 from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.layout import analysis_dir
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
+
+
+def items(params, group: str) -> list[Item]:
+    return [Item("shaping", group, name, 6.0) for name in params.analyses[group].shaping]
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: {m: m for m in (p.shaping_eval.models if p.shaping_eval else [])},
-                                 "model of shaping_eval.models")
-    cfg, ev = params.shaping_eval, params.evaluate
-    model, spec = trained_model(name, device)
+    params, item, device = start(argv, items, "model of a norm-shaping evaluation")
+    name, cfg, ev = item.name, params.shaping_eval, params.evaluate
+    model, spec = trained_model(params, name, device)
     splits = load_splits(params.data)
     n = min(cfg.n_samples, len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
     others = splits.x_test[n:] if len(splits.x_test) - n >= cfg.shaping_refs else splits.x_test
-    with StageRun(f"shaping@{name}", params.tracking.experiment,
-                  {"shaping_eval": cfg.model_dump(exclude={"models", "confounding_models"}), "model": name}) as tracker:
+    with StageRun(item.label, params.tracking.experiment, {"shaping_eval": cfg.model_dump(), "model": name}) as tracker:
         tables = shaping_tables(model, x, y, to_float(splits.x_train).to(device), to_float(others).to(device),
                                 attacks=cfg.attacks, eps=ev.threat, fgsm_scale=cfg.fgsm_scale, n_ref=ev.deployment.n_ref,
                                 shaping_refs=cfg.shaping_refs, eot=cfg.eot, batch=ev.deployment.batch_size,
-                                seed=params.seed, progress=lambda what: print(f"shaping@{name}: {what}", flush=True))
+                                seed=params.seed, progress=lambda what: print(f"{item.label}: {what}", flush=True))
         protocol = tables["protocol"][tables["pgd"]]["BN+Shaping"]
         adaptive = min(tables["adaptive"][k] for k in ("known_references", "own_references", "eot"))
         gap = protocol - adaptive
@@ -37,12 +38,12 @@ def main(argv: list[str]) -> None:
                    **tables, "protocol_overstates_by": gap, "suspect": gap > ev.checks.tolerance}
         rows = [{"attack": a, **{m: v for m, v in by_mode.items()}} for a, by_mode in
                 [("clean", tables["clean"]), *tables["protocol"].items(), ("shaping", tables["shaping_attack"])]]
-        out = Path("results") / "shaping" / name
+        out = analysis_dir(params, "shaping", name)
         with atomic_dir(out) as tmp:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
             tracker.write_ref(tmp)
-            write_timing(tmp, f"shaping@{name}")
+            write_timing(tmp, item.label)
         tracker.log_metrics({f"{r['attack']}_{m.replace('+', '_')}": r[m] for r in rows for m in MODES if m in r})
         tracker.log_metrics({f"adaptive_{k}": v for k, v in tables["adaptive"].items()})
         tracker.log_metrics({"protocol_overstates_by": gap})

@@ -1,8 +1,6 @@
-"""strength MODEL: feature statistics and fusion weights against the attack strength for a model
-of ``strength_analysis.models`` ("Adaptive Feature Alignment for Adversarial Training", Fig. 3
-and Fig. 6), on the model as it deploys."""
-
-from pathlib import Path
+"""strength NAME/MODEL: feature statistics and fusion weights against the attack strength for a
+model of ``analyses.NAME.strength`` ("Adaptive Feature Alignment for Adversarial Training", Fig. 3
+and Fig. 6), on the model as it deploys, into analyses/NAME/strength/MODEL/."""
 
 from pipeline.analysis.plots import lines_plot, channel_statistics_plot
 from pipeline.analysis.strength_stats import monotonicity, strength_statistics
@@ -10,30 +8,34 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.layout import analysis_dir
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import run, start, trained_model, write_timing
+from stages.common import Item, run, start, trained_model, write_timing
+
+
+def items(params, group: str) -> list[Item]:
+    return [Item("strength", group, name, 2.0) for name in params.analyses[group].strength]
 
 
 def main(argv: list[str]) -> None:
-    params, name, device = start(argv, lambda p: {m: m for m in (p.strength_analysis.models if p.strength_analysis else [])},
-                                 "model of strength_analysis.models")
-    cfg = params.strength_analysis
-    model, spec = trained_model(name, device)
+    params, item, device = start(argv, items, "model of a strength analysis")
+    name, cfg = item.name, params.strength_analysis
+    model, spec = trained_model(params, name, device)
     how = default_deployment(spec)
     deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
     splits = load_splits(params.data)
     n = min(cfg.n_samples, len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    with StageRun(f"strength@{name}", params.tracking.experiment, {"strength_analysis": cfg.model_dump(), "model": name}) as tracker:
+    with StageRun(item.label, params.tracking.experiment, {"strength_analysis": cfg.model_dump(), "model": name}) as tracker:
         try:
             stats = strength_statistics(deployed, x, y, cfg.eps, feature=cfg.feature, steps=cfg.steps,
                                         rel_step_size=cfg.rel_step_size, seed=params.seed)
         except ValueError as err:
             raise ConfigError(f"strength_analysis.{err}") from None
         metrics = {"model": name, "feature": cfg.feature, "n_samples": n, "eps": cfg.eps, **monotonicity(stats)}
-        out = Path("results") / "strength" / name
+        out = analysis_dir(params, "strength", name)
         rows = [{"eps": e, "channel": c, "mean": m[c].item(), "var": v[c].item()}
                 for e, m, v in zip(cfg.eps, stats["mean"], stats["var"]) for c in range(len(m))]
         with atomic_dir(out) as tmp:
@@ -46,7 +48,7 @@ def main(argv: list[str]) -> None:
                 lines_plot({"W1 = 1 - W0 (mean)": [(e * 255, w.mean().item()) for e, w in zip(cfg.eps, stats["w1"])]},
                            tmp / "fusion.png", f"{name}: fusion weight against eps", "eps (x/255)", ylabel="W1 (%)")
             tracker.write_ref(tmp)
-            write_timing(tmp, f"strength@{name}")
+            write_timing(tmp, item.label)
         tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
         tracker.log_artifacts(out)
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))

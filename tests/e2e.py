@@ -97,24 +97,18 @@ class MlflowServer:
 
 
 def sweep_params(base: dict) -> dict:
-    """``tiny_raw`` cut to what a sweep needs: standard and PGD-AT pretraining, evaluated with FGSM
-    and PGD (seconds per experiment)."""
+    """``tiny_raw`` cut to what a sweep needs: standard training (group ``base``) and PGD-AT (group
+    ``adv``, whose transfer attacks start from base's standard model), evaluated with FGSM and PGD
+    (seconds per experiment)."""
     raw = dict(base)
-    raw["pretrain"] = {k: base["pretrain"][k] for k in ("standard", "adversarial")}
+    models = base["pretrain"]["base"]["models"]
+    raw["pretrain"] = {"base": {"models": {"standard": models["standard"]}},
+                       "adv": {"models": {"adversarial": models["adversarial"]}}}
     raw["finetune"] = {}
-    raw["interpolate"] = {**base["interpolate"], "pairs": {}}
-    raw["analyze_bn"] = {**base["analyze_bn"], "pairs": {}}
+    raw["evaluations"] = {"base": {"full": ["standard"]}, "adv": {"full": ["adversarial"]}}
+    raw["analyses"] = {}
+    raw["ablations"] = {}
     ev = dict(base["evaluate"])
-    ev["models"] = ["standard", "adversarial"]
-    ev["views"] = {}
-    if ev.get("screen"):
-        ev["screen"] = {**ev["screen"], "models": []}
-    raw["ablations"] = {k: {**v, "values": []} for k, v in base.get("ablations", {}).items()}
-    raw["dials"] = {}
-    if base.get("strength_analysis"):
-        raw["strength_analysis"] = {**base["strength_analysis"], "models": []}
-    if base.get("shaping_eval"):
-        raw["shaping_eval"] = {**base["shaping_eval"], "models": [], "confounding_models": []}
     ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
     raw["evaluate"] = ev
     return raw

@@ -29,12 +29,12 @@ def _run_in_process(stage, params, argv, monkeypatch, capsys):
 
     import stages.common
 
-    main = importlib.import_module(f"stages.{stage}").main
+    module = importlib.import_module(f"stages.{stage}")
     monkeypatch.chdir(params.parent)
     monkeypatch.setattr(stages.common, "PARAMS_FILE", str(params))
     monkeypatch.setattr(sys, "argv", [f"stages.{stage}", *argv])
     with pytest.raises(SystemExit) as exit_:
-        stages.common.run(main)
+        stages.common.run(module.main, getattr(module, "items", None), stage)
     return exit_.value.code, capsys.readouterr().err.strip().splitlines()
 
 
@@ -79,15 +79,16 @@ def test_duplicate_key_in_params_fails_validate_and_the_stage(tmp_path, monkeypa
     from pipeline.cli import main as bnat
 
     text = (ROOT / "params.yaml").read_text()
-    assert "\n  standard:\n    <<: *train\n    method: standard\n" in text
+    entry = "\n      standard:\n        <<: *train\n        method: standard\n"
+    assert entry in text
     path = tmp_path / "params.yaml"
-    path.write_text(text.replace("\n  standard:\n    <<: *train\n    method: standard\n",
-                                 "\n  standard:\n    <<: *train\n    method: standard\n    epochs: 3\n    epochs: 4\n"))
-    lineno = path.read_text().splitlines().index("    epochs: 4") + 1
-    expect = f"error: {path}: line {lineno}: pretrain.standard.epochs: duplicate key (first given on line {lineno - 1})"
+    path.write_text(text.replace(entry, entry + "        epochs: 3\n        epochs: 4\n"))
+    lineno = path.read_text().splitlines().index("        epochs: 4") + 1
+    expect = (f"error: {path}: line {lineno}: pretrain.base.models.standard.epochs: duplicate key "
+              f"(first given on line {lineno - 1})")
     assert bnat(["validate", str(path)]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [expect]
-    code, err = _run_in_process("pretrain", path, ["standard"], monkeypatch, capsys)
+    code, err = _run_in_process("pretrain", path, ["base/standard"], monkeypatch, capsys)
     assert code == 2 and err == [expect]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
@@ -96,8 +97,8 @@ def test_merge_keys_still_work_and_explicit_keys_override_them(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text((ROOT / "params.yaml").read_text())
     params = load_params(path)
-    assert params.pretrain["random_init"].epochs == 0  # given beside `<<: *train`, which sets epochs too
-    assert params.pretrain["standard"].epochs == yaml.safe_load(path.read_text())["train_defaults"]["epochs"]
+    assert params.training("random_init").epochs == 0  # given beside `<<: *train`, which sets epochs too
+    assert params.training("standard").epochs == yaml.safe_load(path.read_text())["train_defaults"]["epochs"]
 
 
 def test_a_duplicate_key_in_a_sweep_override_is_refused(capsys):
@@ -248,62 +249,63 @@ def test_a_fetch_whose_output_folder_is_blocked_by_a_file_fails_in_one_line(tmp_
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """fetch and pretrain@random_init (0 epochs) run under umask 022, evaluated on all test images."""
+    """fetch and pretrain base/random_init (0 epochs) run under umask 022, evaluated on all test images."""
     proj = tmp_path_factory.mktemp("bad_input")
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    models = raw["pretrain"]["base"]["models"]
     raw = {k: v for k, v in raw.items() if k in ("seed", "device", "data", "model", "train_defaults", "tracking")} | {
-        "pretrain": {k: raw["pretrain"][k] for k in ("standard", "random_init")}, "evaluate": raw["evaluate"]}
+        "pretrain": {"base": {"models": {k: models[k] for k in ("standard", "random_init")}}},
+        "evaluations": {"base": {"full": ["random_init"]}}, "evaluate": raw["evaluate"]}
     ev = raw["evaluate"]
-    ev.update(models=["random_init"], views={}, eps=[0.0, 0.1], threat_eps=0.1, n_samples=100000,
-              attacks=[a for a in ev["attacks"] if a["name"] == "fgsm"])
+    ev.update(eps=[0.0, 0.1], threat_eps=0.1, n_samples=100000, attacks=[a for a in ev["attacks"] if a["name"] == "fgsm"])
     ev.pop("screen", None)
     ev["checks"]["enabled"] = False
     _write(proj / "params.yaml", raw)
     fetch = _stage(proj, "stages.fetch", umask=0o022)
     assert fetch.returncode == 0, fetch.stderr
-    (proj / "checkpoints").mkdir()
-    (proj / "checkpoints" / "pretrain-random_init.pt").write_bytes(b"half a checkpoint")
-    pretrain = _stage(proj, "stages.pretrain", "random_init", umask=0o022)
+    (proj / "checkpoints" / "pretrain@base").mkdir(parents=True)
+    (proj / "checkpoints" / "pretrain@base" / "random_init.pt").write_bytes(b"half a checkpoint")
+    pretrain = _stage(proj, "stages.pretrain", "base/random_init", umask=0o022)
     assert pretrain.returncode == 0, pretrain.stderr
     return proj, pretrain
 
 
 def test_stage_outputs_are_readable_by_others_under_umask_022(project):
     proj, _ = project
-    for folder in ("data/prepared", "data/fetch", "models/random_init"):
+    for folder in ("data/prepared", "data/fetch", "models/base", "models/base/random_init"):
         assert (proj / folder).stat().st_mode & 0o777 == 0o755, folder
-    for file in ("data/prepared/data.npz", "data/fetch/mlflow_run.json", "models/random_init/model.pt",
-                 "models/random_init/metrics.json"):
+    for file in ("data/prepared/data.npz", "data/fetch/mlflow_run.json", "models/base/random_init/model.pt",
+                 "models/base/random_init/metrics.json", "metrics/models/base/random_init.json"):
         assert (proj / file).stat().st_mode & 0o777 == 0o644, file
 
 
 def test_a_corrupt_checkpoint_is_set_aside_and_training_starts_over(project):
     proj, pretrain = project
-    ckpt = proj / "checkpoints" / "pretrain-random_init.pt"
+    ckpt = proj / "checkpoints" / "pretrain@base" / "random_init.pt"
     assert not ckpt.exists()
-    assert (ckpt.parent / "pretrain-random_init.pt.corrupt").read_bytes() == b"half a checkpoint"
+    assert (ckpt.parent / "random_init.pt.corrupt").read_bytes() == b"half a checkpoint"
     rel = ckpt.relative_to(proj)
     warnings = [line for line in pretrain.stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1, pretrain.stderr
     assert warnings[0].startswith(f"warning: {rel}: not a readable checkpoint (")
     assert warnings[0].endswith(f"; moved it to {rel}.corrupt and training starts over")
-    assert json.loads((proj / "models" / "random_init" / "metrics.json").read_text())["epochs"] == 0
+    assert json.loads((proj / "models" / "base" / "random_init" / "metrics.json").read_text())["epochs"] == 0
 
 
 def test_a_zero_epoch_training_bar_is_labelled_with_its_stage_item(project):
     _, pretrain = project
-    assert "pretrain@random_init: " in pretrain.stderr
+    assert "pretrain@base/random_init: " in pretrain.stderr
     assert "standard: " not in pretrain.stderr
 
 
 def test_n_samples_above_the_test_split_warns_and_records_what_ran(project):
     proj, _ = project
-    proc = _stage(proj, "stages.evaluate", "random_init")
+    proc = _stage(proj, "stages.evaluate", "base/random_init")
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning: ")]
     assert warnings == ["warning: evaluate.n_samples: 100000 asked but the test split has 360 images; evaluating 360"]
-    assert json.loads((proj / "results" / "random_init" / "metrics.json").read_text())["n_samples"] == 360
-    assert "evaluate@random_init: " in proc.stderr  # the attack bar, labelled with the stage item
+    assert json.loads((proj / "results" / "base" / "random_init" / "metrics.json").read_text())["n_samples"] == 360
+    assert "evaluate@base/random_init: " in proc.stderr  # the attack bar, labelled with the stage item
     assert "evaluate: " not in proc.stderr
 
 

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_default_params_validate():
     params = load_params(ROOT / "params.yaml")
     assert params.data.dataset == "digits"
-    assert set(params.evaluate.models) <= set(params.model_names)
+    assert {t.model for t in params.targets.values()} <= set(params.model_names)
+    assert params.group_of("bn_params") == "bn_only" and params.model_path("standard") == "base/standard"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
@@ -22,9 +23,9 @@ def test_paper_configs_validate(path):
 
 
 def test_fractions_are_read_as_numbers(default_raw):
-    default_raw["pretrain"]["adversarial"]["attack"]["eps"] = "8/255"
+    default_raw["pretrain"]["base"]["models"]["adversarial"]["attack"]["eps"] = "8/255"
     params = parse_params(default_raw)
-    assert params.pretrain["adversarial"].attack.eps == pytest.approx(8 / 255)
+    assert params.training("adversarial").attack.eps == pytest.approx(8 / 255)
 
 
 def _set(raw, dotted, value):
@@ -43,23 +44,34 @@ _DELETE = object()
 
 BAD = [
     ("unknown top-level key", "colour", "red", "colour: unknown key"),
-    ("unknown nested key", "pretrain.standard.learning_rate", 0.1, "pretrain.standard.learning_rate: unknown key"),
-    ("wrong type", "pretrain.standard.epochs", "ten", "pretrain.standard.epochs"),
-    ("negative eps", "pretrain.adversarial.attack.eps", -0.1, "pretrain.adversarial.attack.eps"),
-    ("eps above 1", "pretrain.adversarial.attack.eps", 8, "pretrain.adversarial.attack.eps"),
-    ("bad fraction", "pretrain.adversarial.attack.eps", "8/zero", "pretrain.adversarial.attack.eps"),
+    ("unknown nested key", "pretrain.base.models.standard.learning_rate", 0.1, "pretrain.base.models.standard.learning_rate: unknown key"),
+    ("wrong type", "pretrain.base.models.standard.epochs", "ten", "pretrain.base.models.standard.epochs"),
+    ("negative eps", "pretrain.base.models.adversarial.attack.eps", -0.1, "pretrain.base.models.adversarial.attack.eps"),
+    ("eps above 1", "pretrain.base.models.adversarial.attack.eps", 8, "pretrain.base.models.adversarial.attack.eps"),
+    ("bad fraction", "pretrain.base.models.adversarial.attack.eps", "8/zero", "pretrain.base.models.adversarial.attack.eps"),
     ("empty eps grid", "evaluate.eps", [], "evaluate.eps"),
     ("eps in grid above 1", "evaluate.eps.1", 2.0, "evaluate.eps.1"),
     ("unknown model", "model.arch", "resnet9000", "model.arch"),
-    ("unknown method", "pretrain.standard.method", "magic", "pretrain.standard.method"),
+    ("unknown method", "pretrain.base.models.standard.method", "magic", "pretrain.base.models.standard.method"),
     ("unknown dataset", "data.dataset", "imagenet22k", "data.dataset"),
     ("missing section", "evaluate", _DELETE, "evaluate"),
-    ("adversarial method without attack", "pretrain.adversarial.attack", None, "pretrain.adversarial.attack"),
+    ("adversarial method without attack", "pretrain.base.models.adversarial.attack", None, "pretrain.base.models.adversarial.attack"),
     ("threat eps off the grid", "evaluate.threat_eps", 0.123, "evaluate.threat_eps"),
-    ("evaluating a model never trained", "evaluate.models", ["standard", "ghost"], "evaluate.models.1"),
-    ("negative epochs", "pretrain.standard.epochs", -1, "pretrain.standard.epochs"),
-    ("momentum of 1", "pretrain.standard.momentum", 1.0, "pretrain.standard.momentum"),
-    ("unknown schedule", "pretrain.standard.schedule", "exponential", "pretrain.standard.schedule"),
+    ("evaluating a model never trained", "evaluations.base.full", ["standard", "ghost"], "evaluations.base.full.1"),
+    ("evaluating a model of another group", "evaluations.base.screen", ["advprop"], "evaluations.base.screen.0: no model named 'advprop' in group 'base'"),
+    ("a plan for no group", "evaluations.nope", {"full": []}, "evaluations.nope: no group named 'nope'"),
+    ("a model in two groups", "pretrain.mixture_bn.models.standard", {"method": "standard", "epochs": 1},
+     "pretrain.mixture_bn.models.standard: the name is already a model of group 'base'"),
+    ("a fine-tune after an unknown group", "finetune.bn_only.after", "nope", "finetune.bn_only.after: no other group"),
+    ("a fine-tune start outside its after group", "finetune.bn_only.models.bn_params.start", "advprop",
+     "finetune.bn_only.models.bn_params.start: no model named 'advprop' in group 'base'"),
+    ("analysing a model never trained", "analyses.bn.interpolate.adv_to_clean_bn.a", "ghost",
+     "analyses.bn.interpolate.adv_to_clean_bn.a: no model named 'ghost'"),
+    ("zero threads", "threads", 0, "threads"),
+    ("unknown workers", "workers", "many", "workers"),
+    ("negative epochs", "pretrain.base.models.standard.epochs", -1, "pretrain.base.models.standard.epochs"),
+    ("momentum of 1", "pretrain.base.models.standard.momentum", 1.0, "pretrain.base.models.standard.momentum"),
+    ("unknown schedule", "pretrain.base.models.standard.schedule", "exponential", "pretrain.base.models.standard.schedule"),
     ("npz without a path", "data.dataset", "npz", "data.path"),
     ("unknown AutoAttack version", "evaluate.attacks.5.version", "fast", "evaluate.attacks.5.autoattack.version"),
     ("unknown attack", "evaluate.attacks.0.name", "laser", "evaluate.attacks.0"),
@@ -67,6 +79,7 @@ BAD = [
     ("protocol and an explicit grid", "evaluate.protocol", "robmask", "evaluate.attacks"),
     ("unknown deployment mode", "evaluate.deployment.mode", "magic", "evaluate.deployment.mode"),
     ("unknown surrogate", "evaluate.checks.surrogate", "ghost", "evaluate.checks.surrogate"),
+    ("surrogate without its group", "evaluate.checks.surrogate", "standard", "name it as GROUP/NAME"),
     ("negative seed", "seed", -1, "seed"),
 ]
 
@@ -107,9 +120,9 @@ def test_a_stage_given_bad_params_exits_2_with_one_line_and_writes_nothing(
     params.write_text(yaml.safe_dump(raw))
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(stages.common, "PARAMS_FILE", str(params))
-    monkeypatch.setattr(sys, "argv", ["stages.pretrain", "standard"])
+    monkeypatch.setattr(sys, "argv", ["stages.pretrain", "base/standard"])
     with pytest.raises(SystemExit) as exit_:
-        stages.common.run(stages.pretrain.main)
+        stages.common.run(stages.pretrain.main, stages.pretrain.items, "pretrain")
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err

@@ -31,8 +31,8 @@ class Probabilities:
 
 def test_autoattack_warnings_reach_the_result_and_the_checks(digits_model, digits):
     x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
-    cfg = EvaluateConfig(models=["m"], eps=[0.0, 0.1], threat_eps=0.1, attacks=[{"name": "autoattack"}],
-                         checks={"surrogate": "m"})
+    cfg = EvaluateConfig(eps=[0.0, 0.1], threat_eps=0.1, attacks=[{"name": "autoattack"}],
+                         checks={"surrogate": "g/m"})
     result = evaluate(Probabilities(digits_model.eval()), x, y, cfg, progress=False)
     assert any("probability" in f for f in result.autoattack_flags), result.autoattack_flags
     checks = masking_checks(Deployed(digits_model), x, y, eps=0.1, cfg=ChecksConfig(surrogate="m", n_samples=8,
@@ -117,14 +117,14 @@ def test_a_batch_dependent_deployment_is_evaluated_and_attacked_in_its_batches(d
     sizes = []
     model.register_forward_pre_hook(lambda mod, inp: sizes.append(len(inp[0])))
     x, y = digits.x_test[:30].float() / 255, digits.y_test[:30]
-    cfg = EvaluateConfig(models=["m"], eps=[0.0, 0.1], threat_eps=0.1, checks={"surrogate": "m"},
+    cfg = EvaluateConfig(eps=[0.0, 0.1], threat_eps=0.1, checks={"surrogate": "g/m"},
                          attacks=[{"name": "pgd", "steps": 2, "restarts": 2}], deployment={"batch_size": 10})
     result = evaluate(Deployed(model, "batch"), x, y, cfg, progress=False)
     assert set(sizes) == {10} and result.n == 30
 
 
 def _cfg(attacks, **kw):
-    return EvaluateConfig(models=["m"], eps=[0.0, 0.1], threat_eps=0.1, attacks=attacks, checks={"surrogate": "m"}, **kw)
+    return EvaluateConfig(eps=[0.0, 0.1], threat_eps=0.1, attacks=attacks, checks={"surrogate": "g/m"}, **kw)
 
 
 def test_variants_of_one_attack_sit_side_by_side_under_their_labels(digits_model, digits):
@@ -222,8 +222,8 @@ def test_resnet18_config_has_the_papers_bn_sections_and_the_report_names_the_dif
 
     root = Path(__file__).parents[1]
     robmask = load_params(root / "configs" / "cifar10_resnet18_robmask_paper.yaml")
-    assert {"bn_params", "adv_clean_bn"} <= set(robmask.finetune)
-    assert robmask.interpolate and robmask.analyze_bn and paper.TABLE9_PAIR in robmask.analyze_bn.pairs
+    assert {"bn_params", "adv_clean_bn"} <= {n for n in robmask.trained if robmask.is_finetune(n)}
+    assert robmask.interpolate and robmask.analyze_bn and paper.TABLE9_PAIR in robmask.analyses_of("analyze_bn")
     note = setting_note(parse_params(default_raw), paper.ROBMASK_MATCH)
     assert "architecture (ours `resnet_small`, paper `resnet18`)" in note and "dataset" in note
     assert "architecture" not in setting_note(robmask, paper.ROBMASK_MATCH)

@@ -19,7 +19,7 @@ PGD = PGDSpec(name="pgd", steps=10, rel_step_size=0.25)
 
 
 def _cfg(**kw) -> EvaluateConfig:
-    base = dict(models=["standard"], eps=[0.0, 0.05, 0.1], threat_eps=0.1, batch_size=64,
+    base = dict(eps=[0.0, 0.05, 0.1], threat_eps=0.1, batch_size=64,
                 attacks=[{"name": "fgsm"}, {"name": "pgd", "steps": 10, "rel_step_size": 0.25},
                          {"name": "deepfool", "steps": 20}, {"name": "cw", "steps": 30, "lr": 0.05}],
                 checks=CHECKS)

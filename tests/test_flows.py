@@ -28,7 +28,7 @@ def test_reproduce_flow_runs_every_stage_in_order_under_one_parent_run(tmp_path)
     raw = sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text())))  # the flow's machinery, few stages
     proj = copy_project(tmp_path, raw)
     order = ordered_stages(proj)
-    assert order.index("fetch") < order.index("pretrain@standard") < order.index("evaluate@standard") < order.index("report")
+    assert order.index("fetch") < order.index("pretrain@base") < order.index("evaluate@adv") < order.index("report")
     with prefect_test_harness(server_startup_timeout=240):
         done = reproduce(str(proj))
     assert done == order
@@ -39,34 +39,35 @@ def test_reproduce_flow_runs_every_stage_in_order_under_one_parent_run(tmp_path)
     runs = client.search_runs([exp.experiment_id], max_results=100)
     (parent,) = [r for r in runs if r.data.tags.get("stage") == "flow"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert {r.data.tags["stage"] for r in children} == set(order)
+    assert {r.data.tags["stage"] for r in children} == set(order)  # each stage's items are its run's children
+
+
+def _outs(project):
+    """md5 of every model, metrics file, curve and headline the project built (not the run
+    references and timings, which differ on every run by design)."""
+    from pipeline.tracking import md5_file
+
+    files = [f for d in ("models", "results") for f in (project / d).rglob("*")
+             if f.name in ("model.pt", "metrics.json", "accuracy.csv")]
+    files += [f for f in (project / "metrics").rglob("*.json")]
+    return {f.relative_to(project).as_posix(): md5_file(f) for f in files}
 
 
 def test_stages_side_by_side_in_worker_checkouts_give_the_figures_of_one_after_another(tmp_path):
-    """Two worker checkouts with one thread each build what one checkout builds with one thread:
-    the same models (DVC's md5 in dvc.lock) and the same metrics, restored into the project from
-    the run cache. (CPU results depend on the thread count, so the reference uses one too.)"""
-    import json
-
+    """Two worker checkouts, each running one item at a time, build what one checkout builds
+    running two at once: the same models and metrics, byte for byte, restored into the project
+    from the run cache. (Every item runs with params' `threads` whatever runs beside it.)"""
     from prefect.testing.utilities import prefect_test_harness
 
     from pipeline.flows import ordered_stages, reproduce
 
     raw = sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text())))
     plain = copy_project(tmp_path / "plain", raw)
-    sh(["dvc", "repro"], plain, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    sh(["dvc", "repro"], plain)
     side = copy_project(tmp_path / "side", raw)
     with prefect_test_harness(server_startup_timeout=240):
-        done = reproduce(str(side), workers=2, threads=1)
+        done = reproduce(str(side), workers=2, items_at_once=1)
     assert sorted(done) == sorted(ordered_stages(side))
     assert sh(["dvc", "status", "--json"], side).stdout.strip() in ("{}", "")
-
-    def outs(project):
-        lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
-        return {o["path"]: o.get("md5") for entry in lock.values() for o in entry.get("outs", [])
-                if o["path"].endswith(("model.pt", "metrics.json", "accuracy.csv"))}
-
-    assert outs(side) == outs(plain)
-    for name in ("standard", "adversarial"):
-        assert json.loads((side / "results" / name / "metrics.json").read_text()) == \
-            json.loads((plain / "results" / name / "metrics.json").read_text())
+    plain_outs = _outs(plain)
+    assert len(plain_outs) >= 6 and _outs(side) == plain_outs

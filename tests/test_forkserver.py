@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 def _raw() -> dict:
     raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    raw["pretrain"]["adversarial"]["epochs"] = 300  # killed mid-training by two tests, never run to its end
+    raw["pretrain"]["base"]["models"]["adversarial"]["epochs"] = 300  # killed mid-training by two tests, never run to its end
     return raw
 
 
@@ -98,9 +98,9 @@ def project(tmp_path_factory):
     fetch = _stage(proj, servers, "fetch", BNAT_FORKSERVER="0")
     assert fetch.returncode == 0, fetch.stderr
     assert not list(servers.iterdir())  # BNAT_FORKSERVER=0 starts none
-    first = _stage(proj, servers, "pretrain", "random_init")
+    first = _stage(proj, servers, "pretrain", "base/random_init")
     assert first.returncode == 0, first.stderr
-    assert _launched(proj / "models" / "random_init") == "process"  # no server yet: it ran here, and started one
+    assert _launched(proj / "models" / "base" / "random_init") == "process"  # no server yet: it ran here, and started one
     _wait_for_server(servers)
     yield proj, servers
     sockets, live = len(list(servers.glob("*.sock"))), len(_servers(servers))
@@ -116,16 +116,16 @@ def test_a_stage_through_the_server_writes_the_same_outs_as_in_its_own_process(p
     proj, servers = project
     outs = {}
     for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {})):
-        for args in (("pretrain", "standard"), ("evaluate", "standard")):
+        for args in (("pretrain", "base/standard"), ("evaluate", "base/standard")):
             proc = _stage(proj, servers, *args, **extra)
             assert proc.returncode == 0, proc.stderr
             assert "Traceback" not in proc.stderr
         assert "standard: clean" in proc.stdout  # the stage's own output reaches the caller's pipe
-        models, results = proj / "models" / "standard", proj / "results" / "standard"
+        models, results = proj / "models" / "base" / "standard", proj / "results" / "base" / "standard"
         assert _launched(models) == _launched(results) == how
         outs[how] = {p.relative_to(proj): p.read_bytes() for d in (models, results) for p in d.iterdir()
                      if p.name not in ("timing.json", "mlflow_run.json", "model_card.json", "model_card.md")}
-        history = outs[how].pop(Path("models/standard/history.csv")).decode().splitlines()
+        history = outs[how].pop(Path("models/base/standard/history.csv")).decode().splitlines()
         seconds = history[0].split(",").index("seconds")  # per-epoch wall time, different on every run
         outs[how]["history"] = [row.split(",")[:seconds] + row.split(",")[seconds + 1:] for row in history]
         card = json.loads((results / "model_card.json").read_text())
@@ -138,25 +138,25 @@ def test_a_stage_through_the_server_writes_the_same_outs_as_in_its_own_process(p
 def test_a_bad_params_file_exits_2_with_one_line_as_in_its_own_process(project, tmp_path):
     proj, servers = project
     raw = _raw()
-    raw["pretrain"]["standard"]["lr"] = -1
+    raw["pretrain"]["base"]["models"]["standard"]["lr"] = -1
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
-    runs = {how: _stage(proj, servers, "pretrain", "standard", PIPELINE_PARAMS=str(bad), **extra)
+    runs = {how: _stage(proj, servers, "pretrain", "base/standard", PIPELINE_PARAMS=str(bad), **extra)
             for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {}))}
     for proc in runs.values():
         assert proc.returncode == 2
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "pretrain.standard.lr" in lines[0], proc.stderr
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "pretrain.base.models.standard.lr" in lines[0], proc.stderr
     assert runs["process"].stderr == runs["forkserver"].stderr
-    unknown = _stage(proj, servers, "pretrain", "no_such_model")
+    unknown = _stage(proj, servers, "pretrain", "base/no_such_model")
     assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1
 
 
 def test_killing_the_caller_kills_the_stage_at_once(project):
     proj, servers = project
     (server,) = _servers(servers)
-    out = proj / "models" / "adversarial"
-    client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
+    out = proj / "models" / "base" / "adversarial"
+    client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "base/adversarial"], cwd=proj,
                               env=env(BNAT_FORKSERVER_DIR=str(servers)), stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 60
@@ -180,7 +180,7 @@ def test_sigint_reaches_the_stage_and_it_exits_130_as_in_its_own_process(project
     proj, servers = project
     codes = {}
     for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {})):
-        client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "adversarial"], cwd=proj,
+        client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "base/adversarial"], cwd=proj,
                                   env=env(BNAT_FORKSERVER_DIR=str(servers), **extra), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True)
         # the bar's postfix is drawn after the first steps: the stage is in its training loop, past
@@ -212,12 +212,12 @@ def test_an_edited_project_module_is_what_the_next_stage_runs(project):
 
 def test_a_server_that_does_not_fit_the_client_is_not_used(project, tmp_path):
     proj, servers = project
-    out = proj / "models" / "random_init"
-    assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+    out = proj / "models" / "base" / "random_init"
+    assert _stage(proj, servers, "pretrain", "base/random_init").returncode == 0
     assert _launched(out) == "forkserver"
     # another value of a variable read at import time: the stage runs here, and a second server starts
     threads = "3" if os.environ.get("OMP_NUM_THREADS") != "3" else "4"  # not the value the server has
-    other = _stage(proj, servers, "pretrain", "random_init", OMP_NUM_THREADS=threads)
+    other = _stage(proj, servers, "pretrain", "base/random_init", OMP_NUM_THREADS=threads)
     assert other.returncode == 0, other.stderr
     assert _launched(out) == "process"
     _wait_for_server(servers, count=2)
@@ -228,26 +228,26 @@ def test_a_server_that_does_not_fit_the_client_is_not_used(project, tmp_path):
     while _servers(servers) and time.time() < deadline:
         time.sleep(0.2)
     assert len(list(servers.glob("*.sock"))) == 2
-    stale = _stage(proj, servers, "pretrain", "random_init")
+    stale = _stage(proj, servers, "pretrain", "base/random_init")
     assert stale.returncode == 0, stale.stderr
     assert _launched(out) == "process"
     _wait_for_server(servers)
-    assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+    assert _stage(proj, servers, "pretrain", "base/random_init").returncode == 0
     assert _launched(out) == "forkserver"
 
 
 def test_a_changed_fork_server_or_disabling_it_runs_the_stage_in_its_own_process(project, tmp_path):
     proj, servers = project
-    out = proj / "models" / "random_init"
-    assert _stage(proj, servers, "pretrain", "random_init", BNAT_FORKSERVER="0").returncode == 0
+    out = proj / "models" / "base" / "random_init"
+    assert _stage(proj, servers, "pretrain", "base/random_init", BNAT_FORKSERVER="0").returncode == 0
     assert _launched(out) == "process"
     fresh = tmp_path / "servers"
-    assert _stage(proj, fresh, "pretrain", "random_init", BNAT_FORKSERVER="0").returncode == 0
+    assert _stage(proj, fresh, "pretrain", "base/random_init", BNAT_FORKSERVER="0").returncode == 0
     assert not fresh.exists() or not list(fresh.iterdir())  # and starts none
     source = proj / "pipeline" / "forkserver.py"
     source.write_text(source.read_text() + "\n# edited\n")  # the running server runs the old code
     try:
-        assert _stage(proj, servers, "pretrain", "random_init").returncode == 0
+        assert _stage(proj, servers, "pretrain", "base/random_init").returncode == 0
         assert _launched(out) == "process"
     finally:
         source.write_text(source.read_text().removesuffix("\n# edited\n"))

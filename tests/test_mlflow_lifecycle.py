@@ -104,26 +104,31 @@ def test_a_training_run_logs_its_model_and_leaves_the_file_to_it(project, digits
     from pipeline.config import Params
     from pipeline.models import build_model
     from pipeline.spec import make_spec
+    from stages.common import Item
     from stages.training import train_and_save
 
     raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
     raw["tracking"] = {"experiment": "exp"}
     params = Params.model_validate(raw)
-    cfg = params.pretrain["standard"].model_copy(update={"epochs": 2})
+    cfg = params.training("standard").model_copy(update={"epochs": 2})
     spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
     model = build_model("resnet_small", num_classes=10, in_channels=1, mean=digits.mean, std=digits.std)
-    train_and_save("pretrain", "tiny", model, spec, cfg, params, digits, {"train": {"epochs": 2}})
-    ref = json.loads((project / "models/tiny/mlflow_run.json").read_text())
+    out = Path("models/group/tiny")
+    train_and_save(Item("pretrain", "group", "tiny"), out, model, spec, cfg, params, digits, {"train": {"epochs": 2}},
+                   registry="tiny", headline=Path("metrics/models/group/tiny.json"))
+    ref = json.loads((project / out / "mlflow_run.json").read_text())
     client = _client(project)
     run = client.get_run(ref["run_id"])
+    assert run.data.tags["stage"] == "pretrain@group/tiny"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "test_acc")] == [1, 2]
     assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == [
-        "headline.json", "history.csv", "metrics.json", "mlflow_run.json", "timing.json"]
+        "history.csv", "metrics.json", "mlflow_run.json", "timing.json"]
     from pipeline.tracking import md5_file
 
-    assert run.data.tags["md5/models/tiny/model.pt"] == md5_file(project / "models/tiny/model.pt")
+    assert run.data.tags["md5/models/group/tiny/model.pt"] == md5_file(project / out / "model.pt")
     assert ref["model_uri"] == "models:/exp.tiny/1"
-    assert not list((project / "checkpoints").glob("*"))
+    assert json.loads((project / "metrics/models/group/tiny.json").read_text())["test_acc"] > 0
+    assert not list((project / "checkpoints").rglob("*.pt"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,11 +326,11 @@ def test_a_terminated_training_is_killed_then_resumed_in_the_same_run(tmp_path):
     from tests.e2e import ROOT, copy_project, env, sh
 
     raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    raw["pretrain"]["standard"]["epochs"] = 10
+    raw["pretrain"]["base"]["models"]["standard"]["epochs"] = 10
     proj = copy_project(tmp_path / "proj", raw)
     sh([sys.executable, "-m", "stages.fetch"], proj)
-    checkpoint = proj / "checkpoints" / "pretrain-standard.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "stages.pretrain", "standard"], cwd=proj, env=env(),
+    checkpoint = proj / "checkpoints" / "pretrain@base" / "standard.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "stages.pretrain", "base/standard"], cwd=proj, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
@@ -333,21 +338,21 @@ def test_a_terminated_training_is_killed_then_resumed_in_the_same_run(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err
-    assert not (proj / "models" / "standard").exists()
+    assert not (proj / "models" / "base" / "standard").exists()
 
     client = MlflowClient(tracking_uri=f"sqlite:///{proj / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bn-adversarial")
-    (killed,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@standard'", ViewType.ALL)
+    (killed,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@base/standard'", ViewType.ALL)
     assert killed.info.status == "KILLED"
 
-    sh([sys.executable, "-m", "stages.pretrain", "standard"], proj)
-    ref = json.loads((proj / "models" / "standard" / "mlflow_run.json").read_text())
+    sh([sys.executable, "-m", "stages.pretrain", "base/standard"], proj)
+    ref = json.loads((proj / "models" / "base" / "standard" / "mlflow_run.json").read_text())
     assert ref["run_id"] == killed.info.run_id
-    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@standard'", ViewType.ALL)
+    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@base/standard'", ViewType.ALL)
     assert run.info.status == "FINISHED" and run.data.tags["resumed"] == "true"
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "test_acc")) == list(range(1, 11))
-    with open(proj / "models" / "standard" / "history.csv") as f:
+    with open(proj / "models" / "base" / "standard" / "history.csv") as f:
         history = [metric_value(float(row["test_acc"])) for row in csv.DictReader(f)]
     logged = sorted(client.get_metric_history(run.info.run_id, "test_acc"), key=lambda m: m.step)
     assert [m.value for m in logged] == history  # the epochs before the kill and after it, as trained
-    assert not list((proj / "checkpoints").iterdir())
+    assert not list((proj / "checkpoints").rglob("*.*"))

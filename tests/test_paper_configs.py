@@ -31,14 +31,14 @@ def _fresh_model(params, name, splits):
     the conversions of every fine-tune on the way replayed (AFA's stage II after stage I)."""
     torch.manual_seed(0)
     chain = [name]
-    while chain[-1] in params.finetune:
-        chain.append(params.finetune[chain[-1]].start)
-    spec = spec_for_training(params.architecture(name), params.pretrain[chain[-1]], num_classes=10, in_channels=3,
+    while params.start_of(chain[-1]) is not None:
+        chain.append(params.start_of(chain[-1]))
+    spec = spec_for_training(params.architecture(name), params.training(chain[-1]), num_classes=10, in_channels=3,
                              mean=splits.mean, std=splits.std)
     model = build_from_spec(spec)
     done = list(spec["conversions"])
     for step in reversed(chain[:-1]):
-        cfg = params.finetune[step]
+        cfg = params.training(step)
         added = [c for c in METHODS[cfg.method].conversions(cfg) if c not in done]
         replay(model, added)
         done += added
@@ -74,8 +74,8 @@ def _points(params):
     """Every model a config trains from scratch: its pretrain entries, then each ablation point
     (a grid's follow-up fine-tune runs as the fine-tunes do), less those whose step differs from
     one already taken only in NUMBERS_ONLY."""
-    for name, cfg in params.pretrain.items():
-        arch = params.pretrain[name].model or params.model
+    for name, cfg in [(n, params.training(n)) for n in params.trained if not params.is_finetune(n)]:
+        arch = cfg.model or params.model
         key = (cfg.model_copy(update=NUMBERS_ONLY).model_dump_json(), arch.model_dump_json())
         if key not in STEPPED:
             STEPPED.add(key)
@@ -105,7 +105,7 @@ def test_first_training_step_of_each_model_runs(path, cifar_splits):
 @pytest.mark.parametrize("path", [p for p in PAPER_CONFIGS if load_params(p).finetune], ids=lambda p: p.name)
 def test_first_step_of_each_finetuning_runs(path, cifar_splits):
     params = load_params(path)
-    for name, cfg in params.finetune.items():
+    for name, cfg in [(n, params.training(n)) for n in params.trained if params.is_finetune(n)]:
         model = _fresh_model(params, name, cifar_splits)
         before = {k: v.clone() for k, v in model.state_dict().items()}
         history = train(model, cifar_splits, _small_batch(cfg), seed=0, progress=False, max_steps=1,
@@ -115,31 +115,44 @@ def test_first_step_of_each_finetuning_runs(path, cifar_splits):
         assert changed, f"{name}: the step changed nothing"
 
 
-def _references(node) -> set[str]:
-    """The params keys dvc.yaml interpolates (``${a.b}``), ``item``/``key`` excluded."""
+def _stage_params(dvc: dict, raw: dict) -> list[tuple[str, str]]:
+    """(stage, params key) for every stage the params file makes of dvc.yaml (a ``foreach`` over
+    each entry of its section) and every key it lists, with ``${key}`` and ``${...}`` filled in."""
     import re
 
-    found = set()
-    if isinstance(node, dict):
-        for v in node.values():
-            found |= _references(v)
-    elif isinstance(node, list):
-        for v in node:
-            found |= _references(v)
-    elif isinstance(node, str):
-        found |= {m for m in re.findall(r"\$\{([^}]+)\}", node) if m.split(".")[0] not in ("item", "key")}
-    return found
+    def fill(text: str, key: str) -> str:
+        def value(match):
+            ref = match.group(1)
+            if ref == "key":
+                return key
+            node = raw
+            for part in ref.split("."):
+                node = node[part]
+            return str(node)
+        return re.sub(r"\$\{([^}]+)\}", value, text)
+
+    out = []
+    for name, stage in dvc["stages"].items():
+        if "foreach" in stage:
+            section = stage["foreach"].strip("${}")
+            assert section in raw, f"dvc.yaml's {name} needs the section {section} (an empty one is {{}})"
+            for key in raw[section]:
+                out += [(f"{name}@{key}", fill(p, key)) for p in stage["do"].get("params", [])]
+        else:
+            out += [(name, p) for p in stage.get("params", [])]
+    return out
 
 
 @pytest.mark.parametrize("path", [ROOT / "params.yaml", *PAPER_CONFIGS], ids=lambda p: p.name)
-def test_every_key_dvc_yaml_interpolates_is_in_each_params_file(path):
-    """A config copied to params.yaml must let DVC build its graph: every grid and section that
-    dvc.yaml names must be there (an empty grid is ``values: []``)."""
+def test_every_params_key_of_every_stage_is_in_each_params_file(path):
+    """A config copied to params.yaml must let DVC build its graph and check each stage's params:
+    every section dvc.yaml loops over and every key a stage lists must be there."""
     import yaml
 
     raw = yaml.safe_load(path.read_text())
-    for ref in sorted(_references(yaml.safe_load((ROOT / "dvc.yaml").read_text()))):
+    dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+    for stage, key in _stage_params(dvc, raw):
         node = raw
-        for part in ref.split("."):
-            assert isinstance(node, dict) and part in node, f"{path.name}: dvc.yaml needs {ref}"
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"{path.name}: stage {stage} lists the params key {key}"
             node = node[part]

@@ -6,6 +6,7 @@ import re
 import pytest
 import yaml
 
+from pipeline.config import parse_params
 from tests.conftest import tiny_raw
 from tests.e2e import ROOT, MlflowServer, copy_project, sh
 
@@ -13,16 +14,26 @@ pytestmark = pytest.mark.slow
 
 RAW = yaml.safe_load((ROOT / "params.yaml").read_text())
 TINY = tiny_raw(RAW)  # what the project below runs: every stage kind, fewer study rows and grid points
-SCREENED = TINY["evaluate"]["screen"]["models"]
-POINTS = [(g, v) for g, grid in TINY["ablations"].items() for v in grid["values"]]
-STAGES = ({"fetch", "report"} | {f"pretrain@{n}" for n in TINY["pretrain"]} | {f"finetune@{n}" for n in TINY["finetune"]}
-          | {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"interpolate@{n}" for n in TINY["interpolate"]["pairs"]}
-          | {f"analyze_bn@{n}" for n in TINY["analyze_bn"]["pairs"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
-          | {f"screen@{n}" for n in SCREENED} | {f"{g}@{v}" for g, v in POINTS} | {f"dial@{n}" for n in TINY["dials"]}
-          | {f"strength@{n}" for n in TINY["strength_analysis"]["models"]}
-          | {f"shaping@{n}" for n in TINY["shaping_eval"]["models"]}
-          | {f"confoundings@{n}" for n in TINY["shaping_eval"]["confounding_models"]})
-EVALUATIONS = {f"evaluate@{n}" for n in TINY["evaluate"]["models"]} | {f"view@{n}" for n in TINY["evaluate"]["views"]}
+PARAMS = parse_params(TINY)
+
+
+def _stages_and_items():
+    from stages import ablation, analyze, evaluate, finetune, pretrain
+
+    kinds = {"pretrain": (pretrain, PARAMS.pretrain), "finetune": (finetune, PARAMS.finetune),
+             "evaluate": (evaluate, PARAMS.evaluations), "analyze": (analyze, PARAMS.analyses),
+             "ablation": (ablation, PARAMS.ablations)}
+    stages, items = {"fetch", "report"}, set()
+    for kind, (module, groups) in kinds.items():
+        for group in groups:
+            stages.add(f"{kind}@{group}")
+            items |= {it.label for it in module.items(PARAMS, group)}
+    return stages, items
+
+
+STAGES, ITEMS = _stages_and_items()  # DVC stages, and the items they run: each its own MLflow run
+EVALUATIONS = {f"evaluate@{g}" for g in PARAMS.evaluations}
+
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, request):
@@ -38,13 +49,22 @@ def _stale(proj) -> set[str]:
 
 def test_repro_builds_every_out(project):
     for name in ("standard", "adversarial"):
-        assert (project / "models" / name / "model.pt").exists()
-        metrics = json.loads((project / "results" / name / "metrics.json").read_text())
+        assert (project / "models" / "base" / name / "model.pt").exists()
+        metrics = json.loads((project / "results" / "base" / name / "metrics.json").read_text())
         assert {"clean", "fgsm", "pgd", "autoattack", "worst_case", "suspect"} <= set(metrics)
         assert metrics["worst_case"] <= min(metrics["pgd"], metrics["autoattack"])
     report = (project / "reports" / "report.md").read_text()
     assert "| standard |" in report and "| adversarial |" in report
     assert (project / "reports" / "figures" / "pgd_accuracy.png").stat().st_size > 1000
+
+
+def test_a_group_runs_its_items_side_by_side_and_times_each(project):
+    timing = json.loads((project / "models" / "base" / "timing.json").read_text())
+    assert timing["workers"] == 2 and timing["threads"] == 1
+    assert set(timing["items"]) == {f"pretrain@base/{n}" for n in TINY["pretrain"]["base"]["models"]}
+    item = json.loads((project / "models" / "base" / "standard" / "timing.json").read_text())
+    assert item["launched"] == "group" and item["dvc_stage"] == "pretrain@base"
+    assert 0 < item["work_s"] <= item["process_s"] <= timing["items"]["pretrain@base/standard"]
 
 
 def test_second_repro_reruns_nothing(project):
@@ -55,46 +75,43 @@ def test_second_repro_reruns_nothing(project):
     assert _stale(project) == set()
 
 
-def test_each_stage_records_its_mlflow_run(project):
-    refs = [project / "data/fetch/mlflow_run.json", project / "reports/mlflow_run.json"]
-    refs += [project / "models" / n / "mlflow_run.json" for n in [*TINY["pretrain"], *TINY["finetune"]]]
-    refs += [project / "results" / n / "mlflow_run.json"
-             for n in [*TINY["evaluate"]["models"], *TINY["evaluate"]["views"], *SCREENED]]
-    refs += [project / "results" / kind / n / "mlflow_run.json" for kind in ("interpolate", "analyze_bn")
-             for n in TINY[kind]["pairs"]]
-    refs += [project / top / "ablation" / g / str(v) / "mlflow_run.json" for top in ("models", "results") for g, v in POINTS]
-    refs += [project / "results" / "dial" / n / "mlflow_run.json" for n in TINY["dials"]]
-    refs += [project / "results" / "strength" / n / "mlflow_run.json" for n in TINY["strength_analysis"]["models"]]
-    refs += [project / "results" / "shaping" / n / "mlflow_run.json" for n in TINY["shaping_eval"]["models"]]
-    refs += [project / "results" / "confoundings" / n / "mlflow_run.json" for n in TINY["shaping_eval"]["confounding_models"]]
-    stages = {json.loads(r.read_text())["stage"] for r in refs}
-    assert stages == STAGES
+def _refs(project) -> list[dict]:
+    outs = [project / d for d in ("data", "models", "results", "analyses", "ablations", "reports")]
+    return [json.loads(f.read_text()) for d in outs for f in d.rglob("mlflow_run.json")]
 
 
-def test_mlflow_server_serves_one_run_per_stage_with_params_and_metrics(project):
+def test_each_stage_and_item_records_its_mlflow_run(project):
+    assert sorted(ref["stage"] for ref in _refs(project)) == sorted(STAGES | ITEMS)
+
+
+def test_mlflow_server_serves_one_run_per_stage_and_item_with_params_and_metrics(project):
     from mlflow.tracking import MlflowClient
 
     with MlflowServer(project / "mlflow.db", project) as server:
         client = MlflowClient(tracking_uri=server.url)
         exp = client.get_experiment_by_name("bn-adversarial")
-        runs = client.search_runs([exp.experiment_id], max_results=100)
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
         by_stage = {}
         for run in runs:
             by_stage.setdefault(run.data.tags["stage"], []).append(run)
-        assert set(by_stage) == STAGES
+        assert set(by_stage) == STAGES | ITEMS
         assert all(len(v) == 1 for v in by_stage.values())
         for stage, (run,) in by_stage.items():
             assert run.info.status == "FINISHED"
             assert run.data.params, stage
             assert run.data.metrics, stage
+        for item in ITEMS:  # each item's run is a child of its stage's
+            (run,) = by_stage[item]
+            parent = by_stage[run.data.tags["dvc_stage"]][0]
+            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and item.startswith(parent.info.run_name.split("@")[0])
         assert {"clean/standard", "autoattack/standard", "worst_case/standard"} <= set(by_stage["report"][0].data.metrics)
-        adv = by_stage["pretrain@adversarial"][0]
+        adv = by_stage["pretrain@base/adversarial"][0]
         version = client.get_model_version("bn-adversarial.adversarial", "1")
         assert version.run_id == adv.info.run_id
         assert adv.data.params["train.method"] == "pgd_at"
         history = client.get_metric_history(adv.info.run_id, "test_acc")
         assert [m.step for m in history] == [1]
-        ref = json.loads((project / "models/adversarial/mlflow_run.json").read_text())
+        ref = json.loads((project / "models/base/adversarial/mlflow_run.json").read_text())
         assert ref["run_id"] == adv.info.run_id
 
 
@@ -103,28 +120,28 @@ def test_changing_the_eps_grid_reruns_only_evaluation_and_report(project):
     params["evaluate"]["eps"] = params["evaluate"]["eps"] + [0.25]
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert _stale(project) == EVALUATIONS | {"report"}
-    models = {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in ("standard", "adversarial")}
+    models = {n: (project / "models" / "base" / n / "model.pt").stat().st_mtime_ns for n in ("standard", "adversarial")}
     out = sh(["dvc", "repro"], project).stdout
-    for kind in ("fetch", "pretrain", "finetune", "interpolate", "analyze_bn"):
+    for kind in ("fetch", "pretrain", "finetune", "analyze", "ablation"):
         assert f"Running stage '{kind}" not in out
-    assert {n: (project / "models" / n / "model.pt").stat().st_mtime_ns for n in models} == models
-    assert "0.25" in (project / "results/standard/accuracy.csv").read_text()
+    assert {n: (project / "models" / "base" / n / "model.pt").stat().st_mtime_ns for n in models} == models
+    assert "0.25" in (project / "results/base/standard/accuracy.csv").read_text()
 
 
-def test_changing_a_finetuning_reruns_it_and_what_follows_never_pretraining(project):
+def test_changing_a_finetuning_reruns_its_group_and_what_follows_never_pretraining(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["finetune"]["bn_params"]["lr"] = params["finetune"]["bn_params"]["lr"] * 2
+    params["finetune"]["bn_only"]["models"]["bn_params"]["lr"] *= 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert _stale(project) == {"finetune@bn_params", "report"}  # report prints the fine-tuning params
+    assert _stale(project) == {"finetune@bn_only", "report"}  # report prints the fine-tuning params
     out = sh(["dvc", "repro"], project).stdout
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"finetune@bn_params", "evaluate@bn_params", "interpolate@standard_to_bn_params",
-                   "analyze_bn@normal_vs_bn_params", "report"}, ran
+    # the analyses read any model (they depend on models/ as a whole)
+    assert ran == {"finetune@bn_only", "evaluate@bn_only", "report"} | {f"analyze@{a}" for a in PARAMS.analyses}, ran
 
 
 def test_a_view_is_a_row_of_its_own_with_its_route(project):
-    aux = json.loads((project / "results" / "advprop_aux" / "metrics.json").read_text())
-    main = json.loads((project / "results" / "advprop" / "metrics.json").read_text())
+    aux = json.loads((project / "results" / "mixture_bn" / "advprop_aux" / "metrics.json").read_text())
+    main = json.loads((project / "results" / "mixture_bn" / "advprop" / "metrics.json").read_text())
     assert aux["model"] == main["model"] == "advprop"
     report = (project / "reports" / "report.md").read_text()
     assert "| advprop_aux | view of advprop: branch 1 |" in report
@@ -138,7 +155,7 @@ def test_report_has_the_papers_tables(project):
         assert heading in report, heading
 
 
-def test_after_the_reruns_each_stage_has_one_current_run_named_by_its_outs(project):
+def test_after_the_reruns_each_stage_and_item_has_one_current_run_named_by_its_outs(project):
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
@@ -146,24 +163,24 @@ def test_after_the_reruns_each_stage_has_one_current_run_named_by_its_outs(proje
     exp = client.get_experiment_by_name("bn-adversarial")
     current = client.search_runs([exp.experiment_id], max_results=1000)
     stages = [run.data.tags["stage"] for run in current]
-    assert sorted(stages) == sorted(STAGES)  # the earlier tests reran evaluations and a fine-tuning
+    assert sorted(stages) == sorted(STAGES | ITEMS)  # the earlier tests reran evaluations and a fine-tuning
     superseded = client.search_runs([exp.experiment_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000)
-    assert {run.data.tags["stage"] for run in superseded} >= EVALUATIONS | {"finetune@bn_params", "report"}
+    assert {run.data.tags["stage"] for run in superseded} >= EVALUATIONS | {"finetune@bn_only", "report",
+                                                                          "finetune@bn_only/bn_params"}
     ids = {run.info.run_id for run in current}
     stage_of = {run.info.run_id: run.data.tags["stage"] for run in [*current, *superseded]}
     assert all(stage_of[run.data.tags["superseded_by"]] == run.data.tags["stage"] for run in superseded)
-    for ref in [project / "reports/mlflow_run.json", project / "results/standard/mlflow_run.json"]:
-        assert json.loads(ref.read_text())["run_id"] in ids
+    assert {ref["run_id"] for ref in _refs(project)} == ids
 
 
 def test_dvc_metrics_show_reads_at_a_glance(project):
-    """One narrow headline file per model, result and grid point; the details stay in metrics.json."""
+    """One narrow headline file per model, target and grid point; the details stay in metrics.json."""
     table = sh(["dvc", "metrics", "show"], project).stdout
     width = max(len(line) for line in table.splitlines())
     assert width <= 120, f"{width} columns:\n{table}"
-    assert "results/standard/headline.json" in table and "worst_case" in table
-    head = json.loads((project / "results" / "standard" / "headline.json").read_text())
-    full = json.loads((project / "results" / "standard" / "metrics.json").read_text())
+    assert "metrics/results/base/standard.json" in table and "worst_case" in table
+    head = json.loads((project / "metrics" / "results" / "base" / "standard.json").read_text())
+    full = json.loads((project / "results" / "base" / "standard" / "metrics.json").read_text())
     assert head == {k: round(full[k], 4) for k in ("clean", "pgd", "autoattack", "worst_case")}
 
 
@@ -172,14 +189,15 @@ def test_dvc_metrics_diff_shows_what_a_params_change_moved(project):
     sh(["git", "add", "-A"], project)
     sh(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"], project)
     params = yaml.safe_load((project / "params.yaml").read_text())
-    before = (project / "results" / "standard" / "headline.json").read_text()
+    headline = project / "metrics" / "results" / "base" / "standard.json"
+    before = headline.read_text()
     params["evaluate"]["n_samples"] = params["evaluate"]["n_samples"] // 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(["dvc", "repro", "evaluate@standard"], project)
-    if (project / "results" / "standard" / "headline.json").read_text() == before:
+    sh(["dvc", "repro", "evaluate@base"], project)
+    if headline.read_text() == before:
         pytest.skip("halving the samples left every figure where it was")
     diff = sh(["dvc", "metrics", "diff"], project).stdout
-    moved = [line for line in diff.splitlines() if line.startswith("results/standard/headline.json")]
+    moved = [line for line in diff.splitlines() if line.startswith("metrics/results/base/standard.json")]
     assert moved and all(len(line.split()) >= 4 for line in moved), diff  # path, metric, old, new (and change)
 
 
@@ -190,7 +208,7 @@ def test_bnat_plots_writes_a_page_that_draws_offline(project):
     page = (project / "dvc_plots" / "index.html").read_text()
     assert remote_scripts(page) == []
     assert "vegaEmbed(" in page and "window.vegaEmbed" in page  # the CSV plots' calls, and the inline library
-    assert "history.csv" in page and "figures/pgd_accuracy.csv" in page
+    assert "figures/training/standard.csv" in page and "figures/pgd_accuracy.csv" in page
 
 
 def test_bnat_exp_show_fits_160_columns_with_the_headline_figures(project):
@@ -198,5 +216,5 @@ def test_bnat_exp_show_fits_160_columns_with_the_headline_figures(project):
     assert max(len(line) for line in out.splitlines()) <= 160, out
     rows = [line.split() for line in out.splitlines()[2:]]
     standard = next(r for r in rows if r[0] == "workspace" and r[2] == "standard")
-    head = json.loads((project / "results" / "standard" / "headline.json").read_text())
+    head = json.loads((project / "metrics" / "results" / "base" / "standard.json").read_text())
     assert standard[3] == f"{100 * head['clean']:.1f}" and standard[-1] == f"{100 * head['worst_case']:.1f}"

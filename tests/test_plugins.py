@@ -99,6 +99,7 @@ def test_bn_finetuning_of_a_model_without_bn_is_an_error(digits):
 
 def _train_and_load(tmp_path, monkeypatch, digits, name, spec, cfg_raw):
     from pipeline.config import TrainConfig
+    from stages.common import Item
     from stages.training import train_and_save
 
     monkeypatch.chdir(tmp_path)
@@ -111,8 +112,10 @@ def _train_and_load(tmp_path, monkeypatch, digits, name, spec, cfg_raw):
     from pipeline.norms import replay
 
     replay(model, METHODS[cfg.method].conversions(cfg))
-    train_and_save("pretrain", name, model, spec, cfg, params, digits, {"test": name})
-    loaded, saved_spec = load_model(Path("models") / name / "model.pt")
+    out = Path("models") / "test" / name
+    train_and_save(Item("pretrain", "test", name), out, model, spec, cfg, params, digits, {"test": name},
+                   registry=name, headline=Path("metrics/models/test") / f"{name}.json")
+    loaded, saved_spec = load_model(out / "model.pt")
     return model.eval(), loaded, saved_spec
 
 
@@ -158,18 +161,18 @@ def test_plain_checkpoint_of_the_previous_format_still_loads():
 
 def test_method_options_are_typed(default_raw):
     params = parse_params(default_raw)
-    assert params.pretrain["trades"].options.beta == 6.0
-    assert params.pretrain["standard"].options.model_dump() == {}
+    assert params.training("trades").options.beta == 6.0
+    assert params.training("standard").options.model_dump() == {}
 
 
 @pytest.mark.parametrize("entry, value, message", [
-    ("trades", {"beta": 6.0, "gamma": 1}, "pretrain.trades.options.gamma: unknown key for method 'trades'"),
-    ("trades", {"beta": "large"}, "pretrain.trades.options.beta: Input should be a valid number"),
-    ("standard", {"beta": 1.0}, "pretrain.standard.options.beta: unknown key for method 'standard'"),
+    ("trades", {"beta": 6.0, "gamma": 1}, "pretrain.base.models.trades.options.gamma: unknown key for method 'trades'"),
+    ("trades", {"beta": "large"}, "pretrain.base.models.trades.options.beta: Input should be a valid number"),
+    ("standard", {"beta": 1.0}, "pretrain.base.models.standard.options.beta: unknown key for method 'standard'"),
 ])
 def test_bad_method_options_fail_with_the_key_path(default_raw, entry, value, message):
     raw = copy.deepcopy(default_raw)
-    raw["pretrain"][entry]["options"] = value
+    raw["pretrain"]["base"]["models"][entry]["options"] = value
     with pytest.raises(ConfigError) as err:
         parse_params(raw)
     assert message in str(err.value) and "\n" not in str(err.value)
@@ -177,23 +180,25 @@ def test_bad_method_options_fail_with_the_key_path(default_raw, entry, value, me
 
 def test_bn_finetuning_of_a_groupnorm_model_fails_before_any_work(default_raw):
     raw = copy.deepcopy(default_raw)
-    raw["pretrain"]["standard"]["model"] = {"arch": "resnet_small", "norm": "group"}
-    with pytest.raises(ConfigError, match=r"finetune\.bn_params\.trainable: 'bn' selects BatchNorm layers.*'group'"):
+    raw["pretrain"]["base"]["models"]["standard"]["model"] = {"arch": "resnet_small", "norm": "group"}
+    with pytest.raises(ConfigError, match=r"finetune\.bn_only\.models\.bn_params\.trainable: 'bn' selects BatchNorm "
+                                          r"layers.*'group'"):
         parse_params(raw)
 
 
 def test_finetune_may_start_from_a_finetune_but_not_loop(default_raw):
     raw = copy.deepcopy(default_raw)
-    raw["finetune"]["chained"] = {**raw["finetune"]["bn_params"], "start": "bn_params"}
+    raw["finetune"]["chained"] = {"after": "bn_only", "models": {
+        "chained": {**raw["finetune"]["bn_only"]["models"]["bn_params"], "start": "bn_params"}}}
     assert parse_params(raw).architecture("chained").arch == "resnet_small"
-    raw["finetune"]["bn_params"]["start"] = "chained"
+    raw["finetune"]["bn_only"]["after"] = "chained"
     with pytest.raises(ConfigError, match="loops back"):
         parse_params(raw)
 
 
 def test_train_defaults_are_inherited_and_validated(default_raw):
     params = parse_params(default_raw)
-    assert params.pretrain["mart"].lr == params.train_defaults["lr"] == default_raw["train_defaults"]["lr"]
+    assert params.training("mart").lr == params.train_defaults["lr"] == default_raw["train_defaults"]["lr"]
     raw = copy.deepcopy(default_raw)
     raw["train_defaults"]["lr_typo"] = 1
     with pytest.raises(ConfigError, match="train_defaults"):
@@ -202,11 +207,14 @@ def test_train_defaults_are_inherited_and_validated(default_raw):
 
 def test_views_name_an_existing_model(default_raw):
     raw = copy.deepcopy(default_raw)
-    raw["evaluate"]["views"] = {"x": {"model": "nope"}}
-    with pytest.raises(ConfigError, match="evaluate.views.x.model: no model named 'nope'"):
+    raw["evaluations"]["base"]["views"] = {"x": {"model": "nope"}}
+    with pytest.raises(ConfigError, match="evaluations.base.views.x.model: no model named 'nope' in group 'base'"):
         parse_params(raw)
-    raw["evaluate"]["views"] = {"standard": {"model": "adversarial"}}
-    with pytest.raises(ConfigError, match="evaluate.views.standard: the name is already a model"):
+    raw["evaluations"]["base"]["views"] = {"mart": {"model": "adversarial"}}
+    with pytest.raises(ConfigError, match="evaluations.base.views.mart: 'mart' is already evaluated"):
+        parse_params(raw)
+    raw["evaluations"]["base"]["views"] = {"advprop": {"model": "adversarial"}}
+    with pytest.raises(ConfigError, match="evaluations.base.views.advprop: the name is already a model"):
         parse_params(raw)
 
 
@@ -215,8 +223,9 @@ def test_view_deployment_overrides_the_models_default(default_raw):
 
     params = parse_params(default_raw)
     spec = {"deployment": {"mode": "eval", "route": {"branch": 0}}}
-    assert deployment_of("advprop", params.evaluate, spec) == {"mode": "eval", "route": {"branch": 0}}
-    assert deployment_of("advprop_aux", params.evaluate, spec)["route"] == {"branch": 1}
+    targets = params.targets
+    assert deployment_of(targets["advprop"].view, params.evaluate, spec) == {"mode": "eval", "route": {"branch": 0}}
+    assert deployment_of(targets["advprop_aux"].view, params.evaluate, spec)["route"] == {"branch": 1}
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,11 +244,18 @@ def test_a_changed_default_reaches_exactly_the_entries_that_inherit_it():
     lr = before["train_defaults"]["lr"]
     changed = _dvc_params(text.replace(f"\n  lr: {lr}\n", "\n  lr: 0.07\n", 1))
     assert lr != 0.07 and changed["train_defaults"]["lr"] == 0.07
-    moved = {f"{section}.{name}" for section in ("pretrain", "finetune")
-             for name in before[section] if before[section][name] != changed[section][name]}
-    inherit = {f"{section}.{name}" for section in ("pretrain", "finetune")
-               for name, entry in before[section].items() if entry["lr"] == lr}
-    assert moved == inherit and "finetune.adv_clean_bn" not in moved and "pretrain.standard" in moved
+
+    def entries(params):
+        return {name: entry for section in ("pretrain", "finetune") for g in params[section].values()
+                for name, entry in g["models"].items()}
+
+    moved = {n for n, e in entries(before).items() if e != entries(changed)[n]}
+    assert moved == {n for n, e in entries(before).items() if e["lr"] == lr}
+    assert "standard" in moved and "adv_clean_bn" not in moved
+    # DVC reruns a group as a whole: exactly the groups that hold a moved entry
+    groups = {f"{s}.{g}" for s in ("pretrain", "finetune") for g in before[s] if before[s][g] != changed[s][g]}
+    assert groups == {f"{s}.{g}" for s in ("pretrain", "finetune") for g, grp in before[s].items()
+                      if set(grp["models"]) & moved}
 
 
 def test_finetune_of_a_converted_model_replays_both_steps(tmp_path, monkeypatch, digits):
@@ -253,9 +269,10 @@ def test_finetune_of_a_converted_model_replays_both_steps(tmp_path, monkeypatch,
     _train_and_load(tmp_path, monkeypatch, digits, "denoised", spec,
                     {"method": "standard", "epochs": 1, "batch_size": 256, "lr": 0.05})
     raw = tiny_raw(yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text()))
-    raw["pretrain"]["denoised"] = {**raw["pretrain"]["standard"]}
-    raw["finetune"]["ft"] = {**raw["finetune"]["bn_params"], "start": "denoised", "method": "advprop",
-                             "trainable": "all", "options": {}, "attack": ADVPROP["attack"]}
+    raw["pretrain"]["test"] = {"models": {"denoised": {**raw["pretrain"]["base"]["models"]["standard"]}}}
+    raw["finetune"]["ft"] = {"after": "test", "models": {"ft": {
+        **raw["finetune"]["bn_only"]["models"]["bn_params"], "start": "denoised", "method": "advprop",
+        "trainable": "all", "options": {}, "attack": ADVPROP["attack"]}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     monkeypatch.setattr(common, "PARAMS_FILE", str(tmp_path / "params.yaml"))
     (tmp_path / "data" / "prepared").mkdir(parents=True)
@@ -264,10 +281,10 @@ def test_finetune_of_a_converted_model_replays_both_steps(tmp_path, monkeypatch,
     np.savez(tmp_path / "data" / "prepared" / "data.npz", x_train=digits.x_train.numpy(), y_train=digits.y_train.numpy(),
              x_test=digits.x_test.numpy(), y_test=digits.y_test.numpy(), mean=np.array(digits.mean),
              std=np.array(digits.std))
-    finetune.main(["ft"])
-    model, spec = load_model(Path("models") / "ft" / "model.pt")
+    finetune.main(["ft/ft"])
+    model, spec = load_model(Path("models") / "ft" / "ft" / "model.pt")
     assert [c["kind"] for c in spec["conversions"]] == ["denoise", "multi"]
-    assert [s["stage"] for s in spec["steps"]] == ["pretrain@denoised", "finetune@ft"]
+    assert [s["stage"] for s in spec["steps"]] == ["pretrain@test/denoised", "finetune@ft/ft"]
     x = digits.x_test[:8].float() / 255
     with norm_route(model, branch=1):
         assert model(x).shape == (8, 10)
@@ -290,14 +307,15 @@ def test_sweeps_and_flows_find_the_stage_of_a_view(tmp_path, default_raw):
     from pipeline.flows import evaluation_stage
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(default_raw))
-    assert evaluation_stage(tmp_path, "advprop_aux") == "view@advprop_aux"
-    assert evaluation_stage(tmp_path, "advprop") == "evaluate@advprop"
+    assert evaluation_stage(tmp_path, "advprop_aux") == "evaluate@mixture_bn"
+    assert evaluation_stage(tmp_path, "advprop") == "evaluate@mixture_bn"
+    assert evaluation_stage(tmp_path, "standard_afa_grid") == "evaluate@base"
 
 
 def test_a_view_route_the_model_cannot_read_fails_in_one_line(digits_model):
     from stages.evaluate import check_route
 
-    with pytest.raises(ConfigError, match=r"evaluate.views.v.route: the model has no routed norms"):
+    with pytest.raises(ConfigError, match=r"^v.route: the model has no routed norms"):
         check_route("v", {"route": {"branch": 1}}, digits_model)
     converted = convert_norms(copy.deepcopy(digits_model), "multi", k=2)
     with pytest.raises(ConfigError, match=r"unknown key 'strength'"):

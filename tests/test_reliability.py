@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 def _raw():
     raw = tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    raw["pretrain"]["adversarial"]["epochs"] = 6
+    raw["pretrain"]["base"]["models"]["adversarial"]["epochs"] = 6
     return raw
 
 
@@ -42,11 +42,11 @@ def _complete_or_absent(out):
 
 
 def test_killed_training_resumes_to_the_same_metrics_as_an_uninterrupted_run(project):
-    out = project / "models" / "adversarial"
-    sh([sys.executable, "-m", "stages.pretrain", "adversarial"], project)
+    out = project / "models" / "base" / "adversarial"
+    sh([sys.executable, "-m", "stages.pretrain", "base/adversarial"], project)
     reference = json.loads((out / "metrics.json").read_text())
     t0 = time.time()
-    sh([sys.executable, "-m", "stages.pretrain", "adversarial"], project)  # a second uninterrupted run
+    sh([sys.executable, "-m", "stages.pretrain", "base/adversarial"], project)  # a second uninterrupted run
     duration = time.time() - t0
     assert json.loads((out / "metrics.json").read_text()) == reference  # deterministic on CPU
 
@@ -57,7 +57,7 @@ def test_killed_training_resumes_to_the_same_metrics_as_an_uninterrupted_run(pro
     kills = attempts = 0
     while kills < 6 and attempts < 15:
         attempts += 1
-        proc = _stage(project, "stages.pretrain", "adversarial")
+        proc = _stage(project, "stages.pretrain", "base/adversarial")
         time.sleep(rng.uniform(0.2, 0.8) * duration)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -65,28 +65,28 @@ def test_killed_training_resumes_to_the_same_metrics_as_an_uninterrupted_run(pro
         proc.wait()
         assert _complete_or_absent(out)
     assert kills == 6
-    sh([sys.executable, "-m", "stages.pretrain", "adversarial"], project)
+    sh([sys.executable, "-m", "stages.pretrain", "base/adversarial"], project)
     assert json.loads((out / "metrics.json").read_text()) == reference
-    assert not (project / "checkpoints" / "pretrain-adversarial.pt").exists()
+    assert not (project / "checkpoints" / "pretrain@base" / "adversarial.pt").exists()
     assert not list(out.parent.glob(".adversarial.*.tmp"))
 
 
 def test_killed_evaluation_leaves_no_partial_results(project):
-    sh([sys.executable, "-m", "stages.pretrain", "standard"], project)
-    out = project / "results" / "standard"
-    proc = _stage(project, "stages.evaluate", "standard")
+    sh([sys.executable, "-m", "stages.pretrain", "base/standard"], project)
+    out = project / "results" / "base" / "standard"
+    proc = _stage(project, "stages.evaluate", "base/standard")
     time.sleep(8)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not out.exists() or (out / "metrics.json").exists()
-    sh([sys.executable, "-m", "stages.evaluate", "standard"], project)
+    sh([sys.executable, "-m", "stages.evaluate", "base/standard"], project)
     first = json.loads((out / "metrics.json").read_text())
-    sh([sys.executable, "-m", "stages.evaluate", "standard"], project)
+    sh([sys.executable, "-m", "stages.evaluate", "base/standard"], project)
     assert json.loads((out / "metrics.json").read_text()) == first  # deterministic on CPU
 
 
 BAD = [
-    ("pretrain.adversarial.attack.eps", 2.0, "pretrain.adversarial.attack.eps"),
+    ("pretrain.base.models.adversarial.attack.eps", 2.0, "pretrain.base.models.adversarial.attack.eps"),
     ("model.arch", "resnet9000", "model.arch"),
     ("evaluate.eps", [], "evaluate.eps"),
 ]
@@ -103,7 +103,7 @@ def test_a_bad_params_file_stops_a_stage_before_any_work(project, key, value, ex
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(raw))
     before = {p: p.stat().st_mtime_ns for p in (project / "models").rglob("*") if p.is_file()}
-    proc = subprocess.run([sys.executable, "-m", "stages.pretrain", "standard"], cwd=project,
+    proc = subprocess.run([sys.executable, "-m", "stages.pretrain", "base/standard"], cwd=project,
                           env=env(PIPELINE_PARAMS=str(bad)), capture_output=True, text=True)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -124,5 +124,5 @@ def test_a_second_repro_in_the_same_checkout_fails_clearly_and_the_first_finishe
     assert "lock" in (second.stdout + second.stderr).lower()
     out, _ = first.communicate(timeout=900)
     assert first.returncode == 0, out[-2000:]
-    assert json.loads((proj / "results" / "adversarial" / "metrics.json").read_text())["clean"] > 0
+    assert json.loads((proj / "results" / "base" / "adversarial" / "metrics.json").read_text())["clean"] > 0
     assert sh(["dvc", "status", "--json"], proj).stdout.strip() in ("{}", "")

@@ -131,13 +131,14 @@ def test_two_workers_share_a_sweep_and_a_second_sweep_trains_nothing(tmp_path):
         for runs in (first, second):
             assert {(r.data.tags["method"], int(r.data.tags["seed"])) for r in runs} == points
             assert all({"clean", "pgd", "worst_case"} <= r.data.metrics.keys() for r in runs)
-        # both workers took experiments, each in its own checkout
-        assert {r.data.tags["checkout"] for r in first} == {str(c.resolve()) for c in checkouts}
+        # both workers took points, each in its own checkout
+        assert {r.data.tags["checkout"] for r in _children(client, sweeps[0].info.run_id, "point")} == \
+            {str(c.resolve()) for c in checkouts}
         # what both methods need (the data, the standard model that adversarial's transfer attack
         # starts from) was built once per seed before the fan-out: one pretrain run per model
         for runs in upstream:
             assert sorted(int(r.data.tags["seed"]) for r in runs) == [0, 1]
-        stage_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'pretrain@%'")
+        stage_runs = client.search_runs([exp.experiment_id], "tags.stage LIKE 'pretrain@%/%'")  # the models' runs
         assert len(stage_runs) == 4 and all(r.info.start_time < sweeps[1].info.start_time for r in stage_runs)
         # the second sweep ran nothing at all: everything came from the remote's run cache
         ran = [stage for r in second + upstream[1] for stage in r.data.tags["stages_ran"].split(",")]
@@ -146,10 +147,10 @@ def test_two_workers_share_a_sweep_and_a_second_sweep_trains_nothing(tmp_path):
         by_point = {(r.data.tags["method"], r.data.tags["seed"]): r for r in first}
         for r in second:
             built = by_point[(r.data.tags["method"], r.data.tags["seed"])]
-            key = f"run.pretrain:{r.data.tags['method']}"
-            assert r.data.tags[key] == built.data.tags[key]
-            assert client.get_run(r.data.tags[key]).data.params["seed"] == r.data.tags["seed"]
-        assert all(len(client.get_run(r.data.tags[f"run.evaluate:{r.data.tags['method']}"]).data.tags["dvc_lock_hash"]) == 16
+            assert r.data.tags["run.train"] == built.data.tags["run.train"]
+            assert client.get_run(r.data.tags["run.train"]).data.params["seed"] == r.data.tags["seed"]
+        group = {"standard": "base", "adversarial": "adv"}
+        assert all(len(client.get_run(r.data.tags[f"run.evaluate:{group[r.data.tags['method']]}"]).data.tags["dvc_lock_hash"]) == 16
                    for r in first)
     print(f"\nscale-out sweep of 4 experiments on 2 workers: first {walls[0]:.1f} s, "
           f"second (from the DVC remote) {walls[1]:.1f} s")

@@ -262,7 +262,7 @@ def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch)
     _, fused, _ = _stage_two(digits, k=3)
     deployed = Deployed(fused)
     spec = EvaluateConfig.model_validate({
-        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "g/m"},
         "attacks": [{"name": "afa_adaptive", "steps": 5, "weightings": [[0, 1]]}]}).attack_list[0]
     with torch.no_grad():
         deployed(x)
@@ -273,7 +273,7 @@ def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch)
         deployed(x_adv)
     assert generators(fused)[0].last.mean().item() > w0_clean  # BCE-only ascent moves W0 towards 1
     cfg = EvaluateConfig.model_validate({
-        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "g/m"},
         "attacks": [{"name": "pgd", "steps": 3}, {"name": "afa_adaptive", "steps": 3, "alone": True}]})
     result = evaluate(deployed, x, y, cfg, progress=False).headline()
     assert result["worst_case"] <= min(result["pgd"], result["afa_adaptive_alone"])
@@ -287,7 +287,7 @@ def test_transfer_crafts_on_the_surrogate_only(digits_model, batch):
 
     x, y = batch
     cfg = EvaluateConfig.model_validate({
-        "models": ["m"], "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "m"},
+        "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "g/m"},
         "attacks": [{"name": "transfer", "steps": 3}]})
     target = copy.deepcopy(digits_model).eval()
     calls = []
@@ -303,13 +303,13 @@ def test_a_view_adds_its_attacks_and_grid_and_bad_ones_fail_at_load(default_raw)
     from pipeline.config import ConfigError, parse_params
 
     params = parse_params(default_raw)
-    cfg = params.evaluate.for_target("afa_pgd_at_adaptive")
+    cfg = params.evaluation_config("afa_pgd_at_adaptive")
     assert [a.key for a in cfg.attack_list][-2:] == ["afa_adaptive", "transfer"]
     assert cfg.eps_grid == [0.0, 0.0125, 0.025, 0.05, 0.1]
-    assert params.evaluate.for_target("adversarial").eps_grid == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert params.evaluation_config("adversarial").eps_grid == [0.0, 0.05, 0.1, 0.15, 0.2]
     bad = copy.deepcopy(default_raw)
-    bad["evaluate"]["views"]["afa_pgd_at_adaptive"]["eps"] = [0.0, 0.05]
-    with pytest.raises(ConfigError, match=r"evaluate.views.afa_pgd_at_adaptive: .*threat_eps: 0.1 is not in the eps grid"):
+    bad["evaluations"]["afa"]["views"]["afa_pgd_at_adaptive"]["eps"] = [0.0, 0.05]
+    with pytest.raises(ConfigError, match=r"evaluations.afa.views.afa_pgd_at_adaptive: .*threat_eps: 0.1 is not in the eps grid"):
         parse_params(bad)
     bad = copy.deepcopy(default_raw)
     bad["ablations"]["afa_k"]["then"]["attack_bn"] = "train"

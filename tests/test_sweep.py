@@ -27,16 +27,16 @@ def test_summary_is_mean_and_sample_std_over_seeds_in_percent():
 
 
 def test_sweep_points_become_dvc_set_param_arguments():
-    assert set_params(3, {"pretrain.standard.epochs": 2, "evaluate.eps": [0.0, 0.1], "model.arch": "resnet20"}) == [
-        "-S", "seed=3", "-S", "pretrain.standard.epochs=2", "-S", "evaluate.eps=[0.0, 0.1]",
+    assert set_params(3, {"pretrain.base.models.standard.epochs": 2, "evaluate.eps": [0.0, 0.1], "model.arch": "resnet20"}) == [
+        "-S", "seed=3", "-S", "pretrain.base.models.standard.epochs=2", "-S", "evaluate.eps=[0.0, 0.1]",
         "-S", 'model.arch="resnet20"']
 
 
 @pytest.mark.parametrize("methods, seeds, overrides, message", [
-    (["standard", "nope"], [0], None, "methods ['nope'] are not in evaluate.models"),
+    (["standard", "nope"], [0], None, "methods ['nope'] are not evaluated by any plan"),
     (["standard"], [], None, "must both be non-empty"),
     (["standard"], [0, 0], None, "must not repeat"),
-    (["standard"], [0], {"pretrain.standard.epochs": -1}, "pretrain.standard.epochs"),
+    (["standard"], [0], {"pretrain.base.models.standard.epochs": -1}, "pretrain.base.models.standard.epochs"),
     (["standard"], [0], {"nosection.x": 1}, "no section 'nosection'"),
     (["standard"], [0], {"evaluate.typo": 1}, "evaluate.typo: unknown key"),
 ])
@@ -47,14 +47,16 @@ def test_bad_sweeps_fail_before_anything_runs_with_one_line(methods, seeds, over
 
 
 def test_shared_stages_are_what_two_or_more_evaluations_need_dependencies_first():
-    from pipeline.flows import shared_stages, upstream_stages
+    from pipeline.flows import shared_stages, sweep_points, upstream_stages
 
-    needs = upstream_stages(ROOT, ["evaluate@standard", "evaluate@adversarial"])
-    assert needs["evaluate@standard"] == {"fetch", "pretrain@standard", "evaluate@standard"}
-    # adversarial's transfer attack starts from the standard model
-    assert "pretrain@standard" in needs["evaluate@adversarial"]
-    assert shared_stages(ROOT, ["standard", "adversarial"]) == ["fetch", "pretrain@standard"]
-    assert shared_stages(ROOT, ["standard"]) == []
+    needs = upstream_stages(ROOT, ["evaluate@base", "evaluate@mixture_bn"])
+    assert needs["evaluate@base"] == {"fetch", "pretrain@base", "evaluate@base"}
+    # mixture_bn's transfer attacks start from base's standard model
+    assert "pretrain@base" in needs["evaluate@mixture_bn"]
+    assert sweep_points(ROOT, ["standard", "advprop", "adversarial"]) == {
+        "evaluate@base": ["standard", "adversarial"], "evaluate@mixture_bn": ["advprop"]}
+    assert shared_stages(ROOT, ["standard", "advprop"]) == ["fetch", "pretrain@base"]
+    assert shared_stages(ROOT, ["standard", "adversarial"]) == []  # one stage evaluates both
     with pytest.raises(KeyError, match="evaluate@nope"):
         upstream_stages(ROOT, ["evaluate@nope"])
 
@@ -70,7 +72,8 @@ def test_lock_hash_follows_the_stage_entry_of_dvc_lock(tmp_path):
 
 
 def _exp_show_metrics(proj) -> dict[tuple[str, int], dict]:
-    """(method, seed) -> results/METHOD/metrics.json of every DVC experiment: a second source."""
+    """(method, seed) -> the headline metrics/results/GROUP/METHOD.json of every DVC experiment:
+    a second source."""
     found = {}
     for baseline in json.loads(sh(["dvc", "exp", "show", "--json"], proj).stdout):
         for exp in baseline.get("experiments") or []:
@@ -78,8 +81,8 @@ def _exp_show_metrics(proj) -> dict[tuple[str, int], dict]:
                 data = rev.get("data") or {}
                 seed = data["params"]["params.yaml"]["data"]["seed"]
                 for path, metrics in (data.get("metrics") or {}).items():
-                    if path.startswith("results/") and "data" in metrics:
-                        found.setdefault((path.split("/")[1], seed), metrics["data"])
+                    if path.startswith("metrics/results/") and "data" in metrics:
+                        found.setdefault((path.rsplit("/", 1)[1].removesuffix(".json"), seed), metrics["data"])
     return found
 
 
@@ -102,8 +105,8 @@ def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_l
     for row in summary:
         for metric in ("clean", "pgd", "worst_case"):
             values = [100 * per_seed[(row["method"], s)][metric] for s in (0, 1)]
-            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(values), abs=1e-6)
-            assert row[f"{metric}_std"] == pytest.approx(statistics.stdev(values), abs=1e-6)
+            assert row[f"{metric}_mean"] == pytest.approx(statistics.fmean(values), abs=1e-2)  # headlines: 4 places
+            assert row[f"{metric}_std"] == pytest.approx(statistics.stdev(values), abs=1e-2)
     (written,) = (proj / "sweeps").iterdir()
     with open(written / "summary.csv") as f:
         assert [r["method"] for r in csv.DictReader(f)] == [r["method"] for r in summary]
@@ -114,7 +117,7 @@ def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_l
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     (parent,) = [r for r in runs if r.data.tags.get("kind") == "sweep"]
     points = {(r.data.tags["method"], int(r.data.tags["seed"])): r for r in runs
-              if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+              if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id and r.data.tags.get("kind") == "experiment"}
     assert set(points) == {(m, s) for m in ("standard", "adversarial") for s in (0, 1)}
     assert all("clean" in r.data.metrics for r in points.values())
     assert parent.data.metrics.keys() >= {"standard.clean_mean", "adversarial.pgd_std"}
@@ -127,7 +130,7 @@ def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_l
     assert restored.data.tags["run.fetch"] == fetch_run
     made_it = client.get_run(fetch_run)
     assert made_it.data.tags["stage"] == "fetch" and made_it.data.params["seed"] == "0"
-    assert made_it.data.tags["mlflow.parentRunId"] == first.info.run_id
+    assert made_it.data.tags["mlflow.parentRunId"] == first.data.tags["point_run"]
     assert len(made_it.data.tags["dvc_lock_hash"]) == 16
 
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 from pipeline.config import Params
 from pipeline.io import read_json
+from pipeline.layout import analysis_dir, model_dir, result_dir
 
 
 @dataclass
 class ModelResult:
     name: str
-    metrics: dict  # results/NAME/metrics.json
-    curve: list[dict[str, float]]  # results/NAME/accuracy.csv
-    training: dict  # models/NAME/metrics.json
-    run: dict | None  # results/NAME/mlflow_run.json: the evaluation's MLflow run
+    metrics: dict  # results/GROUP/NAME/metrics.json
+    curve: list[dict[str, float]]  # results/GROUP/NAME/accuracy.csv
+    training: dict  # models/GROUP/MODEL/metrics.json
+    run: dict | None  # results/GROUP/NAME/mlflow_run.json: the evaluation's MLflow run
 
 
 UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves a local store
@@ -31,17 +32,16 @@ def run_link(ref: dict | None) -> str:
     return f"[{ref['run_id'][:8]}]({base}/#/experiments/{ref.get('experiment_id')}/runs/{ref['run_id']})"
 
 
-def load_results(names: list[str], root: Path = Path("."), model_of: dict[str, str] | None = None) -> list[ModelResult]:
-    """Each name's evaluation; ``model_of`` maps a view to the model whose training metrics it shows."""
-    model_of = model_of or {}
+def load_results(params: Params, names: list[str], root: Path = Path(".")) -> list[ModelResult]:
+    """Each target's evaluation, with the training metrics of its model (a view's: its model's)."""
     out = []
     for name in names:
-        res = root / "results" / name
+        res = result_dir(params, name, root)
         with open(res / "accuracy.csv") as f:
             curve = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
         ref = res / "mlflow_run.json"
         out.append(ModelResult(name, read_json(res / "metrics.json"), curve,
-                               read_json(root / "models" / model_of.get(name, name) / "metrics.json"),
+                               read_json(model_dir(params, params.targets[name].model, root) / "metrics.json"),
                                read_json(ref) if ref.exists() else None))
     return out
 
@@ -122,7 +122,8 @@ def _options(cfg) -> str:
 
 def _method(params: Params, name: str) -> str:
     """How a row was made: the method (with its options), what a fine-tune trained, or the view."""
-    view = params.evaluate.views.get(name)
+    target = params.targets.get(name)
+    view = target.view if target is not None else None
     if view is not None:
         how = [f"mode {view.mode}"] if view.mode else []
         how += [f"{k} {v}" for k, v in view.route.items()]
@@ -130,10 +131,10 @@ def _method(params: Params, name: str) -> str:
             how += ["attacks crafted on " + ", ".join([f"mode {view.craft.mode}"] if view.craft.mode else []
                                                       + [f"{k} {v}" for k, v in view.craft.route.items()])]
         return f"view of {view.model}: {', '.join(how) or 'its default deployment'}"
-    if name in params.finetune:
-        ft = params.finetune[name]
+    if params.is_finetune(name):
+        ft = params.training(name)
         return f"{ft.method}{_options(ft)} on {ft.trainable} from {ft.start}"
-    cfg = params.pretrain[name]
+    cfg = params.training(name)
     arch = cfg.model or params.model
     extra = "" if arch == params.model else f" on {arch.arch}" + "".join(
         f", {k} {v}" for k, v in arch.model_dump(exclude={"arch"}, exclude_defaults=True).items())
@@ -210,7 +211,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
                   "suite's, so those columns compare across tiers. \"—\": not run at that tier."]
     lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results),
               "", "Model cards (threat model, attacks and their settings, effort, deployment, training recipe): "
-              + ", ".join(f"[{r.name}](../results/{r.name}/model_card.md)" for r in results) + "."]
+              + ", ".join(f"[{r.name}](../{result_dir(params, r.name)}/model_card.md)" for r in results) + "."]
     lines += alone_table(results, attacks, labels, cfg.cascade) + minimal_table(results, attacks, labels)
 
     flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]
@@ -265,15 +266,17 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
     from pipeline.analysis import paper_numbers as paper
 
     ours = f"ours: `{params.data.dataset}`, `{params.model.arch}`, worst case over the suite at eps {cfg_eps(params)}"
-    evaluated = set(params.evaluate.targets)
+    evaluated = params.targets
 
     def result(name: str) -> dict | None:
-        path = root / "results" / name / "metrics.json"
-        return read_json(path) if name in evaluated and path.exists() else None
+        if name not in evaluated:
+            return None
+        path = result_dir(params, name, root) / "metrics.json"
+        return read_json(path) if path.exists() else None
 
     def training(name: str) -> dict:
-        path = root / "models" / name / "metrics.json"
-        return read_json(path) if path.exists() else {}
+        path = model_dir(params, name, root) / "metrics.json"
+        return read_json(path) if name in params.trained and path.exists() else {}
 
     lines: list[str] = []
     rows = [(label, name, *fig) for label, name, *fig in paper.POSTER if result(name)]
@@ -284,9 +287,10 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
                   "|---|---|---|---|---|---|---|---|"]
         for label, name, p_err, p_rob, p_prms in rows:
             r, t = result(name), training(name)
-            prms = t.get("percent_params", 100.0 if name in params.pretrain else None)
-            prms_s = "—" if prms is None else (f"({prms:.2f})" if params.finetune.get(name) and
-                                                params.finetune[name].trainable == "bn_stats" else f"{prms:.2f}")
+            finetune = name in params.trained and params.is_finetune(name)
+            prms = t.get("percent_params", None if finetune else 100.0)
+            prms_s = "—" if prms is None else (f"({prms:.2f})" if finetune and
+                                                params.training(name).trainable == "bn_stats" else f"{prms:.2f}")
             lines.append(f"| {label} | {name} | {_num(100 * (1 - r['clean']))} | {_num(100 * (1 - r['worst_case']))} | "
                          f"{prms_s} | {_num(p_err, 2)} | {_num(p_rob)} | {_num(p_prms, 2)} |")
 
@@ -300,71 +304,73 @@ def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
             lines.append(f"| {label} | {name} | {_pct(r['clean'])} | {_pct(r['worst_case'])} | "
                          f"{_num(p_clean, 2)} | {_num(p_rob, 2)} |")
 
-    if params.interpolate:
-        for pair_name, pair in params.interpolate.pairs.items():
-            path = root / "results" / "interpolate" / pair_name / "interpolation.csv"
-            if not path.exists():
-                continue
-            rows = _read_csv(path)
-            meta = read_json(path.parent / "metrics.json")
-            fig = paper.TABLE2.get(pair_name)
-            ps = sorted({r["p"] for r in rows}, reverse=True)
-            lines += ["", f"## BN interpolation `{pair.a}` (p=1) to `{pair.b}` (p=0) (\"Adversarial Masking\", Table 2)", "",
-                      f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise. Robust: {meta['attacks']} at eps "
-                      f"{meta['eps']:.4f} (the worst case over them), on {meta['n_samples']} test images; at p=1 "
-                      f"(and at p=0 when the statistics are interpolated) the model is `{pair.a}` (`{pair.b}`), so "
-                      f"the endpoints equal their rows of the threat-eps table under the same attacks. Running "
-                      f"statistics: `interpolate` mixes them with p, `a` keeps `{pair.a}`'s (the paper does not "
-                      f"say which it uses).", "",
-                      "| | " + " | ".join(f"p={v:.1f}" for v in ps) + " |", "|---|" + "---|" * len(ps)]
-            for stats in dict.fromkeys(r["stats"] for r in rows):
-                by_p = {r["p"]: r for r in rows if r["stats"] == stats}
-                for what in ("clean", "robust"):
-                    against = meta.get(f"{what}_violations_{stats}", 0)
-                    lines.append(f"| {what}, stats {stats} ({against} against the trend) | "
-                                 + " | ".join(_pct(by_p[v][what]) if v in by_p else "—" for v in ps) + " |")
-            if fig and ps == paper.TABLE2_P:
-                lines += ["| paper clean | " + " | ".join(_num(v, 2) for v in fig[0]) + " |",
-                          "| paper robust | " + " | ".join(_num(v, 2) for v in fig[1]) + " |"]
-            lines += ["", f"![trade-off](../results/interpolate/{pair_name}/tradeoff.png)"]
+    for pair_name in [n for kind, n in params.analysis_items if kind == "interpolate"]:
+        pair = params.analysis("interpolate", pair_name)
+        folder = analysis_dir(params, "interpolate", pair_name)
+        path = root / folder / "interpolation.csv"
+        if not path.exists():
+            continue
+        rows = _read_csv(path)
+        meta = read_json(path.parent / "metrics.json")
+        fig = paper.TABLE2.get(pair_name)
+        ps = sorted({r["p"] for r in rows}, reverse=True)
+        lines += ["", f"## BN interpolation `{pair.a}` (p=1) to `{pair.b}` (p=0) (\"Adversarial Masking\", Table 2)", "",
+                  f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise. Robust: {meta['attacks']} at eps "
+                  f"{meta['eps']:.4f} (the worst case over them), on {meta['n_samples']} test images; at p=1 "
+                  f"(and at p=0 when the statistics are interpolated) the model is `{pair.a}` (`{pair.b}`), so "
+                  f"the endpoints equal their rows of the threat-eps table under the same attacks. Running "
+                  f"statistics: `interpolate` mixes them with p, `a` keeps `{pair.a}`'s (the paper does not "
+                  f"say which it uses).", "",
+                  "| | " + " | ".join(f"p={v:.1f}" for v in ps) + " |", "|---|" + "---|" * len(ps)]
+        for stats in dict.fromkeys(r["stats"] for r in rows):
+            by_p = {r["p"]: r for r in rows if r["stats"] == stats}
+            for what in ("clean", "robust"):
+                against = meta.get(f"{what}_violations_{stats}", 0)
+                lines.append(f"| {what}, stats {stats} ({against} against the trend) | "
+                             + " | ".join(_pct(by_p[v][what]) if v in by_p else "—" for v in ps) + " |")
+        if fig and ps == paper.TABLE2_P:
+            lines += ["| paper clean | " + " | ".join(_num(v, 2) for v in fig[0]) + " |",
+                      "| paper robust | " + " | ".join(_num(v, 2) for v in fig[1]) + " |"]
+        lines += ["", f"![trade-off](../{folder}/tradeoff.png)"]
 
-    if params.analyze_bn:
-        for pair_name, pair in params.analyze_bn.pairs.items():
-            path = root / "results" / "analyze_bn" / pair_name
-            if not (path / "metrics.json").exists():
-                continue
-            m = read_json(path / "metrics.json")
-            layers = _read_csv(path / "layers.csv")
-            lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
-                      f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
-                      f"(\"Adversarial Masking\", Table 9{'; paper and ours compared over the same layers below' if pair_name == paper.TABLE9_PAIR else ''}); "
-                      f"the poster's rewrite BN(z) = m·z + b: mean difference in m ({pair.b} minus {pair.a}) "
-                      f"{m['mean_m_diff']:+.3f} "
-                      + (f"(the poster's, for the same pair BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f})"
-                         if (pair.a, pair.b) == paper.POSTER_M_PAIR else
-                         f"(the poster reports {paper.POSTER_MEAN_M_DIFF:+.3f} for another pair, BN PARAMS against "
-                         f"NORMAL, and none for this one)")
-                      + f"; channels turned off "
-                      f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
-                      f"of {m['channels']}.", "",
-                      "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
-                      "| ours | " + " | ".join(_num(m[f"mean_cos_{f}"], 4) for f in ("mean", "var", "gamma", "beta")) + " |"]
-            if pair_name == paper.TABLE9_PAIR:
-                # the layers both have: the paper gives gamma and beta for layers 0-18, mean and var for 1-18
-                shared = {c: [i for i in paper.table9_layers(c) if i < len(layers)] for c in paper.TABLE9_COLUMNS}
-                ours = {c: sum(layers[i][f"cos_{c}"] for i in idx) / len(idx) if idx else None
-                        for c, idx in shared.items()}
-                pm = paper.table9_means(shared)
-                span = {c: f"{idx[0]}-{idx[-1]}" if idx else "none" for c, idx in shared.items()}
-                lines += ["| ours, shared layers | " + " | ".join(_num(ours[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
-                          "| paper, shared layers | " + " | ".join(_num(pm[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
-                          "| layers compared | " + " | ".join(span[c] for c in paper.TABLE9_COLUMNS) + " |"]
-            for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items():
-                lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
-                             f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")
-            lines += ["", f"![first BN layer](../results/analyze_bn/{pair_name}/first_bn_layer.png)",
-                      f"![m and b](../results/analyze_bn/{pair_name}/rescaling.png)",
-                      f"![feature maps](../results/analyze_bn/{pair_name}/feature_maps.png)"]
+    for pair_name in [n for kind, n in params.analysis_items if kind == "analyze_bn"]:
+        pair = params.analysis("analyze_bn", pair_name)
+        folder = analysis_dir(params, "analyze_bn", pair_name)
+        path = root / folder
+        if not (path / "metrics.json").exists():
+            continue
+        m = read_json(path / "metrics.json")
+        layers = _read_csv(path / "layers.csv")
+        lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
+                  f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
+                  f"(\"Adversarial Masking\", Table 9{'; paper and ours compared over the same layers below' if pair_name == paper.TABLE9_PAIR else ''}); "
+                  f"the poster's rewrite BN(z) = m·z + b: mean difference in m ({pair.b} minus {pair.a}) "
+                  f"{m['mean_m_diff']:+.3f} "
+                  + (f"(the poster's, for the same pair BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f})"
+                     if (pair.a, pair.b) == paper.POSTER_M_PAIR else
+                     f"(the poster reports {paper.POSTER_MEAN_M_DIFF:+.3f} for another pair, BN PARAMS against "
+                     f"NORMAL, and none for this one)")
+                  + f"; channels turned off "
+                  f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
+                  f"of {m['channels']}.", "",
+                  "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
+                  "| ours | " + " | ".join(_num(m[f"mean_cos_{f}"], 4) for f in ("mean", "var", "gamma", "beta")) + " |"]
+        if pair_name == paper.TABLE9_PAIR:
+            # the layers both have: the paper gives gamma and beta for layers 0-18, mean and var for 1-18
+            shared = {c: [i for i in paper.table9_layers(c) if i < len(layers)] for c in paper.TABLE9_COLUMNS}
+            ours = {c: sum(layers[i][f"cos_{c}"] for i in idx) / len(idx) if idx else None
+                    for c, idx in shared.items()}
+            pm = paper.table9_means(shared)
+            span = {c: f"{idx[0]}-{idx[-1]}" if idx else "none" for c, idx in shared.items()}
+            lines += ["| ours, shared layers | " + " | ".join(_num(ours[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
+                      "| paper, shared layers | " + " | ".join(_num(pm[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
+                      "| layers compared | " + " | ".join(span[c] for c in paper.TABLE9_COLUMNS) + " |"]
+        for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items():
+            lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
+                         f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")
+        lines += ["", f"![first BN layer](../{folder}/first_bn_layer.png)",
+                  f"![m and b](../{folder}/rescaling.png)",
+                  f"![feature maps](../{folder}/feature_maps.png)"]
     return lines
 
 

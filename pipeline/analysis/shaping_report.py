@@ -15,6 +15,7 @@ from pipeline.analysis.plots import heatmaps
 from pipeline.analysis.report import setting_note
 from pipeline.analysis.thesis_report import Results
 from pipeline.io import read_json, write_csv
+from pipeline.layout import analysis_dir
 
 LABELS = {"pgd": "PGD", "cw": "CW-L2", "fgsm": "FGSM", "deepfool": "DeepFool", "shaping": "Shaping"}
 
@@ -23,10 +24,16 @@ def _f(v: float | None) -> str:
     return "—" if v is None else f"{v:.3f}"
 
 
+def _analysis(res: Results, kind: str, name: str) -> dict | None:
+    """The metrics of analysis ``name`` of ``kind`` (shaping, confoundings), when it exists."""
+    if (kind, name) not in res.params.analysis_items:
+        return None
+    path = analysis_dir(res.params, kind, name, res.root) / "metrics.json"
+    return read_json(path) if path.exists() else None
+
+
 def _shaping(res: Results, name: str) -> dict | None:
-    path = res.root / "results" / "shaping" / name / "metrics.json"
-    sa = res.params.shaping_eval
-    return read_json(path) if sa and name in sa.models and path.exists() else None
+    return _analysis(res, "shaping", name)
 
 
 def _robust(m: dict, attack: str, mode: str) -> float | None:
@@ -68,7 +75,7 @@ def tables_1_2(res: Results) -> list[str]:
 
 
 def table_3(res: Results) -> list[str]:
-    names = [n for n in (res.params.shaping_eval.models if res.params.shaping_eval else []) if _shaping(res, n)]
+    names = [n for n in res.params.analyses_of("shaping") if _shaping(res, n)]
     if not names:
         return []
     out = ["", "## Norm shaping against an attacker who knows the deployment (Table III and beyond)", "",
@@ -128,9 +135,7 @@ def table_4(res: Results, out_dir: Path) -> list[str]:
 
 
 def confounding_section(res: Results) -> list[str]:
-    sa = res.params.shaping_eval
-    found = [(n, read_json(p)) for n in (sa.confounding_models if sa else [])
-             if (p := res.root / "results" / "confoundings" / n / "metrics.json").exists()]
+    found = [(n, m) for n in res.params.analyses_of("confoundings") if (m := _analysis(res, "confoundings", n))]
     if not found:
         return []
     out = ["", "## The three confoundings of BN in adversarial training (norm shaping, Sec. IV)", "",

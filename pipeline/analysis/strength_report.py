@@ -19,26 +19,34 @@ from pipeline.analysis.plots import frontier
 from pipeline.analysis.report import setting_note
 from pipeline.analysis.thesis_report import ROBUST, Results, _num, _pct, direction
 from pipeline.io import read_json, write_csv
+from pipeline.layout import analysis_dir, result_dir
 
 
 def _curve(res: Results, name: str) -> dict[float, dict]:
-    """results/NAME/accuracy.csv as eps -> row (accuracies as floats, blanks as None)."""
-    path = res.root / "results" / name / "accuracy.csv"
-    if name not in res.targets or not path.exists():
+    """A target's accuracy.csv as eps -> row (accuracies as floats, blanks as None)."""
+    if name not in res.targets or not (path := result_dir(res.params, name, res.root) / "accuracy.csv").exists():
         return {}
     with open(path) as f:
         rows = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
     return {r["eps"]: r for r in rows}
 
 
-def _read(res: Results, *parts: str) -> dict | None:
-    path = res.root.joinpath("results", *parts)
-    return read_json(path) if path.exists() else None
+def _analysis_file(res: Results, kind: str, name: str, file: str) -> Path | None:
+    """A file of analysis ``name`` of ``kind``, if the params have that analysis and it exists."""
+    if (kind, name) not in res.params.analysis_items:
+        return None
+    path = analysis_dir(res.params, kind, name, res.root) / file
+    return path if path.exists() else None
 
 
-def _csv(res: Results, *parts: str) -> list[dict]:
-    path = res.root.joinpath("results", *parts)
-    if not path.exists():
+def _read(res: Results, kind: str, name: str, file: str) -> dict | None:
+    path = _analysis_file(res, kind, name, file)
+    return read_json(path) if path else None
+
+
+def _csv(res: Results, kind: str, name: str, file: str) -> list[dict]:
+    path = _analysis_file(res, kind, name, file)
+    if not path:
         return []
     with open(path) as f:
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -102,13 +110,13 @@ def fig_delta(table, column: int) -> float:
 
 
 def robmask_dial(res: Results) -> list[str]:
-    name = next((d for d, dial in res.params.dials.items() if dial.key == "strength"), None)
+    name = next((d for d, dial in res.params.analyses_of("dial").items() if dial.key == "strength"), None)
     rows = _csv(res, "dial", str(name), "dial.csv") if name else []
     meta = _read(res, "dial", str(name), "metrics.json") if name else None
     if not rows or not meta:
         return []
     adaptive = "robust_adaptive" in rows[0]
-    out = ["", f"## RobMask's strength dial (`dial@{name}`)", "",
+    out = ["", f"## RobMask's strength dial (`{name}`)", "",
            f"`{meta['model']}` deployed with the masking of strength p (p = 0: the clean masking it deploys by "
            f"default; p = 1: the one trained at eps_max), each setting attacked with {meta['attacks']} at eps "
            f"{meta['eps']:.4f} on {meta['n_samples']} test images"
@@ -123,7 +131,7 @@ def robmask_dial(res: Results) -> list[str]:
         worst = max(rows, key=lambda r: r["robust"] - r["robust_adaptive"])
         out += ["", _gap_sentence(f"RobMask at p = {worst['strength']:g}", worst["robust"], worst["robust_adaptive"],
                                   res.params.evaluate.checks.tolerance)]
-    return out + ["", f"![strength dial](../results/dial/{name}/dial.png)"]
+    return out + ["", f"![strength dial](../{analysis_dir(res.params, 'dial', name)}/dial.png)"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,10 +157,11 @@ def _view_on_afa_grid(res: Results, model: str) -> str | None:
     own extra attacks first (AFA's adaptive attack, the transfer), else the model's own row."""
     t = res.params.evaluate.threat
     want = [round(f * t, 9) for f in paper.AFA_EPS_FRACTIONS]
-    ev = res.params.evaluate
-    candidates = [n for n, v in ev.views.items() if v.model == model] + ([model] if model in ev.targets else [])
+    targets = res.params.targets
+    candidates = [n for n, t in targets.items() if t.view is not None and t.model == model]
+    candidates += [model] if model in targets else []
     for name in candidates:
-        if [round(e, 9) for e in ev.for_target(name).eps_grid] == want:
+        if [round(e, 9) for e in res.params.evaluation_config(name).eps_grid] == want:
             return name
     return None
 
@@ -248,7 +257,7 @@ def afa_table4(res: Results) -> list[str]:
 
 def afa_statistics(res: Results) -> list[str]:
     sa = res.params.strength_analysis
-    found = [(name, _read(res, "strength", name, "metrics.json")) for name in (sa.models if sa else [])]
+    found = [(name, _read(res, "strength", name, "metrics.json")) for name in res.params.analyses_of("strength")]
     found = [(n, m) for n, m in found if m]
     if not found:
         return []
@@ -269,8 +278,9 @@ def afa_statistics(res: Results) -> list[str]:
             holds = m["w1_spearman"] > 0
             sentences.append(f"{name}: W1 {'rises' if holds else 'does not rise'} with eps (rho {m['w1_spearman']:+.3f}); "
                              f"the paper's direction {'holds' if holds else 'does not hold'} on our data.")
-    images = [f"![features of {n}](../results/strength/{n}/features.png)" for n, _ in found]
-    images += [f"![fusion weight of {n}](../results/strength/{n}/fusion.png)" for n, m in found if m.get("w1_mean")]
+    images = [f"![features of {n}](../{analysis_dir(res.params, 'strength', n)}/features.png)" for n, _ in found]
+    images += [f"![fusion weight of {n}](../{analysis_dir(res.params, 'strength', n)}/fusion.png)"
+               for n, m in found if m.get("w1_mean")]
     return out + (["", " ".join(sentences)] if sentences else []) + [""] + images
 
 
@@ -289,19 +299,18 @@ def frontier_section(res: Results, out_dir: Path) -> list[str]:
         curves.setdefault(label, []).append((clean, robust, tag))
         rows.append({"series": label, "setting": tag, "clean": clean, "robust": robust})
 
-    for name, dial in res.params.dials.items():
+    for name, dial in res.params.analyses_of("dial").items():
         for r in _csv(res, "dial", name, "dial.csv"):
             add(f"{dial.model} along {dial.key}", r["clean"], r["robust"], f"{r[dial.key]:g}")
             if r.get("robust_adaptive") is not None:
                 add(f"{dial.model} along {dial.key}, crafted at any setting", r["clean"], r["robust_adaptive"], "")
-    if res.params.interpolate:
-        for pair_name, pair in res.params.interpolate.pairs.items():
-            for r in _csv_text(res, "interpolate", pair_name, "interpolation.csv"):
-                if r["stats"] == "interpolate":
-                    add(f"BN interpolation {pair.a} -> {pair.b}", float(r["clean"]), float(r["robust"]), f"p={float(r['p']):g}")
+    for pair_name, pair in res.params.analyses_of("interpolate").items():
+        for r in _csv_text(res, "interpolate", pair_name, "interpolation.csv"):
+            if r["stats"] == "interpolate":
+                add(f"BN interpolation {pair.a} -> {pair.b}", float(r["clean"]), float(r["robust"]), f"p={float(r['p']):g}")
     trades = [(float(v), m) for v, m in res.grid("trades_beta")]
     if res("trades"):
-        trades.append((res.params.pretrain["trades"].options.beta, res("trades")))
+        trades.append((res.params.training("trades").options.beta, res("trades")))
     for beta, m in sorted(trades, key=lambda p: p[0]):
         add("TRADES over beta", m["clean"], m.get(ROBUST), f"beta={beta:g}")
     for name in ("standard", "adversarial", "advprop", "mart", "iat", "afa_pgd_at"):
@@ -319,9 +328,9 @@ def frontier_section(res: Results, out_dir: Path) -> list[str]:
             "![frontier](figures/frontier.png)"]
 
 
-def _csv_text(res: Results, *parts: str) -> list[dict]:
-    path = res.root.joinpath("results", *parts)
-    if not path.exists():
+def _csv_text(res: Results, kind: str, name: str, file: str) -> list[dict]:
+    path = _analysis_file(res, kind, name, file)
+    if not path:
         return []
     with open(path) as f:
         return list(csv.DictReader(f))

@@ -17,6 +17,7 @@ from pipeline.analysis import paper_numbers as paper
 from pipeline.analysis.plots import bars, lines_plot
 from pipeline.analysis.report import setting_note
 from pipeline.io import read_json, write_csv
+from pipeline.layout import ablation_dir, result_dir
 
 ROBUST = "pgd"  # the column every section reads its robust figure from
 
@@ -34,17 +35,19 @@ class Results:
 
     def __init__(self, params, root: Path):
         self.params, self.root = params, root
-        self.targets = set(params.evaluate.targets)
+        self.targets = params.targets
 
     def __call__(self, name: str | None) -> dict | None:
-        path = self.root / "results" / str(name) / "metrics.json"
-        return read_json(path) if name in self.targets and path.exists() else None
+        if name not in self.targets:
+            return None
+        path = result_dir(self.params, name, self.root) / "metrics.json"
+        return read_json(path) if path.exists() else None
 
     def grid(self, name: str) -> list[tuple[object, dict]]:
         grid = self.params.ablations.get(name)
         out = []
         for v in (grid.values if grid else []):
-            path = self.root / "results" / "ablation" / name / str(v) / "metrics.json"
+            path = ablation_dir(name, v, self.root) / "screen" / "metrics.json"
             if path.exists():
                 out.append((v, read_json(path)))
         return out
@@ -134,7 +137,7 @@ def consistent_bn(res: Results) -> list[str]:
     rows = [(label, a, fig_a, b, fig_b, res(a), res(b) if b else None) for label, a, fig_a, b, fig_b in paper.TABLE6_2]
     if not any(r[-1] for r in rows):
         return []
-    epochs = {n: res.params.pretrain[n].running_stats_epochs for n in res.params.pretrain}
+    epochs = {n: cfg.running_stats_epochs for n, (_, cfg) in res.params.trained.items()}
     out = ["", "## Consistent BN: running statistics at the end of training (thesis Table 6.2)", "",
            f"Paper: {paper.THESIS_SETTING}, running statistics for the last 10 of 110 epochs; ours: the last "
            f"{max(epochs.values() or [0])} epochs, {_pgd(res.params)} at the threat eps. {setting_note(res.params, paper.THESIS_MATCH)}", "",

@@ -1,0 +1,233 @@
+"""A DVC stage's group of items, side by side: ``python -m stages KIND GROUP``.
+
+A group (the models of ``pretrain.GROUP``, the targets of ``evaluations.GROUP``, the points of a
+grid, ...) is what DVC caches and reruns as one. Its items are independent, so the stage runs
+them in ``workers`` processes at once (``auto``: one a CPU core), each with ``threads`` torch
+threads, the longest first. On two cores two one-thread processes do about 1.4 times the work of
+one two-thread process on this project's small networks (BENCHMARKS.md), and a group's items
+fill both cores where a stage per item would leave one idle.
+
+The worker processes are forked from this one before it opens the MLflow store or runs any torch
+operation (no thread pool, no database connection, no CUDA context to inherit), and each runs
+one item at a time exactly as ``python -m stages STAGE GROUP/NAME`` would, in-process: its own
+MLflow run (a child of the group's run), its own outputs, written atomically, and its own
+timing.json. On CUDA the items run one after another in this process.
+
+The group's run and its ``timing.json`` (its work, and each item's) go into the group's folder.
+A failing item stops the group: no further item starts, the running ones are stopped, and the
+stage exits with an error naming the item. A training item keeps its last checkpoint until the
+whole group has succeeded, so that a killed group's rerun resumes every model where it stopped,
+finished ones included.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+from pipeline import layout
+from pipeline.config import ConfigError, Params
+from pipeline.io import write_json
+from pipeline.tracking import StageRun
+from stages import common
+from stages.common import Item, Items
+
+#: the folder each kind of stage writes per group, and the headline tree its items write into
+OUTS = {"pretrain": (layout.MODELS, layout.MODELS), "finetune": (layout.MODELS, layout.MODELS),
+        "evaluate": (layout.RESULTS, layout.RESULTS), "analyze": (layout.ANALYSES, None),
+        "ablation": (layout.ABLATIONS, layout.ABLATIONS)}
+CHECKPOINTS = Path("checkpoints")
+KEEP_CHECKPOINTS = "BNAT_KEEP_CHECKPOINTS"  # set for items a group runs: their checkpoints go when the group succeeds
+BAR_SLOT = "BNAT_BAR_SLOT"  # the worker's number: its progress bars take that line of a terminal
+WORKERS_ENV = "BNAT_WORKERS"  # overrides params' workers on this machine
+
+
+def _section(params: Params, kind: str, group: str) -> dict:
+    """The params of the group, as its MLflow run logs them."""
+    source = {"pretrain": params.pretrain, "finetune": params.finetune, "evaluate": params.evaluations,
+              "analyze": params.analyses, "ablation": params.ablations}[kind]
+    return {"group": source[group].model_dump(), "seed": params.seed, "threads": params.threads}
+
+
+def worker_count(params: Params, device_type: str, n_items: int) -> int:
+    """``BNAT_WORKERS`` when set (a machine's share, e.g. a flow's checkout's), else ``workers``
+    as asked, ``auto`` being one process per ``threads`` CPU cores; one on CUDA. How many items
+    run at once never changes a result: each runs with ``threads`` threads whatever the count."""
+    if device_type == "cuda":
+        return 1
+    wanted = os.environ.get(WORKERS_ENV) or params.workers
+    if wanted == "auto":
+        wanted = max(1, (os.cpu_count() or 1) // params.threads)
+    return max(1, min(int(wanted), n_items))
+
+
+def run_item(item: Item, parent_run: str | None) -> int:
+    """Run ``item`` as ``python -m stages STAGE GROUP/NAME`` would, in this process; its exit code."""
+    saved_argv, saved_parent = sys.argv, os.environ.get("PIPELINE_PARENT_RUN_ID")
+    if parent_run:
+        os.environ["PIPELINE_PARENT_RUN_ID"] = parent_run
+    common._item_started = time.time()
+    sys.argv = [f"stages.{item.stage}", item.arg]
+    code = 0
+    try:
+        with warnings.catch_warnings():  # the module may be imported already (stages.analyze imports its kinds):
+            warnings.filterwarnings("ignore", "'stages.", RuntimeWarning)  # it runs afresh as __main__ all the same
+            runpy.run_module(f"stages.{item.stage}", run_name="__main__", alter_sys=True)
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001 - reported as the item's failure, as its own process would
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.argv = saved_argv
+        common._item_started = None
+        if saved_parent is None:
+            os.environ.pop("PIPELINE_PARENT_RUN_ID", None)
+        else:
+            os.environ["PIPELINE_PARENT_RUN_ID"] = saved_parent
+    return code
+
+
+def _worker(slot: int, conn) -> None:
+    """A worker process: items from ``conn`` one at a time until None; (code, seconds) back."""
+    os.environ[BAR_SLOT] = str(slot)
+    while True:
+        task = conn.recv()
+        if task is None:
+            return
+        item, parent = task
+        t0 = time.perf_counter()
+        code = run_item(item, parent)
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        conn.send((code, time.perf_counter() - t0))
+
+
+class Workers:
+    """``n`` forked worker processes; :meth:`run` hands them items, longest first, and collects
+    each one's exit code and seconds; the first failure stops it."""
+
+    def __init__(self, n: int):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("fork")
+        self.procs, self.conns = [], []
+        for slot in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(slot, child), name=f"worker-{slot}")
+            proc.start()
+            child.close()
+            self.procs.append(proc)
+            self.conns.append(parent)
+
+    def run(self, items: list[Item], parent_run: str | None) -> dict[Item, tuple[int, float]]:
+        from multiprocessing.connection import wait
+
+        queue, done, busy = list(items), {}, {}
+
+        def hand(slot: int) -> None:
+            if queue:
+                busy[slot] = queue.pop(0)
+                self.conns[slot].send((busy[slot], parent_run))
+
+        for slot in range(len(self.procs)):
+            hand(slot)
+        while busy:
+            ready = wait([self.conns[s] for s in busy] + [self.procs[s].sentinel for s in busy])
+            for slot in list(busy):
+                if self.conns[slot] in ready:
+                    try:
+                        done[busy.pop(slot)] = self.conns[slot].recv()
+                    except EOFError:  # the worker died while it sent
+                        done[busy.pop(slot)] = (self.procs[slot].exitcode or 1, float("nan"))
+                elif self.procs[slot].sentinel in ready:  # killed (out of memory, a signal) without a word
+                    self.procs[slot].join()
+                    done[busy.pop(slot)] = (-(self.procs[slot].exitcode or 9), float("nan"))
+                else:
+                    continue
+                if any(code != 0 for code, _ in done.values()):
+                    return done  # the items still running are stopped by close()
+                hand(slot)
+        return done
+
+    def close(self) -> None:
+        """Stop every worker: None to the idle ones (they exit), SIGTERM to those still running an
+        item (it ends KILLED, its outputs unwritten)."""
+        for conn, proc in zip(self.conns, self.procs):
+            if proc.is_alive():
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+        deadline = time.time() + 1
+        for proc in self.procs:
+            proc.join(timeout=max(0.0, deadline - time.time()))
+            if proc.is_alive():
+                proc.terminate()
+        for proc in self.procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def run_group(kind: str, group: str, items: Items) -> None:
+    """The DVC stage ``KIND@GROUP``: every item of the group, then the group's run reference and
+    timing.json in its folder."""
+    started = common._work_started  # the group's own work; each item it runs in this process resets it
+    params = common.load()
+    try:
+        todo = items(params, group)
+    except KeyError:
+        todo = None
+    if todo is None:
+        raise ConfigError(f"{kind}: no group {group!r} in {common.PARAMS_FILE}")
+    root, headlines = OUTS[kind]
+    out = Path(root) / group
+    device = common.device_of(params)
+    n = worker_count(params, device.type, len(todo))
+    order = sorted(todo, key=lambda it: -it.cost)  # stable: params' order among equals
+    os.environ[KEEP_CHECKPOINTS] = "1"
+    workers = Workers(n) if n > 1 else None  # forked now: no torch work and no MLflow store in this process yet
+    stage = f"{kind}@{group}"
+    t0 = time.perf_counter()
+    try:
+        with StageRun(stage, params.tracking.experiment, _section(params, kind, group),
+                      tags={"items": str(len(todo)), "workers": str(n), "threads": str(params.threads)}) as tracker:
+            print(f"{stage}: {len(todo)} items on {n} worker{'s' * (n > 1)} of {params.threads} "
+                  f"thread{'s' * (params.threads > 1)}", flush=True)
+            if workers is not None:
+                done = workers.run(order, tracker.run_id)
+            else:
+                done = {}
+                for item in order:
+                    t = time.perf_counter()
+                    done[item] = (run_item(item, tracker.run_id), time.perf_counter() - t)
+                    if done[item][0] != 0:
+                        break
+            failed = [it for it in order if done.get(it, (0,))[0] != 0]
+            if failed:
+                code = done[failed[0]][0]
+                raise ConfigError(f"{failed[0].label} failed ({'signal ' + str(-code) if code < 0 else f'exit {code}'}); "
+                                  f"its output above says why")
+            out.mkdir(parents=True, exist_ok=True)
+            if headlines:
+                (Path(layout.METRICS) / headlines / group).mkdir(parents=True, exist_ok=True)
+            tracker.write_ref(out)
+            seconds = {it.label: round(s, 3) for it, (_, s) in done.items()}
+            tracker.log_metrics({"items": len(done), "item_seconds": sum(seconds.values()),
+                                 "wall_seconds": time.perf_counter() - t0})
+            common._work_started = started
+            common.write_timing(out, stage, workers=n, threads=params.threads, items=seconds)
+    finally:
+        if workers is not None:
+            workers.close()
+    shutil.rmtree(CHECKPOINTS / stage, ignore_errors=True)
