@@ -546,7 +546,7 @@ def _stage_timings(project: Path) -> dict[str, dict]:
     """The timing.json every stage wrote into its group folder, by DVC stage (each lists its items'
     seconds; the items' own timing.json files are in their folders)."""
     out = {}
-    for top in ("data", "models", "results", "analyses", "ablations", "reports"):
+    for top in ("data", "models", "results", "reports"):
         for path in (project / top).rglob("timing.json"):
             t = json.loads(path.read_text())
             if t.get("dvc_stage") and t["stage"] == t["dvc_stage"]:
@@ -556,7 +556,7 @@ def _stage_timings(project: Path) -> dict[str, dict]:
 
 def _item_timings(project: Path) -> list[dict]:
     """The timing.json of every item a group ran."""
-    return [t for top in ("models", "results", "analyses", "ablations") for path in (project / top).rglob("timing.json")
+    return [t for top in ("models", "results") for path in (project / top).rglob("timing.json")
             if (t := json.loads(path.read_text())).get("launched") == "group"]
 
 

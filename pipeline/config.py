@@ -601,7 +601,7 @@ class Params(Section):
     train_defaults: dict[str, Any] | None = None
     pretrain: Annotated[dict[str, PretrainGroup], Field(min_length=1)]
     finetune: dict[str, FinetuneGroup] = {}
-    evaluations: dict[str, EvaluationPlan] = {}
+    evaluations: Annotated[dict[str, EvaluationPlan], Field(min_length=1)]  # the report is over these
     analyses: dict[str, AnalysisPlan] = {}
     interpolate: InterpolateConfig | None = None
     analyze_bn: AnalyzeBNConfig | None = None
@@ -702,9 +702,16 @@ class Params(Section):
         return self
 
     def _check_groups(self) -> None:
+        from pipeline.layout import RESERVED
+
         clash = sorted(set(self.pretrain) & set(self.finetune))
         if clash:
             raise ValueError(f"finetune.{clash[0]}: the group name is already a pretrain group (models/{clash[0]}/)")
+        for group in self.groups:
+            if group in RESERVED:
+                section = "finetune" if group in self.finetune else "pretrain"
+                raise ValueError(f"{section}.{group}: {group!r} is reserved (results/{group}/ holds every {group[:-1]}); "
+                                 "name the group otherwise")
         seen: dict[str, str] = {}
         for group, g in self.groups.items():
             for name in g.models:
@@ -736,6 +743,8 @@ class Params(Section):
             where = f"evaluations.{group}"
             if group not in self.groups:
                 raise ValueError(f"{where}: no group named {group!r} in pretrain or finetune")
+            if not (plan.full or plan.screen or plan.views):
+                raise ValueError(f"{where}: nothing to evaluate (give full, screen or views)")
             refs = [(f"{tier}.{i}", n) for tier in ("full", "screen") for i, n in enumerate(getattr(plan, tier))]
             refs += [(f"views.{v}.model", view.model) for v, view in plan.views.items()]
             for path, name in refs:

@@ -1,16 +1,17 @@
-"""MLflow run lifecycle: one run per stage execution.
+"""MLflow run lifecycle: one run per stage execution, and one per item the stage runs.
 
 MLflow is where runs are browsed and compared, never where a stage reads its inputs. The tracking
 URI is ``MLFLOW_TRACKING_URI`` when set, else a SQLite file ``mlflow.db`` in the project (MLflow 3
 deprecates the plain file store). A run is a child of ``PIPELINE_PARENT_RUN_ID`` when that is set
-(a flow's parent run). Each stage writes ``mlflow_run.json`` into its own output folder, so a
-result restored from the DVC cache still names the run that made it.
+(a flow's parent run for a stage, the stage's run for its items; an item run in its stage's own
+process is a nested run of it). Each stage and item writes ``mlflow_run.json`` into its own
+output folder, so a result restored from the DVC cache still names the run that made it.
 
 Every run is tagged with what is needed to trace it back: git commit and dirty flag (files the
 pipeline itself writes, ``dvc.lock`` and the params file, do not count), host, pid and device,
 package versions, the DVC experiment (``dvc_exp_name``) and the Prefect flow run
-(``PIPELINE_FLOW_RUN_ID``) when one started it, and the md5 of every out it wrote (``md5/PATH``,
-as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash once DVC has written it
+(``PIPELINE_FLOW_RUN_ID``) when one started it, the DVC stage that ran it (``dvc_stage``), and
+the md5 of every out it wrote (``md5/PATH``, as ``dvc.lock`` has it); flows add the stage's ``dvc.lock`` hash once DVC has written it
 (pipeline.flows). System metrics (CPU, memory, GPU when pynvml is present) are sampled while the
 run is open.
 

@@ -1,9 +1,9 @@
 """ablation GRID[/VALUE]: the points of the grid ``ablations.GRID`` of params.yaml; a lone GRID
 (the DVC stage ``ablation@GRID``) runs them all side by side. A point trains the grid's ``train``
 entry with its ``key`` set to VALUE (then, if the grid has one, its ``then`` fine-tune of that
-model: AFA's stage II after stage I) into ablations/GRID/VALUE/model/, and evaluates the result at
-the screen tier (``evaluate.screen``'s attacks, as its method deploys it) into
-ablations/GRID/VALUE/screen/, in one MLflow run."""
+model: AFA's stage II after stage I) into results/ablations/GRID/VALUE/model/, and evaluates the
+result at the screen tier (``evaluate.screen``'s attacks, as its method deploys it) into
+results/ablations/GRID/VALUE/screen/, in one MLflow run."""
 
 import os
 
@@ -13,7 +13,7 @@ from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, fingerprint, read_json, write_csv, write_metrics
-from pipeline.layout import ABLATIONS, ablation_dir, headline_file
+from pipeline.layout import ablation_dir, headline_file
 from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.norms import replay
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> None:
             metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
         metrics["test_acc"] = read_json(point / "model" / "metrics.json")["test_acc"]
         with atomic_dir(point / "screen") as tmp:
-            write_metrics(tmp, metrics, headline_file(ABLATIONS, name, value))
+            write_metrics(tmp, metrics, headline_file("ablations", name, value))
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
             write_timing(tmp, stage)

@@ -41,7 +41,7 @@ from stages.common import Item, Items
 #: the folder each kind of stage writes per group, and the headline tree its items write into
 OUTS = {"pretrain": (layout.MODELS, layout.MODELS), "finetune": (layout.MODELS, layout.MODELS),
         "evaluate": (layout.RESULTS, layout.RESULTS), "analyze": (layout.ANALYSES, None),
-        "ablation": (layout.ABLATIONS, layout.ABLATIONS)}
+        "ablation": (layout.ABLATIONS, "ablations")}
 CHECKPOINTS = Path("checkpoints")
 KEEP_CHECKPOINTS = "BNAT_KEEP_CHECKPOINTS"  # set for items a group runs: their checkpoints go when the group succeeds
 BAR_SLOT = "BNAT_BAR_SLOT"  # the worker's number: its progress bars take that line of a terminal
@@ -51,8 +51,9 @@ WORKERS_ENV = "BNAT_WORKERS"  # overrides params' workers on this machine
 def _section(params: Params, kind: str, group: str) -> dict:
     """The params of the group, as its MLflow run logs them."""
     source = {"pretrain": params.pretrain, "finetune": params.finetune, "evaluate": params.evaluations,
-              "analyze": params.analyses, "ablation": params.ablations}[kind]
-    return {"group": source[group].model_dump(), "seed": params.seed, "threads": params.threads}
+              "analyze": params.analyses, "ablation": params.ablations}.get(kind, {})
+    entry = source[group].model_dump() if group in source else group
+    return {"group": entry, "seed": params.seed, "threads": params.threads}
 
 
 def worker_count(params: Params, device_type: str, n_items: int) -> int:
@@ -96,8 +97,21 @@ def run_item(item: Item, parent_run: str | None) -> int:
     return code
 
 
+def _die_with_parent() -> None:
+    """Have the kernel send this process SIGTERM when its parent dies (Linux), so that no worker
+    outlives its group however the group ends (the fork server's watchdog covers DVC's kills)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(slot: int, conn) -> None:
     """A worker process: items from ``conn`` one at a time until None; (code, seconds) back."""
+    _die_with_parent()
     os.environ[BAR_SLOT] = str(slot)
     while True:
         task = conn.recv()
@@ -190,7 +204,7 @@ def run_group(kind: str, group: str, items: Items) -> None:
         todo = None
     if todo is None:
         raise ConfigError(f"{kind}: no group {group!r} in {common.PARAMS_FILE}")
-    root, headlines = OUTS[kind]
+    root, headlines = OUTS.get(kind, (f"{layout.RESULTS}/{kind}", None))  # another kind: its own folder of results/
     out = Path(root) / group
     device = common.device_of(params)
     n = worker_count(params, device.type, len(todo))

@@ -20,6 +20,8 @@ _THREADS = max(1, min(2, (os.cpu_count() or 1) // _WORKERS))
 if _WORKERS > 1:
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, str(_THREADS))
+    # a stage's items side by side: the cores this test worker has (tests that need two set it)
+    os.environ.setdefault("BNAT_WORKERS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 torch.set_num_threads(_THREADS)
 
 # The files whose tests take longest, slowest first (measured on 2 cores): xdist hands out whole

@@ -1,6 +1,7 @@
 """The whole pipeline on real DVC and MLflow, on a cut-down copy of the default params."""
 
 import json
+import os
 import re
 
 import pytest
@@ -60,7 +61,9 @@ def test_repro_builds_every_out(project):
 
 def test_a_group_runs_its_items_side_by_side_and_times_each(project):
     timing = json.loads((project / "models" / "base" / "timing.json").read_text())
-    assert timing["workers"] == 2 and timing["threads"] == 1
+    n_items = len(TINY["pretrain"]["base"]["models"])
+    assert timing["workers"] == min(int(os.environ.get("BNAT_WORKERS") or os.cpu_count()), n_items)
+    assert timing["threads"] == 1
     assert set(timing["items"]) == {f"pretrain@base/{n}" for n in TINY["pretrain"]["base"]["models"]}
     item = json.loads((project / "models" / "base" / "standard" / "timing.json").read_text())
     assert item["launched"] == "group" and item["dvc_stage"] == "pretrain@base"
@@ -76,12 +79,13 @@ def test_second_repro_reruns_nothing(project):
 
 
 def _refs(project) -> list[dict]:
-    outs = [project / d for d in ("data", "models", "results", "analyses", "ablations", "reports")]
+    outs = [project / d for d in ("data", "models", "results", "reports")]
     return [json.loads(f.read_text()) for d in outs for f in d.rglob("mlflow_run.json")]
 
 
 def test_each_stage_and_item_records_its_mlflow_run(project):
-    assert sorted(ref["stage"] for ref in _refs(project)) == sorted(STAGES | ITEMS)
+    # (a grid point names its run twice: beside its model and beside its screen results)
+    assert {ref["stage"] for ref in _refs(project)} == STAGES | ITEMS
 
 
 def test_mlflow_server_serves_one_run_per_stage_and_item_with_params_and_metrics(project):
@@ -103,7 +107,7 @@ def test_mlflow_server_serves_one_run_per_stage_and_item_with_params_and_metrics
         for item in ITEMS:  # each item's run is a child of its stage's
             (run,) = by_stage[item]
             parent = by_stage[run.data.tags["dvc_stage"]][0]
-            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id and item.startswith(parent.info.run_name.split("@")[0])
+            assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id, item
         assert {"clean/standard", "autoattack/standard", "worst_case/standard"} <= set(by_stage["report"][0].data.metrics)
         adv = by_stage["pretrain@base/adversarial"][0]
         version = client.get_model_version("bn-adversarial.adversarial", "1")

@@ -124,5 +124,5 @@ def test_a_second_repro_in_the_same_checkout_fails_clearly_and_the_first_finishe
     assert "lock" in (second.stdout + second.stderr).lower()
     out, _ = first.communicate(timeout=900)
     assert first.returncode == 0, out[-2000:]
-    assert json.loads((proj / "results" / "base" / "adversarial" / "metrics.json").read_text())["clean"] > 0
+    assert json.loads((proj / "results" / "adv" / "adversarial" / "metrics.json").read_text())["clean"] > 0
     assert sh(["dvc", "status", "--json"], proj).stdout.strip() in ("{}", "")
