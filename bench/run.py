@@ -52,7 +52,7 @@ from pipeline.norms import training_mode  # noqa: E402
 from pipeline.train import (accelerated, as_input, augment, autocast_for, optimizer_for, to_float,  # noqa: E402
                             train, train_step)
 
-SECTIONS = ("dag", "dvc", "train", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
+SECTIONS = ("dag", "dvc", "train", "cores", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
 
 
 @dataclass(frozen=True)
@@ -404,6 +404,79 @@ def _loader_step_times(b: Bench, cfg, steps: int) -> dict[str, float]:
 
     t = timed({"device": on_device, "loader": data_loader}, b.sizes.repeats)
     return {k: v / steps for k, v in t.items()}
+
+
+ITEM = """
+import sys, time, torch
+threads, what, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+torch.set_num_threads(threads)
+sys.path.insert(0, sys.argv[4])
+from pipeline.attacks.pgd import pgd
+from pipeline.config import TrainConfig
+from pipeline.deploy import Deployed
+from pipeline.methods import METHODS
+from pipeline.models import build_model
+from pipeline.train import train_step
+torch.manual_seed(0)
+model = build_model("resnet_small", num_classes=10, in_channels=1, mean=[0.3], std=[0.3])
+x, y = torch.rand(128, 1, 8, 8), torch.randint(0, 10, (128,))
+print("ready", flush=True)
+sys.stdin.readline()  # go
+if what == "train":
+    cfg = TrainConfig(method="pgd_at", epochs=1, attack={"eps": 0.1, "step_size": 0.04, "steps": 3})
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(size):
+        train_step(model.train(), METHODS["pgd_at"], opt, x, y, cfg)
+else:
+    deployed = Deployed(model)
+    for _ in range(size):
+        pgd(deployed, x[:100], y[:100], eps=0.1, step_size=0.01, steps=50)
+"""
+
+
+def section_cores(b: Bench) -> Section:
+    """Two items one after another with two threads each, against both at once with one thread
+    each: how a group should use the cores (stages/group.py)."""
+    s = Section("Using both cores: items side by side",
+                "Two items of the default's kind, timed as a group runs them: one after another, each with "
+                f"{os.cpu_count()} torch threads, against both at once in two processes of one thread each "
+                "(`workers: auto`, `threads: 1`). An item is PGD-3 adversarial training of `resnet_small` at batch 128 "
+                "(a default model's 60 steps), or PGD-50 on 100 digits ten times. Seconds from the items' start (each "
+                "process has imported everything, as a group's forked workers have) to the last one's end, median of "
+                f"{b.sizes.slow_repeats} runs, interleaved.",
+                ["item", "one after another, 2 threads each s", "side by side, 1 thread each s", "speed-up"])
+    sizes = {"train": 6 if b.sizes is QUICK else 60, "attack": 1 if b.sizes is QUICK else 10}
+    labels = {"train": "PGD-3 training, 60 steps", "attack": "PGD-50 on 100 images, 10 times"}
+    if b.sizes is QUICK:
+        labels = {k: f"{v} (quick: {sizes[k]})" for k, v in labels.items()}
+
+    def ready(threads: int, what: str) -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", ITEM, str(threads), what, str(sizes[what]), str(ROOT)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        return proc
+
+    def run(procs: list[subprocess.Popen], together: bool) -> float:
+        seconds = 0.0
+        batches = [procs] if together else [[p] for p in procs]
+        for batch in batches:
+            t0 = time.perf_counter()
+            for proc in batch:
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            for proc in batch:
+                proc.communicate()
+            seconds += time.perf_counter() - t0
+        return seconds
+
+    for what in ("train", "attack"):
+        got = {"after": [], "side": []}
+        for _ in range(b.sizes.slow_repeats):
+            got["after"].append(run([ready(os.cpu_count() or 1, what) for _ in range(2)], together=False))
+            got["side"].append(run([ready(1, what) for _ in range(2)], together=True))
+        after, side = statistics.median(got["after"]), statistics.median(got["side"])
+        s.rows.append([labels[what], after, side, f"{after / side:.2f}x"])
+    return s
 
 
 def section_options(b: Bench) -> Section:
@@ -788,7 +861,7 @@ def _run(args, argv: list[str], out: Path, built: Path, params_file: Path) -> li
     sizes = QUICK if args.quick else FULL
     b = Bench(sizes, params_file)
     workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="bench-"))
-    runners = {"train": section_train, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
+    runners = {"train": section_train, "cores": section_cores, "flops": section_flops, "pgd": section_pgd, "cascade": section_cascade,
                "options": section_options, "dag": lambda b: section_dag(b, params_file, workdir),
                "dvc": lambda b: section_dvc(b, workdir),
                "pipeline": lambda b: section_pipeline(b, args.from_empty, built, params_file, workdir)}
