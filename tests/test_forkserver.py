@@ -180,9 +180,12 @@ def test_sigint_reaches_the_stage_and_it_exits_130_as_in_its_own_process(project
     proj, servers = project
     codes = {}
     for how, extra in (("process", {"BNAT_FORKSERVER": "0"}), ("forkserver", {})):
+        # started as a terminal starts it: with SIGINT at its default, whatever this test process
+        # inherited (an ignored SIGINT is inherited, and Python keeps it ignored, as it should)
         client = subprocess.Popen([sys.executable, "-m", "stages", "pretrain", "base/adversarial"], cwd=proj,
                                   env=env(BNAT_FORKSERVER_DIR=str(servers), **extra), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+                                  stderr=subprocess.PIPE, text=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         # the bar's postfix is drawn after the first steps: the stage is in its training loop, past
         # its start-up (signalled at the bar's first drawing on a loaded machine, it trained on)
         err = _until_in_stderr(client, "epoch=")
