@@ -1,17 +1,16 @@
 """Evaluation cost with and without early exit and the cascade, on the pipeline's trained models.
 
-Runs the evaluate section of params.yaml against models/NAME (built by `dvc repro`) twice: every
+Runs the evaluate section of params.yaml against models/GROUP/NAME (built by `dvc repro`) twice: every
 attack on every clean-correct sample (no early exit in PGD, no cascade), then as the pipeline
 runs it. Prints the wall times, their ratio, and whether the per-sample worst case agrees.
 
-    python bench/cascade.py [NAME ...]      (default: the models of evaluate.models that exist)
+    python bench/cascade.py [NAME ...]      (default: the full-tier models of evaluations that exist)
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 from unittest import mock
 
 import torch
@@ -20,6 +19,7 @@ from pipeline import evaluate as ev
 from pipeline.config import load_params
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
+from pipeline.layout import model_dir
 from pipeline.spec import load_model
 from pipeline.train import to_float
 
@@ -49,14 +49,15 @@ def compare(model, x, y, cfg) -> tuple[dict[bool, float], dict[bool, torch.Tenso
 def main(names: list[str]) -> None:
     params = load_params("params.yaml")
     cfg = params.evaluate
-    names = names or [n for n in cfg.models if (Path("models") / n / "model.pt").exists()]
+    names = names or [t.model for t in params.targets.values()
+                      if t.tier == "full" and t.view is None and (model_dir(params, t.model) / "model.pt").exists()]
     splits = load_splits(params.data)
     n = min(cfg.n_samples or len(splits.x_test), len(splits.x_test))
     x, y = to_float(splits.x_test[:n]), splits.y_test[:n]
     total = {True: 0.0, False: 0.0}
     print(f"{'model':28s} {'exhaustive s':>13s} {'cascade s':>10s} {'ratio':>6s}  worst case (exh. / casc.)  same samples")
     for name in names:
-        model, _ = load_model(Path("models") / name / "model.pt")
+        model, _ = load_model(model_dir(params, name) / "model.pt")
         times, worst = compare(model, x, y, cfg)
         for fast in (False, True):
             total[fast] += times[fast]

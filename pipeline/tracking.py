@@ -179,7 +179,7 @@ def _quiet_mlflow() -> None:
 
 
 def registered_name(experiment: str, name: str) -> str:
-    """The registry name of the model ``models/NAME/``: prefixed by the MLflow experiment, so
+    """The registry name of the model ``models/GROUP/NAME/``: prefixed by the MLflow experiment, so
     projects sharing a server do not share a name; a path's slashes become dots (registry names
     cannot hold a slash): ``bn-adversarial.ablation.clean_ratio.0.5``."""
     return f"{experiment}.{name}".replace("/", ".")
@@ -412,7 +412,7 @@ class Terminated(SystemExit):
 class StageRun:
     """Context manager around one MLflow run for a stage.
 
-    >>> with StageRun("pretrain@standard", "bn-adversarial", params) as run:
+    >>> with StageRun("pretrain@base/standard", "bn-adversarial", params) as run:
     ...     run.log_metrics({"test_acc": 0.9}, step=1)
     ...     run.write_ref(out_dir)
 
@@ -608,7 +608,7 @@ class StageRun:
 
     @_never_fatal
     def log_model(self, checkpoint: Path, name: str, spec: Mapping[str, Any], image_shape: tuple[int, ...]) -> None:
-        """Log the checkpoint ``models/NAME/model.pt`` as this run's MLflow model (pyfunc, loaded
+        """Log the checkpoint ``models/GROUP/NAME/model.pt`` as this run's MLflow model (pyfunc, loaded
         by :func:`pipeline.spec.load_model`) with its signature (float32 images ``image_shape``
         C x H x W in [0, 1] -> logits) and its spec, and register it as :func:`registered_name`."""
         import mlflow

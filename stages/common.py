@@ -101,17 +101,20 @@ def run(main: Callable[[list[str]], None], items: Items | None = None, kind: str
         sys.exit(130)
 
 
+def group_items(params: Params, items: Items, group: str, where: str) -> list[Item]:
+    """``items(params, group)``, or one line saying there is no such group."""
+    try:
+        return items(params, group)
+    except KeyError:
+        raise ConfigError(f"{where}: no group {group!r} in {PARAMS_FILE}") from None
+
+
 def item_of(argv: list[str], params: Params, items: Items, what: str) -> Item:
     """The item ``argv`` names (one GROUP/NAME argument), checked against ``items(params, GROUP)``."""
     if len(argv) != 1 or "/" not in argv[0]:
         raise ConfigError(f"expected one GROUP/NAME argument (a {what}), got {argv}")
     group, _, name = argv[0].partition("/")
-    try:
-        known = items(params, group)
-    except KeyError:
-        known = None
-    if known is None:
-        raise ConfigError(f"no group {group!r} of {what}s in {PARAMS_FILE}")
+    known = group_items(params, items, group, what)
     found = next((it for it in known if it.name == name), None)
     if found is None:
         raise ConfigError(f"{group!r} has no {what} {name!r}; it has {[it.name for it in known]}")

@@ -198,12 +198,7 @@ def run_group(kind: str, group: str, items: Items) -> None:
     timing.json in its folder."""
     started = common._work_started  # the group's own work; each item it runs in this process resets it
     params = common.load()
-    try:
-        todo = items(params, group)
-    except KeyError:
-        todo = None
-    if todo is None:
-        raise ConfigError(f"{kind}: no group {group!r} in {common.PARAMS_FILE}")
+    todo = common.group_items(params, items, group, kind)
     root, headlines = OUTS.get(kind, (f"{layout.RESULTS}/{kind}", None))  # another kind: its own folder of results/
     out = Path(root) / group
     device = common.device_of(params)
