@@ -349,7 +349,6 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
     """Fail before anything runs: every method must be evaluated, every override valid."""
     import copy
 
-    import yaml
 
     from pipeline.config import ConfigError, parse_params, read_yaml
 

@@ -107,11 +107,11 @@ def headline(metrics: dict[str, Any]) -> dict[str, float]:
     return {k: round(float(metrics[k]), 4) for k in HEADLINE_KEYS if isinstance(metrics.get(k), (int, float))}
 
 
-def write_metrics(folder: str | Path, metrics: dict[str, Any], headline_file: str | Path) -> None:
-    """``folder/metrics.json`` (all of ``metrics``) and ``headline_file`` (its :func:`headline`),
-    one of the narrow files DVC lists as the project's metrics."""
-    write_json(Path(folder) / "metrics.json", metrics)
-    write_json(headline_file, headline(metrics))
+def write_headline(path: str | Path, metrics: dict[str, Any]) -> None:
+    """``path`` (metrics/KIND/GROUP/NAME.json): the :func:`headline` of ``metrics``, one of the
+    narrow files DVC lists as the project's metrics. Written once the item's own folder is in
+    place, so no headline names results that a kill left unwritten."""
+    write_json(path, headline(metrics))
 
 
 def read_json(path: str | Path) -> Any:

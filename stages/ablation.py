@@ -12,7 +12,7 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, fingerprint, read_json, write_csv, write_metrics
+from pipeline.io import atomic_dir, fingerprint, read_json, write_csv, write_headline, write_json
 from pipeline.layout import ablation_dir, headline_file
 from pipeline.methods import METHODS
 from pipeline.methods.bn_finetune import freeze_all_but
@@ -91,10 +91,11 @@ def main(argv: list[str]) -> None:
             metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
         metrics["test_acc"] = read_json(point / "model" / "metrics.json")["test_acc"]
         with atomic_dir(point / "screen") as tmp:
-            write_metrics(tmp, metrics, headline_file("ablations", name, value))
+            write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
             write_timing(tmp, stage)
+        write_headline(headline_file("ablations", name, value), metrics)
         tracker.record_outs(point / "screen")
         tracker.log_metrics({f"eval_{k}": v for k, v in metrics.items() if isinstance(v, float)})
         robust = metrics.get("worst_case", min((metrics.get("robust_by_refs") or {"": 0.0}).values()))

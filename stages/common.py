@@ -27,7 +27,13 @@ from pipeline.spec import load_model
 from pipeline.train import NonFiniteLossError
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
-EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError, WriteError)
+
+
+class ItemFailed(RuntimeError):
+    """An item of a group failed; it printed why, and the group stopped."""
+
+
+EXPECTED = (ConfigError, DataError, CheckpointError, NonFiniteLossError, WriteError, ItemFailed)
 
 
 @dataclass(frozen=True)

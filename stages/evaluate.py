@@ -7,7 +7,6 @@ the full tier or the screen tier, or a view (a model with another mode or norm r
 attacked through another deployment: ``craft``). Each writes results/GROUP/TARGET/.
 """
 
-from pathlib import Path
 
 import torch
 
@@ -17,7 +16,7 @@ from pipeline.config import PGDSpec
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, read_json, write_csv, write_json, write_metrics, write_text
+from pipeline.io import atomic_dir, read_json, write_csv, write_headline, write_json, write_text
 from pipeline.config import ConfigError
 from pipeline.layout import RESULTS, headline_file, result_dir
 from pipeline.masking import masking_checks
@@ -121,9 +120,12 @@ def main(argv: list[str]) -> None:
     stage = item.label
     with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
-        transfer_from = None
-        if any(a.name == "transfer" for a in cfg.attack_list):
-            transfer_from = Deployed(surrogate_model(params, device))
+        # the transfer attacks' source, loaded once for the suite's transfer attack and the checks'
+        transfers = any(a.name == "transfer" for a in cfg.attack_list)
+        is_surrogate = cfg.checks.surrogate.rpartition("/")[2] == model_name
+        loaded = Deployed(surrogate_model(params, device)) if transfers or (cfg.checks.enabled and not is_surrogate) else None
+        transfer_from = loaded if transfers else None
+        surrogate = None if is_surrogate else loaded  # the checks skip a transfer from the model itself
         with counting_passes(model) as passes:
             result = evaluate(deployed, x, y, cfg, seed=params.seed, desc=stage, craft_on=craft_on,
                               surrogate=transfer_from)
@@ -134,9 +136,6 @@ def main(argv: list[str]) -> None:
         if craft_on is not None:
             metrics["crafted_on"] = repr(craft_on)
         if cfg.checks.enabled and craft_on is None:  # a transfer's white-box checks are its source view's
-            surrogate = None
-            if cfg.checks.surrogate.rpartition("/")[2] != model_name:
-                surrogate = Deployed(surrogate_model(params, device))
             pgd_spec = next((a for a in cfg.attack_list if a.name == "pgd"), None)
             checks = masking_checks(deployed, x, y, eps=cfg.threat, cfg=cfg.checks,  # not counted in the card
                                     pgd_spec=pgd_spec or PGDSpec(name="pgd"), surrogate=surrogate,
@@ -147,7 +146,7 @@ def main(argv: list[str]) -> None:
             metrics["checks"] = checks
         rows = result.curve_rows()
         with atomic_dir(out) as tmp:
-            write_metrics(tmp, metrics, headline_file(RESULTS, item.group, name))
+            write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", rows)
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
@@ -158,6 +157,7 @@ def main(argv: list[str]) -> None:
             write_text(tmp / "model_card.md", card_markdown(card))
             write_timing(tmp, stage, seconds=result.seconds,
                          samples_attacked={f"{a}@{e:.4f}": k for (a, e), k in result.ran_on.items()})
+        write_headline(headline_file(RESULTS, item.group, name), metrics)
         tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
         tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})
         if cfg.checks.enabled:

@@ -3,7 +3,7 @@
 A group (the models of ``pretrain.GROUP``, the targets of ``evaluations.GROUP``, the points of a
 grid, ...) is what DVC caches and reruns as one. Its items are independent, so the stage runs
 them in ``workers`` processes at once (``auto``: one a CPU core), each with ``threads`` torch
-threads, the longest first. On two cores two one-thread processes do about 1.4 times the work of
+threads, the longest first. On two cores two one-thread processes do about 1.5 times the work of
 one two-thread process on this project's small networks (BENCHMARKS.md), and a group's items
 fill both cores where a stage per item would leave one idle.
 
@@ -32,11 +32,10 @@ import warnings
 from pathlib import Path
 
 from pipeline import layout
-from pipeline.config import ConfigError, Params
-from pipeline.io import write_json
+from pipeline.config import Params
 from pipeline.tracking import StageRun
 from stages import common
-from stages.common import Item, Items
+from stages.common import Item, ItemFailed, Items
 
 #: the folder each kind of stage writes per group, and the headline tree its items write into
 OUTS = {"pretrain": (layout.MODELS, layout.MODELS), "finetune": (layout.MODELS, layout.MODELS),
@@ -225,7 +224,7 @@ def run_group(kind: str, group: str, items: Items) -> None:
             failed = [it for it in order if done.get(it, (0,))[0] != 0]
             if failed:
                 code = done[failed[0]][0]
-                raise ConfigError(f"{failed[0].label} failed ({'signal ' + str(-code) if code < 0 else f'exit {code}'}); "
+                raise ItemFailed(f"{failed[0].label} failed ({'signal ' + str(-code) if code < 0 else f'exit {code}'}); "
                                   f"its output above says why")
             out.mkdir(parents=True, exist_ok=True)
             if headlines:

@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
         adaptive = min(tables["adaptive"][k] for k in ("known_references", "own_references", "eot"))
         gap = protocol - adaptive
         metrics = {"model": name, "method": spec.get("method", ""), "n_samples": n, "threat_eps": ev.threat,
+                   "shaping_refs": cfg.shaping_refs, "fgsm_scale": cfg.fgsm_scale,
                    **tables, "protocol_overstates_by": gap, "suspect": gap > ev.checks.tolerance}
         rows = [{"attack": a, **{m: v for m, v in by_mode.items()}} for a, by_mode in
                 [("clean", tables["clean"]), *tables["protocol"].items(), ("shaping", tables["shaping_attack"])]]

@@ -17,7 +17,7 @@ from torch import nn
 
 from pipeline.config import Params, TrainConfig
 from pipeline.data import Splits
-from pipeline.io import atomic_dir, fingerprint, write_csv, write_metrics
+from pipeline.io import atomic_dir, fingerprint, write_csv, write_headline, write_json
 from pipeline.methods import METHODS
 from pipeline.spec import save_model
 from pipeline.tracking import StageRun
@@ -80,17 +80,14 @@ def train_and_save(item: Item, out: Path, model: nn.Module, spec: dict, cfg: Tra
         full_spec = with_step(spec, item.label, cfg)
         with atomic_dir(out) as tmp:
             save_model(tmp / "model.pt", model, full_spec)
-            if headline is None:
-                from pipeline.io import write_json
-
-                write_json(tmp / "metrics.json", metrics)
-            else:
-                write_metrics(tmp, metrics, headline)
+            write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "history.csv", history or [{"epoch": 0, "test_acc": metrics["test_acc"]}])
             tracker.log_model(tmp / "model.pt", registry, full_spec, tuple(splits.x_train.shape[1:]))
             tracker.write_ref(tmp)
             if then is None:
                 write_timing(tmp, item.label)
+        if headline is not None:
+            write_headline(headline, metrics)
         per_epoch = set(history[0]) if history else set()
         tracker.log_metrics({k: v for k, v in metrics.items() if k not in per_epoch})
         tracker.log_artifacts(out, skip=("model.pt",) if tracker.model else ())  # the logged model holds it

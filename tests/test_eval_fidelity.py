@@ -128,8 +128,6 @@ def _cfg(attacks, **kw):
 
 
 def test_variants_of_one_attack_sit_side_by_side_under_their_labels(digits_model, digits):
-    from pipeline.config import ConfigError, parse_params
-
     x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
     cfg = _cfg([{"name": "pgd", "steps": 2, "label": "PGD-2"}, {"name": "pgd", "steps": 6, "label": "PGD-6"}])
     head = evaluate(Deployed(digits_model), x, y, cfg, progress=False).headline()

@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from pipeline.config import AblationConfig, EvaluateConfig, TrainConfig, parse_params, set_path
 from pipeline.deploy import Deployed

@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import torch
-from torch import nn
 
 from pipeline.config import TrainConfig
 from pipeline.deploy import Deployed

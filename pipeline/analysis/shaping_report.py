@@ -50,14 +50,14 @@ def tables_1_2(res: Results) -> list[str]:
              for t, rows in paper.SHAPING_TABLES.items()}
     if not any(m for rows in found.values() for *_, m in rows):
         return []
-    sa = res.params.shaping_eval
+    first = next(m for rows in found.values() for *_, m in rows if m)  # the settings it ran with
     out = ["", "## Norm shaping: training modes x attacks x inference modes (Tables I and II)", "",
-           f"Our models ({sa.n_samples} test images) beside the paper's ({paper.SHAPING_SETTING}); accuracies as "
+           f"Our models ({first['n_samples']} test images) beside the paper's ({paper.SHAPING_SETTING}); accuracies as "
            f"fractions, \"ours / paper\". Every attack but Shaping is crafted on population statistics (PN), as the "
            f"paper's attack code did, and scored under each inference mode: BN (statistics of test batches of "
            f"{res.params.evaluate.deployment.batch_size}), PN, BN+Shaping ({res.params.evaluate.deployment.n_ref} clean "
-           f"training images per query). Shaping: PGD crafted with {sa.shaping_refs} unchanged test images per query. "
-           f"FGSM at {sa.fgsm_scale:g}x the threat eps. {setting_note(res.params, paper.SHAPING_MATCH)}"]
+           f"training images per query). Shaping: PGD crafted with {first['shaping_refs']} unchanged test images per "
+           f"query. FGSM at {first['fgsm_scale']:g}x the threat eps. {setting_note(res.params, paper.SHAPING_MATCH)}"]
     for table, rows in found.items():
         base = "PGD" if table == "I" else "TRADES"
         out += ["", f"### Table {table}: {base} base", "",

@@ -87,7 +87,6 @@ def robmask_tables(res: Results) -> list[str]:
            "| row | ours (target) | " + " | ".join(f"PGD {_eps(e)}" for e in grid) + f" | AutoAttack {_eps(t)} | "
            + " | ".join(f"paper PGD {_eps(e)}" for e in paper.TABLE5_EPS) + " |",
            "|---|---|" + "---|" * (len(grid) + 1 + len(paper.TABLE5_EPS))]
-    t6 = {name: fig for _, name, fig in paper.TABLE6}
     for label, name, fig, m in rows + [(lbl, n, None, res(n)) for lbl, n, _ in paper.TABLE6[3:]]:
         curve = _curve(res, name)
         cells = [_pct((curve.get(e) or {}).get(ROBUST)) for e in grid]
@@ -256,14 +255,14 @@ def afa_table4(res: Results) -> list[str]:
 
 
 def afa_statistics(res: Results) -> list[str]:
-    sa = res.params.strength_analysis
     found = [(name, _read(res, "strength", name, "metrics.json")) for name in res.params.analyses_of("strength")]
     found = [(n, m) for n, m in found if m]
     if not found:
         return []
+    ran = found[0][1]  # the settings it ran with (the report reads no analysis settings from params)
     out = ["", "## Feature statistics and the fusion weight against eps (\"Adaptive Feature Alignment\", Fig. 3 and Fig. 6)", "",
-           f"PGD at each eps of {', '.join(_eps(e) for e in sa.eps)} on {found[0][1]['n_samples']} test images; the "
-           f"per-channel mean and variance of `{sa.feature}`'s output, and Spearman's rho of each channel's statistic "
+           f"PGD at each eps of {', '.join(_eps(e) for e in ran['eps'])} on {ran['n_samples']} test images; the "
+           f"per-channel mean and variance of `{ran['feature']}`'s output, and Spearman's rho of each channel's statistic "
            "with eps (|rho| = 1: monotone). The paper finds both change smoothly and monotonically, and W1 = 1 - W0 "
            "rising with eps.", "",
            "| model | mean: mean abs rho | mean: share monotone | var: mean abs rho | var: share monotone | W1 rank correlation with eps | W1 at each eps |",

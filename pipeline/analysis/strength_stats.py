@@ -11,7 +11,6 @@ rho per channel for the statistics, pooled over samples for the fusion weight.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from pipeline.attacks.pgd import pgd
 from pipeline.deploy import Deployed
