@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# DVC never drops the dvc.lock entry of a stage that left dvc.yaml; prune-lock does (pipeline/lockfile.py)
 repro: install
 	dvc repro
+	bnat prune-lock
 
 # The tests spread over TEST_WORKERS processes (one a core), whole files to a worker so that a
 # file's module fixtures are built once; the slowest files start first (tests/conftest.py).
