@@ -5,6 +5,7 @@
     bnat flow [DIR]            run the Prefect ``reproduce`` flow once, here (no worker needed)
     bnat mlflow-ui [--host H]  the MLflow UI over the project's store, on 127.0.0.1 unless --host says
     bnat mlflow-server [...]   the MLflow server that several machines log to (database backend)
+    bnat prune-lock [DIR]      drop dvc.lock's entries of stages no longer in dvc.yaml (DVC keeps them)
     bnat mlflow-sync [DIR]     make the runs the workspace's outs name the current ones (after a DVC
                                restore), and repoint a moved project's store at its new folder
     bnat sweep -m M.. -s S..   methods x seeds as experiments on the gpu workers (or --local), then
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--host", default="127.0.0.1", help="address to bind (loopback: this machine only; "
                     "0.0.0.0 opts in to other machines)")
     ms.add_argument("--port", type=int, default=5000, help="port to serve on")
+    pr = _command(sub, "prune-lock", "drop dvc.lock's entries of stages no longer in dvc.yaml (DVC never removes them)")
+    pr.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
     sy = _command(sub, "mlflow-sync", "make the MLflow runs that the workspace's outs name the current run of "
                   "each stage (after DVC restored older results), and repoint a moved project's store")
     sy.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.lock")
@@ -75,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     pl = _command(sub, "plots", "write dvc plots show's page with the Vega libraries inline, so that it draws offline")
     pl.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
     pl.add_argument("-o", "--out", default="dvc_plots", help="the folder for index.html, inside the project")
-    sw = _command(sub, "sweep", "run methods x seeds as experiments, then report mean ± std over seeds per method")
+    sw = _command(sub, "sweep", "run methods x seeds as experiments from the committed params.yaml (in a checkout "
+                  "of their own: the workspace is not touched), then report mean ± std over seeds per method")
     sw.add_argument("-m", "--methods", nargs="+", required=True,
                     help="models or views of the evaluation plans (evaluations) to compare")
     sw.add_argument("-s", "--seeds", nargs="+", type=int, required=True, help="the seeds each method runs with")
@@ -129,9 +133,24 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.tracking import sync_workspace
 
         os.chdir(args.project_dir)
-        done = sync_workspace(stage_run_refs("."))
+        try:
+            done = sync_workspace(stage_run_refs("."))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"{len(done['current'])} stages point at their current run; {len(done['superseded'])} older runs "
               f"superseded" + (f"; not in this store: {', '.join(done['missing'])}" if done["missing"] else ""))
+        return 0
+    if args.command == "prune-lock":
+        from pipeline.lockfile import prune
+
+        try:
+            gone = prune(args.project_dir)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(f"dvc.lock: dropped {len(gone)} entries of stages no longer in dvc.yaml" if gone
+              else "dvc.lock: every entry is a stage of dvc.yaml")
         return 0
     if args.command == "exp-show":
         from pipeline.exp_table import show as exp_show
@@ -154,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "sweep":
         from pipeline.config import ConfigError, read_yaml
-        from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_sweep, summary_markdown, sweep
+        from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_deployment, check_sweep, summary_markdown, sweep
 
         overrides = {}
         for item in args.overrides:

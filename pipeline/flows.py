@@ -39,6 +39,8 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
+from pipeline.tracking import RUN_REF
+
 DEFAULT_EXPERIMENT = "bn-adversarial"
 EXPERIMENT_DEPLOYMENT = "experiment/gpu"
 # evaluate@METHOD metrics summarized over seeds (accuracies at the threat eps)
@@ -122,16 +124,33 @@ def direct_upstream(project_dir: str | Path) -> dict[str, set[str]]:
         return {s.name: {u.name for u in graph.successors(s) if u.cmd} for s in graph if s.cmd}
 
 
+class DvcFailed(RuntimeError):
+    """A DVC command failed. ``said_why``: a stage stopped on an error it named (bad params, data
+    or checkpoint, a diverged training: exit 2), which running it again cannot change."""
+
+    def __init__(self, message: str, said_why: bool):
+        super().__init__(message)
+        self.said_why = said_why
+
+
 def dvc(args: list[str], project_dir: str | Path, parent_run_id: str | None = None,
         env: dict[str, str] | None = None) -> str:
-    """Run a DVC command in the checkout; its output, or RuntimeError with the last lines."""
+    """Run a DVC command in the checkout; its output, or :class:`DvcFailed` with the last lines."""
     proc = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=project_dir,
                           env={**_env(parent_run_id), **(env or {})}, capture_output=True, text=True)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         tail = "\n".join(out.strip().splitlines()[-15:])
-        raise RuntimeError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail}")
+        raise DvcFailed(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{tail}",
+                        said_why="exited with 2" in out)
     return out
+
+
+def worth_retrying(task, task_run, state) -> bool:
+    """Prefect's retry condition: only a DVC run that may go otherwise next time (a stage killed,
+    out of memory, the network); not a stage that named its error, nor an error of the flow's own."""
+    err = state.result(raise_on_failure=False)
+    return isinstance(err, DvcFailed) and not err.said_why
 
 
 def stages_run(dvc_output: str) -> list[str]:
@@ -163,32 +182,34 @@ def checkout_lock(project_dir: str | Path) -> Iterator[None]:
 
 def lock_hash(project_dir: str | Path, stage: str) -> str | None:
     """A short hash of the stage's entry in dvc.lock: what it was built from and what it made."""
-    import yaml
+    from pipeline.lockfile import entries
 
-    lock = Path(project_dir) / "dvc.lock"
-    if not lock.exists():
-        return None
-    entry = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}).get(stage)
+    entry = entries(project_dir).get(stage)
     if entry is None:
         return None
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
-    """Every MLflow run the outs in dvc.lock name (their mlflow_run.json files), by the name it
-    was logged under: a stage's own run by the DVC stage (``evaluate@base``), each of its items'
-    by the item (``evaluate@base/standard``)."""
-    import yaml
+    """Every MLflow run that the outs of dvc.yaml's stages name in the workspace (their
+    mlflow_run.json files), by the name it was logged under: a stage's own run by the DVC stage
+    (``evaluate@base``), each of its items' by the item (``evaluate@base/standard``). The lock's
+    entries of stages no longer in dvc.yaml, and outs not in the workspace, are passed over."""
+    from pipeline.lockfile import current_entries
 
-    lock = Path(project_dir) / "dvc.lock"
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.exists() else {}
     refs = {}
-    for stage, entry in stages.items():
+    for stage, entry in current_entries(project_dir).items():
         for out in entry.get("outs", []):
             path = Path(project_dir) / out["path"]
-            found = [path] if path.name == "mlflow_run.json" else sorted(path.rglob("mlflow_run.json")) if path.is_dir() else []
+            if path.name == RUN_REF:
+                found = [path] if path.is_file() else []
+            else:
+                found = sorted(path.rglob(RUN_REF)) if path.is_dir() else []
             for file in found:
-                ref = json.loads(file.read_text())
+                try:
+                    ref = json.loads(file.read_text())
+                except (OSError, ValueError) as err:
+                    raise ValueError(f"{file}: not a run reference ({err})") from None
                 refs[ref.get("stage") or stage] = ref
     return refs
 
@@ -209,9 +230,11 @@ def tag_lock_hashes(project_dir: str | Path, stages: list[str]) -> None:
 
 
 def open_run(project_dir: str | Path, experiment: str, name: str, tags: dict[str, str],
-             parent_run_id: str | None = None, params: dict[str, Any] | None = None) -> str | None:
-    """Create (and close) an MLflow run that later stage runs attach to as children. Through the
-    client API, so no active run of this process (MLflow's fluent state) is touched."""
+             parent_run_id: str | None = None, params: dict[str, Any] | None = None,
+             finished: bool = True) -> str | None:
+    """Create an MLflow run that later stage runs attach to as children, FINISHED at once or, with
+    ``finished=False``, left RUNNING for :func:`flow_record` to end. Through the client API, so no
+    active run of this process (MLflow's fluent state) is touched."""
     from pipeline.tracking import environment_tags
 
     client = _client(project_dir)
@@ -228,8 +251,25 @@ def open_run(project_dir: str | Path, experiment: str, name: str, tags: dict[str
     run = client.create_run(experiment_id, run_name=name, tags=all_tags)
     for key, value in (params or {}).items():
         client.log_param(run.info.run_id, key, value if isinstance(value, str) else json.dumps(value))
-    client.set_terminated(run.info.run_id)
+    if finished:
+        client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+@contextmanager
+def flow_record(project_dir: str | Path, experiment: str, name: str, tags: dict[str, str],
+                parent_run_id: str | None = None, params: dict[str, Any] | None = None) -> Iterator[str]:
+    """The MLflow run of a flow (or of a sweep's point): RUNNING while the flow runs, then FINISHED,
+    FAILED when it raised, KILLED on Ctrl-C, as the flow ended."""
+    run_id = open_run(project_dir, experiment, name, tags, parent_run_id, params, finished=False)
+    try:
+        yield run_id
+    except BaseException as err:
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        _client(project_dir).set_tag(run_id, "error", f"{type(err).__name__}: {str(err)[:4000]}")
+        _client(project_dir).set_terminated(run_id, status)
+        raise
+    _client(project_dir).set_terminated(run_id, "FINISHED")
 
 
 def _client(project_dir: str | Path):
@@ -247,7 +287,8 @@ def _client(project_dir: str | Path):
 
 # ---------------------------------------------------------------- reproduce
 
-@task(retries=2, retry_delay_seconds=[10, 60], tags=["gpu"])
+@task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=worth_retrying, tags=["gpu"],
+      task_run_name="{stage}")
 def run_stage(stage: str, project_dir: str, parent_run_id: str | None = None, push: bool = False) -> str:
     """Run one DVC stage (DVC skips it when nothing it depends on changed), then share it."""
     out = dvc(["repro", "--single-item", stage], project_dir, parent_run_id)
@@ -263,7 +304,8 @@ fetch_stage = run_stage.with_options(name="fetch", retries=4, retry_delay_second
                                      retry_jitter_factor=0.5)
 
 
-@task(retries=2, retry_delay_seconds=[10, 60], tags=["gpu"])
+@task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=worth_retrying, tags=["gpu"],
+      task_run_name="{stage}")
 def run_stage_in_worker(stage: str, worker: str, env: dict[str, str], parent_run_id: str | None = None,
                         push: bool = False) -> str:
     """Run one stage in a worker checkout (``pipeline.workers``). The stages it reads were built
@@ -322,15 +364,19 @@ def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push
     and restores their results into the project through the DVC cache."""
     project_dir = str(Path(project_dir).resolve())
     push = has_remote(project_dir) if push is None else push
-    with checkout_lock(project_dir):
-        parent = open_run(project_dir, experiment, f"flow:{flow_run.get_name() or 'reproduce'}", {"stage": "flow"})
+    from pipeline.lockfile import prune
+
+    with checkout_lock(project_dir), flow_record(project_dir, experiment, f"flow:{flow_run.get_name() or 'reproduce'}",
+                                                 {"stage": "flow"}) as parent:
         if workers > 1:
-            return _side_by_side(project_dir, parent, push, workers,
+            done = _side_by_side(project_dir, parent, push, workers,
                                  items_at_once or max(1, (os.cpu_count() or 1) // workers))
-        done = []
-        for stage in ordered_stages(project_dir):
-            runner = fetch_stage if stage == "fetch" else run_stage
-            done.append(runner(stage, project_dir, parent, push))
+        else:
+            done = [(fetch_stage if stage == "fetch" else run_stage)(stage, project_dir, parent, push)
+                    for stage in ordered_stages(project_dir)]
+        dropped = prune(project_dir)
+        if dropped:
+            print(f"dvc.lock: dropped the entries of {len(dropped)} stages no longer in dvc.yaml")
     return done
 
 
@@ -344,11 +390,21 @@ def set_params(seed: int, overrides: dict[str, Any] | None) -> list[str]:
     return args
 
 
+def committed_params_text(project_dir: str | Path) -> tuple[str, str]:
+    """params.yaml as committed (what a sweep's experiments run from) and where it was read; the
+    workspace's file when the project is not a git checkout or has not committed one."""
+    proc = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=project_dir, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return proc.stdout, "params.yaml as committed (HEAD)"
+    path = Path(project_dir) / "params.yaml"
+    return path.read_text(), str(path)
+
+
 def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
                 overrides: dict[str, Any] | None) -> None:
-    """Fail before anything runs: every method must be evaluated, every override valid."""
+    """Fail before anything runs: every method must be evaluated, every seed and override valid
+    against the committed params.yaml, which the experiments run from."""
     import copy
-
 
     from pipeline.config import ConfigError, parse_params, read_yaml
 
@@ -356,8 +412,8 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
         raise ConfigError("sweep: methods and seeds must both be non-empty")
     if len(set(seeds)) != len(seeds) or len(set(methods)) != len(methods):
         raise ConfigError("sweep: methods and seeds must not repeat")
-    params_file = Path(project_dir) / "params.yaml"
-    raw = copy.deepcopy(read_yaml(params_file.read_text(), str(params_file)))
+    text, where = committed_params_text(project_dir)
+    raw = copy.deepcopy(read_yaml(text, where))
     for key, value in (overrides or {}).items():
         node = raw
         *path, last = key.split(".")
@@ -366,45 +422,64 @@ def check_sweep(project_dir: str | Path, methods: list[str], seeds: list[int],
                 raise ConfigError(f"sweep: override {key}: no section {part!r} in params.yaml")
             node = node[part]
         node[last] = value
-    params = parse_params(raw, "params.yaml with the sweep overrides")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"sweep: seed {seed!r}: a seed is an integer from 0 to {2 ** 32 - 1}")
+    params = parse_params({**raw, "seed": seeds[0]}, f"{where} with the sweep overrides")
     unknown = [m for m in methods if m not in params.targets]
     if unknown:
         raise ConfigError(f"sweep: methods {unknown} are not evaluated by any plan of evaluations "
                           f"{list(params.targets)}")
 
 
-def reset_to_head(project_dir: str | Path) -> None:
-    """params.yaml and dvc.lock as committed, so that an experiment records only what it built
-    (not the lock entries a previous experiment of this checkout left behind)."""
-    for name in ("params.yaml", "dvc.lock"):
-        committed = subprocess.run(["git", "cat-file", "-e", f"HEAD:{name}"], cwd=project_dir,
-                                   capture_output=True).returncode == 0
-        if committed:
-            subprocess.run(["git", "checkout", "HEAD", "--", name], cwd=project_dir, check=True)
-        else:
-            (Path(project_dir) / name).unlink(missing_ok=True)
+def check_deployment(name: str) -> None:
+    """Fail before anything runs when the Prefect server has no deployment ``name``
+    (``FLOW/DEPLOYMENT``, e.g. ``experiment/gpu``) or cannot be reached."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from pipeline.config import ConfigError
+
+    if "/" not in name:
+        raise ConfigError(f"sweep: deployment {name!r}: expected FLOW/DEPLOYMENT, e.g. {EXPERIMENT_DEPLOYMENT}")
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_deployment_by_name(name)
+    except ObjectNotFound:
+        raise ConfigError(f"sweep: the Prefect server has no deployment {name!r} (`prefect deploy --all` "
+                          f"creates the project's; or run here with --local)") from None
+    except Exception as err:  # noqa: BLE001 - no server, refused, timed out: one line either way
+        raise ConfigError(f"sweep: could not ask the Prefect server for deployment {name!r} "
+                          f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+                          f"is PREFECT_API_URL set? or run here with --local") from None
 
 
-@task(tags=["gpu"])
+@task(tags=["gpu"], task_run_name="dvc exp run {targets} seed={seed}")
 def run_experiment(targets: list[str], seed: int, overrides: dict[str, Any] | None, project_dir: str,
-                   parent_run_id: str | None) -> list[str]:
-    """``dvc exp run`` of the targets at one seed from the committed params; pushes what it built."""
-    reset_to_head(project_dir)
-    remote = has_remote(project_dir)
+                   parent_run_id: str | None) -> tuple[str, list[str]]:
+    """``dvc exp run`` of the targets at one seed from the committed params, in the project's
+    experiment checkout (never its workspace); pushes what it built. The checkout and the stages
+    DVC ran."""
+    from pipeline import workers
+
+    where = str(workers.experiment_checkout(project_dir))
+    env = workers.worker_env(project_dir, None)  # the project's MLflow store
+    remote = has_remote(where)
     out = dvc(["exp", "run", *(["--pull"] if remote else []), *set_params(seed, overrides), *targets],
-              project_dir, parent_run_id)
+              where, parent_run_id, env)
     ran = stages_run(out)
-    tag_lock_hashes(project_dir, ran)
+    tag_lock_hashes(where, ran)
     if remote:
-        dvc(["push", "--run-cache", "--with-deps", *targets], project_dir)
-    return ran
+        dvc(["push", "--run-cache", "--with-deps", *targets], where, env=env)
+    return where, ran
 
 
 @flow(name="experiment", log_prints=True)
 def experiment(methods: list[str] | None, seed: int, overrides: dict[str, Any] | None = None,
                parent_run_id: str | None = None, project_dir: str = ".",
                mlflow_experiment: str = DEFAULT_EXPERIMENT, stages: list[str] | None = None) -> list[dict[str, Any]]:
-    """One sweep point in this checkout: the evaluation stage of ``methods`` (one stage: they
+    """One sweep point of this project, run in its experiment checkout (the committed params and
+    code; the workspace is never touched): the evaluation stage of ``methods`` (one stage: they
     share a group) at ``seed``, under a point run; each method's metrics go to a run of its own
     under the sweep's run. With ``stages`` instead of methods, it builds those stages (a sweep's
     shared upstream) and logs no metrics."""
@@ -421,40 +496,40 @@ def experiment(methods: list[str] | None, seed: int, overrides: dict[str, Any] |
     else:
         targets = stages
     name = f"{targets[0] if methods else 'upstream'}/seed={seed}"
-    with checkout_lock(project_dir):
-        point = open_run(project_dir, mlflow_experiment, name,
-                         {"kind": "point" if methods else "upstream", "seed": str(seed), "checkout": project_dir,
-                          "worker_host": platform.node()},
-                         parent_run_id=parent_run_id,
-                         params={"stages": targets, **({"methods": methods} if methods else {}), "seed": seed,
-                                 **(overrides or {})})
-        ran = run_experiment(targets, seed, overrides, project_dir, point)
-        refs = stage_run_refs(project_dir)
+    with checkout_lock(project_dir), flow_record(
+            project_dir, mlflow_experiment, name,
+            {"kind": "point" if methods else "upstream", "seed": str(seed), "checkout": project_dir,
+             "worker_host": platform.node()},
+            parent_run_id=parent_run_id,
+            params={"stages": targets, **({"methods": methods} if methods else {}), "seed": seed,
+                    **(overrides or {})}) as point:
+        where, ran = run_experiment(targets, seed, overrides, project_dir, point)
+        refs = stage_run_refs(where)
         links = {f"run.{stage.replace('@', ':')}": ref["run_id"] for stage, ref in refs.items()
                  if ref.get("run_id") and (stage in targets or stage == "fetch")}
         from pipeline.layout import result_dir
 
-        found = {m: json.loads((result_dir(project_params(project_dir), m, Path(project_dir)) / "metrics.json").read_text())
+        params = project_params(where) if methods else None  # the committed params with the point's overrides
+        found = {m: json.loads((result_dir(params, m, Path(where)) / "metrics.json").read_text())
                  for m in methods or []}
-    client = _client(project_dir)
-    client.set_tag(point, "stages_ran", ",".join(ran) or "none")
-    params = project_params(project_dir) if methods else None
-    out = []
-    for method, metrics in found.items():
-        numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        model = params.targets[method].model
-        trained = f"{'finetune' if params.is_finetune(model) else 'pretrain'}@{params.model_path(model)}"
-        own = {"run.train": (refs.get(trained) or {}).get("run_id"),  # the runs that made this method's figures
-               "run.evaluate": (refs.get(f"evaluate@{params.target_path(method)}") or {}).get("run_id")}
-        run_id = open_run(project_dir, mlflow_experiment, f"{method}/seed={seed}",
-                          {"kind": "experiment", "method": method, "seed": str(seed), "point_run": point,
-                           "stages_ran": ",".join(ran) or "none", **links, **{k: v for k, v in own.items() if v}},
-                          parent_run_id=parent_run_id, params={"method": method, "seed": seed, **(overrides or {})})
-        for key, value in numeric.items():
-            client.log_metric(run_id, key, value)
-        summary = ", ".join(f"{k} {numeric[k]:.3f}" for k in SUMMARY_METRICS if k in numeric)
-        print(f"{method}/seed={seed}: {summary}")
-        out.append({"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric})
+        client = _client(project_dir)
+        client.set_tag(point, "stages_ran", ",".join(ran) or "none")
+        out = []
+        for method, metrics in found.items():
+            numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            model = params.targets[method].model
+            trained = f"{'finetune' if params.is_finetune(model) else 'pretrain'}@{params.model_path(model)}"
+            own = {"run.train": (refs.get(trained) or {}).get("run_id"),  # the runs that made this method's figures
+                   "run.evaluate": (refs.get(f"evaluate@{params.target_path(method)}") or {}).get("run_id")}
+            run_id = open_run(project_dir, mlflow_experiment, f"{method}/seed={seed}",
+                              {"kind": "experiment", "method": method, "seed": str(seed), "point_run": point,
+                               "stages_ran": ",".join(ran) or "none", **links, **{k: v for k, v in own.items() if v}},
+                              parent_run_id=parent_run_id, params={"method": method, "seed": seed, **(overrides or {})})
+            for key, value in numeric.items():
+                client.log_metric(run_id, key, value)
+            summary = ", ".join(f"{k} {numeric[k]:.3f}" for k in SUMMARY_METRICS if k in numeric)
+            print(f"{method}/seed={seed}: {summary}")
+            out.append({"method": method, "seed": seed, "run_id": run_id, "ran": ran, "metrics": numeric})
     print(f"{name}: stages run: {', '.join(ran) or 'none (all from the run cache)'}")
     return out
 
@@ -516,8 +591,12 @@ def sweep(methods: list[str], seeds: list[int], overrides: dict[str, Any] | None
     project_dir = str(Path(project_dir).resolve())
     check_sweep(project_dir, methods, seeds, overrides)
     name = flow_run.get_name() or "sweep"
-    parent = open_run(project_dir, mlflow_experiment, f"sweep:{name}", {"kind": "sweep", "stage": "flow"},
-                      params={"methods": methods, "seeds": seeds, "overrides": overrides or {}})
+    with flow_record(project_dir, mlflow_experiment, f"sweep:{name}", {"kind": "sweep", "stage": "flow"},
+                     params={"methods": methods, "seeds": seeds, "overrides": overrides or {}}) as parent:
+        return _sweep(methods, seeds, overrides, deployment, project_dir, out_dir, mlflow_experiment, name, parent)
+
+
+def _sweep(methods, seeds, overrides, deployment, project_dir, out_dir, mlflow_experiment, name, parent):
     points = list(itertools.product(sweep_points(project_dir, methods).values(), seeds))
     if deployment:
         common = {"overrides": overrides, "parent_run_id": parent, "mlflow_experiment": mlflow_experiment}

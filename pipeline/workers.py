@@ -40,10 +40,13 @@ def _changed(project: Path) -> tuple[list[str], list[str]]:
     return changed, deleted
 
 
-def _sync(project: Path, worker: Path) -> None:
-    """The worker's working tree: the project's HEAD plus the project's uncommitted changes."""
+def _sync(project: Path, worker: Path, with_changes: bool = True) -> None:
+    """The worker's working tree: the project's HEAD plus (``with_changes``) the project's
+    uncommitted changes."""
     _git(worker, "checkout", "--detach", "--force", _git(project, "rev-parse", "HEAD").strip())
     _git(worker, "clean", "-fdq", "--", ".")  # untracked, not ignored: leftovers of an earlier sync
+    if not with_changes:
+        return
     changed, deleted = _changed(project)
     for rel in changed:
         src, dst = project / rel, worker / rel
@@ -66,20 +69,30 @@ def _share_cache(project: Path, worker: Path) -> None:
     (worker / ".dvc" / "config.local").write_text(f"{text}\n[cache]\n    dir = {cache.resolve()}\n")
 
 
+def checkout(project_dir: str | Path, name: str, with_changes: bool = True) -> Path:
+    """The worker checkout ``name`` of the project, made if missing, in step with the project's
+    HEAD (and, ``with_changes``, its uncommitted changes), using the project's DVC cache."""
+    project = Path(project_dir).resolve()
+    worker = project / WORKERS / name
+    if not (worker / ".git").exists():
+        shutil.rmtree(worker, ignore_errors=True)
+        _git(project, "worktree", "prune")
+        _git(project, "worktree", "add", "--detach", "--force", str(worker), "HEAD")
+    _sync(project, worker, with_changes)
+    _share_cache(project, worker)
+    return worker
+
+
 def prepare(project_dir: str | Path, n: int) -> list[Path]:
     """``n`` worker checkouts of the project, each in step with its working tree."""
-    project = Path(project_dir).resolve()
-    workers = []
-    for i in range(n):
-        worker = project / WORKERS / f"w{i}"
-        if not (worker / ".git").exists():
-            shutil.rmtree(worker, ignore_errors=True)
-            _git(project, "worktree", "prune")
-            _git(project, "worktree", "add", "--detach", "--force", str(worker), "HEAD")
-        _sync(project, worker)
-        _share_cache(project, worker)
-        workers.append(worker)
-    return workers
+    return [checkout(project_dir, f"w{i}") for i in range(n)]
+
+
+def experiment_checkout(project_dir: str | Path) -> Path:
+    """Where a sweep's experiments run: the project's committed HEAD (none of its uncommitted
+    changes), reset before each experiment, so that an experiment records only its own seed and
+    overrides and the project's workspace (params, lock, outs) is never touched."""
+    return checkout(project_dir, "experiment", with_changes=False)
 
 
 def worker_env(project_dir: str | Path, items_at_once: int | None) -> dict[str, str]:
