@@ -15,10 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# DVC never drops the dvc.lock entry of a stage that left dvc.yaml; prune-lock does (pipeline/lockfile.py)
+# DVC never drops the dvc.lock entry of a stage that left dvc.yaml: prune-lock does (pipeline/lockfile.py).
+# Stages DVC restored from its cache name the MLflow runs that made them: mlflow-sync makes those current.
 repro: install
 	dvc repro
 	bnat prune-lock
+	bnat mlflow-sync
 
 # The tests spread over TEST_WORKERS processes (one a core), whole files to a worker so that a
 # file's module fixtures are built once; the slowest files start first (tests/conftest.py).

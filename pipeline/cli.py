@@ -127,14 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                args.artifacts_destination, "--host", args.host, "--port", str(args.port)]
         os.execvp(cmd[0], cmd)
     if args.command == "mlflow-sync":
-        import os
+        from pipeline.flows import sync_runs
 
-        from pipeline.flows import stage_run_refs
-        from pipeline.tracking import sync_workspace
-
-        os.chdir(args.project_dir)
         try:
-            done = sync_workspace(stage_run_refs("."))
+            done = sync_runs(args.project_dir)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

@@ -377,7 +377,20 @@ def reproduce(project_dir: str = ".", experiment: str = DEFAULT_EXPERIMENT, push
         dropped = prune(project_dir)
         if dropped:
             print(f"dvc.lock: dropped the entries of {len(dropped)} stages no longer in dvc.yaml")
+        sync_runs(project_dir)  # stages DVC restored from its cache name older runs: make them current
     return done
+
+
+def sync_runs(project_dir: str | Path) -> dict[str, list]:
+    """``bnat mlflow-sync``: the runs that the workspace's outs name become their stages' current runs."""
+    from pipeline.tracking import sync_workspace
+
+    cwd = os.getcwd()
+    os.chdir(project_dir)  # the project's own store, as its stages found it
+    try:
+        return sync_workspace(stage_run_refs("."))
+    finally:
+        os.chdir(cwd)
 
 
 # ---------------------------------------------------------------- sweeps

@@ -367,10 +367,15 @@ def supersede(client, experiment_id: str, stage: str, current: str, dvc_exp: str
 
 
 def make_current(client, run_id: str) -> list[str]:
-    """Restore ``run_id`` if it was superseded and supersede the other runs of its stage."""
+    """Restore ``run_id`` if it was superseded and supersede the other runs of its stage. A run the
+    workspace's outs name that is still RUNNING with its process gone (killed once its outs were
+    written, then restored from DVC's cache) made those outs: it ends FINISHED, tagged so."""
     run = client.get_run(run_id)
     if run.info.lifecycle_stage == "deleted":
         client.restore_run(run_id)
+    if run.info.status == "RUNNING" and _pid_gone(run):
+        client.set_tag(run_id, "ended_by", "mlflow-sync: its process was gone and its outs are in the workspace")
+        client.set_terminated(run_id, "FINISHED")
     if "superseded_by" in run.data.tags:
         client.delete_tag(run_id, "superseded_by")
     stage = run.data.tags.get("stage")

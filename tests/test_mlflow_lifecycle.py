@@ -216,6 +216,22 @@ def test_sync_makes_the_workspace_runs_current(project):
     assert [r.info.run_id for r in _runs(project, "fetch")] == [old.run_id]
 
 
+def test_a_run_named_by_the_outs_whose_process_died_running_ends_finished_on_sync(project):
+    """A stage killed (SIGKILL) after it wrote its outs, which DVC then cached and restored: its run
+    was left RUNNING; the sync ends it FINISHED, saying so."""
+    import platform
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    client = _client(project)
+    run = client.create_run(client.create_experiment("exp"), tags={"stage": "fetch", "host": platform.node(),
+                                                                    "pid": dead}).info
+    assert client.get_run(run.run_id).info.status == "RUNNING"
+    assert sync_workspace({"fetch": {"run_id": run.run_id}})["current"] == ["fetch"]
+    ended = _client(project).get_run(run.run_id)
+    assert ended.info.status == "FINISHED" and "its process was gone" in ended.data.tags["ended_by"]
+
+
 # ---------------------------------------------------------------------------------------------
 # values and tags
 

@@ -39,6 +39,8 @@ def test_sweep_points_become_dvc_set_param_arguments():
     (["standard"], [0], {"pretrain.base.models.standard.epochs": -1}, "pretrain.base.models.standard.epochs"),
     (["standard"], [0], {"nosection.x": 1}, "no section 'nosection'"),
     (["standard"], [0], {"evaluate.typo": 1}, "evaluate.typo: unknown key"),
+    (["standard"], [-1], None, "seed -1: a seed is an integer from 0 to 4294967295"),
+    (["standard"], [2 ** 32], None, "seed 4294967296"),
 ])
 def test_bad_sweeps_fail_before_anything_runs_with_one_line(methods, seeds, overrides, message):
     with pytest.raises(ConfigError) as err:
@@ -97,8 +99,21 @@ def test_sweep_flow_table_matches_per_seed_metrics_and_cache_restores_keep_run_l
     from pipeline.flows import sweep
 
     proj = copy_project(tmp_path / "proj", sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))))
+    # the user's workspace: uncommitted edits to params.yaml (a seed no point uses), and a stage
+    # built from them with its lock
+    edited = (proj / "params.yaml").read_text().replace("seed: 0", "seed: 7") + "# my uncommitted note\n"
+    (proj / "params.yaml").write_text(edited)
+    sh(["dvc", "repro", "fetch"], proj)
+    workspace = {f: (proj / f).read_bytes() for f in ("dvc.lock", "data/prepared/data.npz")}
     with prefect_test_harness(server_startup_timeout=240):
         summary = sweep(["standard", "adversarial"], [0, 1], deployment=None, project_dir=str(proj))
+        from pipeline.flows import check_deployment
+
+        with pytest.raises(ConfigError, match="the Prefect server has no deployment 'nosuch/dep'"):
+            check_deployment("nosuch/dep")
+    assert (proj / "params.yaml").read_text() == edited  # the experiments ran from the committed params
+    assert {f: (proj / f).read_bytes() for f in workspace} == workspace
+    assert not (proj / "models").exists()
 
     per_seed = _exp_show_metrics(proj)
     assert {k for k in per_seed} >= {(m, s) for m in ("standard", "adversarial") for s in (0, 1)}
@@ -138,3 +153,27 @@ def test_sweep_command_rejects_an_unknown_method_with_one_line(tmp_path):
     proc = sh(["bnat", "sweep", "-m", "nope", "-s", "0", "--local"], ROOT, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: sweep: methods ['nope']")
+
+
+def test_a_flow_run_that_raises_ends_failed_with_its_error_and_one_that_returns_finished(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.flows import flow_record
+
+    with flow_record(tmp_path, "e", "ok", {"kind": "sweep"}) as ok:
+        assert MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(ok).info.status == "RUNNING"
+    with pytest.raises(RuntimeError):
+        with flow_record(tmp_path, "e", "broken", {"kind": "sweep"}) as broken:
+            raise RuntimeError("experiment standard seed 3 ended FAILED")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert client.get_run(ok).info.status == "FINISHED"
+    failed = client.get_run(broken)
+    assert failed.info.status == "FAILED" and "seed 3 ended FAILED" in failed.data.tags["error"]
+
+
+def test_sweep_to_a_deployment_the_server_lacks_is_one_line():
+    proc = sh(["bnat", "sweep", "-m", "standard", "-s", "0", "--deployment", "nosuch/dep"], ROOT, check=False,
+              PREFECT_API_URL="http://127.0.0.1:9/api")  # nothing listens on port 9: no server either
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: sweep: could not ask the Prefect server for deployment 'nosuch/dep'")
