@@ -46,8 +46,6 @@ exp-show: install
 plots: install
 	bnat plots
 
-# docs/dag.md: the DAG as a mermaid chart (dvc dag is too wide for a terminal)
+# docs/dag.md: the DAG as a mermaid chart named by stage (dvc dag is too wide for a terminal)
 dag: install
-	{ echo "# The default DAG"; echo; echo "\`dvc dag --mermaid\` of the default params.yaml (regenerate with \`make dag\`; a test keeps it current)."; \
-	  echo "GitHub and most markdown viewers draw it; \`dvc dag\` in a terminal is too wide to read."; echo; \
-	  echo '```mermaid'; dvc dag --mermaid; echo '```'; } > docs/dag.md
+	$(PY) -m pipeline.dag_doc
