@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: install repro test test-fast mlflow-ui bench exp-show plots dag
+.PHONY: install repro test test-fast mlflow-ui bench exp-show plots dag study
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -37,6 +37,10 @@ mlflow-ui: install
 
 bench: install
 	python bench/run.py --from-empty
+
+# the papers' claims over three training seeds, every test image (studies/seeds-0-1-2/claims.md)
+study: install
+	bnat study --seeds 0 1 2
 
 # DVC experiments (sweep points): one row per experiment and model, clean / AutoAttack / worst case
 exp-show: install

@@ -10,6 +10,7 @@
                                restore), and repoint a moved project's store at its new folder
     bnat sweep -m M.. -s S..   methods x seeds as experiments on the gpu workers (or --local), then
                                mean ± std over seeds per method
+    bnat study --seeds S..     the project at several seeds on every test image; the claims judged over them
     bnat select-branches SRC DST B..  keep BN branches B.. of a multi-branch model (drop AdvProp's auxiliary BNs)
     bnat exp-show [-m M..]     DVC experiments, one row per experiment and model: clean, AutoAttack, worst case
     bnat plots [DIR]           ``dvc plots show`` as a page that draws offline (Vega inline, no CDN)
@@ -78,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl = _command(sub, "plots", "write dvc plots show's page with the Vega libraries inline, so that it draws offline")
     pl.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
     pl.add_argument("-o", "--out", default="dvc_plots", help="the folder for index.html, inside the project")
+    sd = _command(sub, "study", "build the project at several training seeds on every test image and judge the "
+                  "papers' claims over them (studies/NAME/claims.md)")
+    sd.add_argument("--seeds", nargs="+", type=int, required=True, help="the training seeds (two or more)")
+    sd.add_argument("--name", default=None, help="the study's folder under studies/ (default: seeds-S1-S2-...)")
+    sd.add_argument("project_dir", nargs="?", default=".", help="the project: the folder holding dvc.yaml")
     sw = _command(sub, "sweep", "run methods x seeds as experiments from the committed params.yaml (in a checkout "
                   "of their own: the workspace is not touched), then report mean ± std over seeds per method")
     sw.add_argument("-m", "--methods", nargs="+", required=True,
@@ -166,6 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         print(f"wrote {page} (opens without the internet)")
+        return 0
+    if args.command == "study":
+        from pipeline.config import ConfigError
+        from pipeline.study import run as run_study
+
+        try:
+            path = run_study(args.project_dir, args.seeds, args.name)
+        except (ConfigError, RuntimeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        print(path.read_text())
+        print(f"wrote {path}")
         return 0
     if args.command == "sweep":
         from pipeline.config import ConfigError, read_yaml
