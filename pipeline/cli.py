@@ -121,9 +121,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "mlflow-ui":
         import os
 
-        from pipeline.tracking import relocate_if_moved, tracking_uri
+        from pipeline.tracking import experiment_page, project_experiment, relocate_if_moved, tracking_uri
 
         relocate_if_moved()  # a copied project's store still names the folder it was made in
+        print(f"open {experiment_page(f'http://{args.host}:{args.port}', project_experiment())} "
+              "(the project's runs and models)", flush=True)
         cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]
         os.execvp(cmd[0], cmd)
     if args.command == "mlflow-server":

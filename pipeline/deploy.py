@@ -97,3 +97,19 @@ class Deployed:
         if self.mode == "shaping":
             extra += f", n_ref={self.n_ref}, fixed_references={self.fixed_references}"
         return f"Deployed({type(self.model).__name__}, mode={self.mode!r}{extra})"
+
+
+class DeployedNetwork(nn.Module):
+    """A network and how it deploys, as one module whose ``forward`` gives the deployment's
+    logits (a :class:`Deployed` per call). A logged model's pytorch flavor holds one, so
+    ``mlflow.pytorch.load_model(uri)(x)`` equals the pyfunc flavor's ``predict``; ``network`` is
+    the bare network. Norm shaping's deployment needs clean reference images, so its forward
+    raises: deploy ``network`` with :class:`Deployed` and references instead."""
+
+    def __init__(self, network: nn.Module, mode: Mode = "eval", route: dict | None = None):
+        super().__init__()
+        self.network = network
+        self.mode, self.route = mode, dict(route or {})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return Deployed(self.network, self.mode, route=self.route)(x)

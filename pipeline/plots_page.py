@@ -51,14 +51,24 @@ def remote_scripts(html: str) -> list[str]:
     return [m.group(0) for m in REMOTE_SCRIPT.finditer(html)]
 
 
+def _first_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
 def show(project_dir: str | Path = ".", out: str = "dvc_plots") -> Path:
     """Run ``dvc plots show`` with the offline template; the page it wrote."""
     template = offline_template(project_dir).resolve()
+    page = Path(project_dir) / out / "index.html"
+    page.unlink(missing_ok=True)  # never show the page of an earlier call as this one's
     proc = subprocess.run(["dvc", "plots", "show", "--html-template", str(template), "-o", out],
                           cwd=project_dir, capture_output=True, text=True)
+    said = _first_line(proc.stderr) or _first_line(proc.stdout)
     if proc.returncode != 0:
-        raise RuntimeError(f"dvc plots show failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
-    page = Path(project_dir) / out / "index.html"
+        raise RuntimeError(f"dvc plots show failed ({proc.returncode}): {said}")
+    if not page.is_file():  # DVC loaded no plot at all: it writes no page and still exits 0
+        raise RuntimeError(f"no plot to draw ({said or 'DVC loaded none'}); build the outs first "
+                           "(`dvc repro`, or `dvc pull` where a remote holds them)")
     found = remote_scripts(page.read_text(encoding="utf-8"))
     if found:
         raise RuntimeError(f"{page}: still loads {found[0]}")

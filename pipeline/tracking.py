@@ -22,9 +22,14 @@ experiment, same DVC experiment or both none) are superseded: tagged ``supersede
 soft-deleted, so the UI's default view holds one run per stage; ``bnat mlflow-sync`` makes the
 runs that the workspace's outs name current again after DVC restored older results.
 
-Trained models are logged as MLflow models (:meth:`StageRun.log_model`) and registered as
-``EXPERIMENT.NAME``; ``mlflow.pyfunc.load_model("models:/EXPERIMENT.NAME/VERSION")`` loads one
-through :func:`pipeline.spec.load_model` (this module is its loader module).
+The experiment is tagged as one that trains models (``mlflow.experimentKind``), so MLflow's UI
+opens it on its runs and models. Trained models are logged as MLflow models named after the
+model (:meth:`StageRun.log_model`) and registered as ``EXPERIMENT.NAME``;
+``mlflow.pyfunc.load_model("models:/EXPERIMENT.NAME/VERSION")`` loads one through
+:func:`pipeline.spec.load_model` (this module is its loader module), and
+``mlflow.pytorch.load_model`` gives the network as it deploys. An evaluation's run links the
+logged model it scored (:meth:`StageRun.link_model`). Params are logged one setting a key
+(:func:`flatten`).
 
 The project's SQLite store keeps absolute artifact locations (MLflow makes every local location
 absolute); a store that moved with its project is rewritten to the new place
@@ -54,7 +59,13 @@ VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyaut
 SYSTEM_METRICS_INTERVAL_S = 5.0
 ARTIFACTS = "mlartifacts"  # beside mlflow.db: the local store's files
 MODEL_REQUIREMENTS = ("torch", "numpy", "bn-adversarial")  # what loading a logged model imports
+CHECKPOINT_FILE = "model.pt"  # a logged model's checkpoint, in its data/ folder
 TERMINATING = ("SIGTERM", "SIGHUP")  # end the run KILLED; SIGINT does so as KeyboardInterrupt
+# MLflow 3's UI opens an experiment on its GenAI pages (traces, agent versions) unless this tag
+# says the experiment trains models: then it opens on the runs and the logged models.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+DEFAULT_EXPERIMENT = "bn-adversarial"  # tracking.experiment unless params.yaml names another
 log = logging.getLogger(__name__)
 
 
@@ -77,6 +88,49 @@ def reachable(uri: str, timeout: float = 5.0) -> bool:
         return False
 
 
+def read_ref(folder: str | Path) -> dict[str, Any]:
+    """The ``mlflow_run.json`` of an output folder: the run that made it (and for a model its
+    registered version); empty when the folder has none or it cannot be read."""
+    try:
+        return dict(read_json(Path(folder) / RUN_REF))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def project_experiment(params_file: str | Path | None = None) -> str:
+    """The MLflow experiment the project's params name (``tracking.experiment``), read without
+    validating the whole file; the default when the file does not say."""
+    import yaml
+
+    path = Path(params_file or os.environ.get("PIPELINE_PARAMS", "params.yaml"))
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return str(raw.get("tracking", {}).get("experiment") or DEFAULT_EXPERIMENT)
+    except (OSError, yaml.YAMLError, AttributeError):
+        return DEFAULT_EXPERIMENT
+
+
+def experiment_page(base_url: str, experiment: str, uri: str | None = None) -> str:
+    """The UI page that opens ``experiment`` on its runs and models. MLflow 3.17's UI picks an
+    experiment's pages by its "GenAI | Model training" switch (remembered by the browser, GenAI
+    at first), not by the experiment's kind tag, unless the link names the workflow. The
+    experiment's id is read from the project's own store; elsewhere the link is the list."""
+    import sqlite3
+
+    uri = uri or tracking_uri()
+    db = Path.cwd() / "mlflow.db"
+    page = "#/experiments"
+    if uri == local_uri() and db.is_file():
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+                row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
+        except sqlite3.Error:
+            row = None
+        if row:
+            page = f"#/experiments/{row[0]}"
+    return f"{base_url.rstrip('/')}/{page}?workflowType=machine_learning"
+
+
 def _never_fatal(method: Callable) -> Callable:
     """Tracking must never cost a result: a failing MLflow call warns once and is skipped."""
     @wraps(method)
@@ -95,14 +149,44 @@ def _never_fatal(method: Callable) -> Callable:
 
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``d`` as MLflow params, one readable key a setting: nested mappings and lists of mappings
+    (an attack list) become dotted keys, a list item keyed by its ``label`` or ``name``
+    (``evaluate.attacks.pgd.steps``); unset settings (None) are left out."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             out.update(flatten(v, f"{key}."))
-        else:
+        elif _is_list_of_mappings(v):
+            for label, item in _labelled(v):
+                out.update(flatten(item, f"{key}.{label}."))
+        elif v is not None:
             out[key] = v
     return out
+
+
+def _is_list_of_mappings(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, Mapping) for v in value)
+
+
+def _labelled(items: list[Mapping]) -> list[tuple[str, Mapping]]:
+    """Each item with a key for it: its label, else its name, else its index; a key that two
+    items share gets the item's index appended (``pgd``, ``pgd_2``)."""
+    keys = [str(item.get("label") or item.get("name") or i) for i, item in enumerate(items)]
+    return [(key if keys.count(key) == 1 else f"{key}_{i}", item) for i, (key, item) in enumerate(zip(keys, items))]
+
+
+def param_value(value: Any) -> str:
+    """A param as people write it: ``true``, ``0.1``, ``0, 0.05, 0.1`` (a list), never a repr."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return ", ".join(param_value(v) for v in value) or "none"
+    if isinstance(value, Mapping):  # an empty mapping: nothing was flattened out of it
+        return ", ".join(f"{k}={param_value(v)}" for k, v in value.items()) or "none"
+    if value is None:
+        return "none"
+    return str(value)
 
 
 def metric_value(value: float) -> float:
@@ -183,6 +267,49 @@ def registered_name(experiment: str, name: str) -> str:
     projects sharing a server do not share a name; a path's slashes become dots (registry names
     cannot hold a slash): ``bn-adversarial.ablation.clean_ratio.0.5``."""
     return f"{experiment}.{name}".replace("/", ".")
+
+
+def logged_model_name(name: str) -> str:
+    """The logged model's name in the experiment: the model's own (``standard``); a grid point's
+    path with dashes, as logged model names hold no slash or dot (``ablation-clean_ratio-0_5``)."""
+    name = name.replace("/", "-")
+    for bad in (":", ".", "%", '"', "'"):
+        name = name.replace(bad, "_")
+    return name
+
+
+class CheckpointFlavor:
+    """How :meth:`StageRun.log_model` saves a model (the ``flavor`` of ``mlflow.models.Model.log``):
+    MLflow's pytorch flavor holding the network as it deploys (:class:`pipeline.deploy.DeployedNetwork`,
+    for ``mlflow.pytorch.load_model``), beside the checkpoint in ``data/model.pt`` that the pyfunc
+    flavor rebuilds the network from (:func:`_load_pyfunc`, plain data, no pickled code)."""
+
+    def save_model(self, path: str, mlflow_model, checkpoint: Path, signature, pip_requirements: list[str],
+                   **_) -> None:
+        """Called by ``Model.log`` (which has put the metadata on ``mlflow_model``)."""
+        import shutil
+
+        import mlflow.pytorch
+        from mlflow import pyfunc
+
+        from pipeline.deploy import DeployedNetwork
+        from pipeline.spec import default_deployment, load_model
+
+        network, spec = load_model(checkpoint)
+        deployment = default_deployment(spec)
+        deployed = DeployedNetwork(network, deployment.get("mode", "eval"), deployment.get("route"))
+        pytorch_log = logging.getLogger("mlflow.pytorch")
+        level = pytorch_log.level
+        pytorch_log.setLevel(logging.ERROR)  # its warning about pickled models: the pyfunc flavor loads none
+        try:
+            mlflow.pytorch.save_model(deployed, path, mlflow_model=mlflow_model, signature=signature,
+                                      pip_requirements=pip_requirements, serialization_format="pickle")
+        finally:
+            pytorch_log.setLevel(level)
+        shutil.copyfile(checkpoint, Path(path) / "data" / CHECKPOINT_FILE)
+        pyfunc.add_to_model(mlflow_model, loader_module=__name__, data=f"data/{CHECKPOINT_FILE}",
+                            conda_env="conda.yaml", python_env="python_env.yaml")
+        mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
 def model_requirements() -> list[str]:
@@ -435,6 +562,7 @@ class StageRun:
         self.resumed = False
         self.resume, self.resume_key = (Path(resume) if resume else None), resume_key
         self.model: dict[str, Any] = {}  # the registered model, once log_model has run
+        self.scored_model_id: str | None = None  # the logged model an evaluation scored, once linked
         self.uri = tracking_uri()
         self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
         self.dvc_exp = os.environ.get("DVC_EXP_NAME", "")
@@ -501,9 +629,12 @@ class StageRun:
         exp = mlflow.get_experiment_by_name(self.experiment)
         if exp is None:
             location = (Path.cwd() / ARTIFACTS).resolve().as_uri() if self.uri.startswith("sqlite") else None
-            self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location)
+            self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location,
+                                                          tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         else:
             self.experiment_id = exp.experiment_id
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # made before the kind was set; a kind set by hand stays
+                mlflow.MlflowClient(self.uri).set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         dirty = dirty_files()
         tags = {"stage": self.stage, "git_commit": _git("rev-parse", "HEAD"), "git_dirty": str(bool(dirty)).lower(),
                 "pid": str(os.getpid()), **environment_tags(), **self.tags}
@@ -532,7 +663,7 @@ class StageRun:
         self.run_id = run.info.run_id
         params = flatten(self.params)
         if params:
-            mlflow.log_params({k: str(v)[:6000] for k, v in params.items()})
+            mlflow.log_params({k: param_value(v)[:6000] for k, v in params.items()})
         if self.resume is not None:
             write_json(self.resume, {"run_id": self.run_id, "tracking_uri": self.uri, "experiment": self.experiment,
                                      "key": self.resume_key})
@@ -575,8 +706,8 @@ class StageRun:
 
         numeric = {k: metric_value(v) for k, v in metrics.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if numeric:
-            mlflow.log_metrics(numeric, step=step)
+        if numeric:  # an evaluation's metrics also show on the page of the model it scored
+            mlflow.log_metrics(numeric, step=step, model_id=self.scored_model_id)
 
     @_never_fatal
     def record_outs(self, *paths: Path) -> None:
@@ -613,12 +744,14 @@ class StageRun:
 
     @_never_fatal
     def log_model(self, checkpoint: Path, name: str, spec: Mapping[str, Any], image_shape: tuple[int, ...]) -> None:
-        """Log the checkpoint ``models/GROUP/NAME/model.pt`` as this run's MLflow model (pyfunc, loaded
-        by :func:`pipeline.spec.load_model`) with its signature (float32 images ``image_shape``
-        C x H x W in [0, 1] -> logits) and its spec, and register it as :func:`registered_name`."""
+        """Log the checkpoint ``models/GROUP/NAME/model.pt`` as this run's MLflow model, named after
+        the model (:func:`logged_model_name`), with its signature (float32 images ``image_shape``
+        C x H x W in [0, 1] -> logits) and its spec, and register it as :func:`registered_name`.
+        Two flavors (:class:`CheckpointFlavor`): ``mlflow.pyfunc.load_model`` rebuilds the network
+        from the checkpoint, ``mlflow.pytorch.load_model`` gives the network as it deploys."""
         import mlflow
         import numpy as np
-        from mlflow.models import ModelSignature
+        from mlflow.models import Model, ModelSignature
         from mlflow.types import Schema, TensorSpec
 
         signature = ModelSignature(
@@ -627,13 +760,43 @@ class StageRun:
         registry_name = registered_name(self.experiment, name)
         with _requirements_as_given(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            info = mlflow.pyfunc.log_model(
-                name="model", loader_module=__name__, data_path=str(checkpoint), signature=signature,
-                pip_requirements=model_requirements(), metadata={"spec": dict(spec)},
-                registered_model_name=registry_name, tags={"stage": self.stage, "md5": md5_file(Path(checkpoint))})
+            info = Model.log(
+                artifact_path=None, name=logged_model_name(name), flavor=CheckpointFlavor(), flavor_name="pytorch",
+                checkpoint=Path(checkpoint), signature=signature, pip_requirements=model_requirements(),
+                metadata={"spec": dict(spec)}, registered_model_name=registry_name,
+                tags={"stage": self.stage, "md5": md5_file(Path(checkpoint))})
         version = info.registered_model_version
         self.model = {"registered_model": registry_name, "version": version, "model_id": info.model_id,
                       "model_uri": f"models:/{registry_name}/{version}" if version else info.model_uri}
+        mlflow.set_tags({"model_uri": self.model["model_uri"], "model_id": info.model_id})
+
+    @_never_fatal
+    def link_model(self, ref: Mapping[str, Any] | None) -> None:
+        """Link this run to the logged model it scored (``ref``: the model folder's
+        ``mlflow_run.json``): the model is an input of the run (MLflow 3's model link, shown on
+        the run's page and the model's), and tags name its ``models:/`` URI and training run.
+        The tags are set even when the model lives in another store; the link only in this one."""
+        import mlflow
+
+        ref = ref or {}
+        if not ref.get("run_id"):
+            return
+        tags = {"scored_model_uri": ref.get("model_uri", ""), "scored_model_run_id": ref["run_id"],
+                "scored_model_id": ref.get("model_id", "")}
+        mlflow.set_tags({k: v for k, v in tags.items() if v})
+        if ref.get("model_id") and ref.get("tracking_uri") == self.uri:
+            self._link_logged_model(ref["model_id"])
+
+    def _link_logged_model(self, model_id: str) -> None:
+        from mlflow.entities import LoggedModelInput
+        from mlflow.tracking import MlflowClient
+
+        try:
+            MlflowClient(tracking_uri=self.uri).log_inputs(self.run_id, models=[LoggedModelInput(model_id)])
+            self.scored_model_id = model_id
+        except Exception as err:  # noqa: BLE001 - a model deleted from the store: the tags still name it
+            print(f"warning: {self.stage}: could not link the logged model {model_id} ({type(err).__name__}); "
+                  "its URI is in the run's tags", file=sys.stderr)
 
     def write_ref(self, out_dir: Path) -> None:
         """Record which run produced ``out_dir``; part of the stage's outs, so cached with them."""

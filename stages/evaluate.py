@@ -18,11 +18,11 @@ from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.io import atomic_dir, read_json, write_csv, write_headline, write_json, write_text
 from pipeline.config import ConfigError
-from pipeline.layout import RESULTS, headline_file, result_dir
+from pipeline.layout import RESULTS, headline_file, model_dir, result_dir
 from pipeline.masking import masking_checks
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
-from pipeline.tracking import StageRun, _git
+from pipeline.tracking import StageRun, _git, read_ref
 from pipeline.train import to_float
 from stages.common import Item, run, start, trained_model, write_timing
 
@@ -118,8 +118,10 @@ def main(argv: list[str]) -> None:
                "protocol_eps": cfg.eps_grid, "protocol_attacks": [a.name for a in cfg.attack_list]}
     out = result_dir(params, name)
     stage = item.label
+    scored = read_ref(model_dir(params, model_name))  # the model's training run and registered version
     with StageRun(stage, params.tracking.experiment, section,
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
+        tracker.link_model(scored)
         # the transfer attacks' source, loaded once for the suite's transfer attack and the checks'
         transfers = any(a.name == "transfer" for a in cfg.attack_list)
         is_surrogate = cfg.checks.surrogate.rpartition("/")[2] == model_name
@@ -152,7 +154,7 @@ def main(argv: list[str]) -> None:
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
             tracker.write_ref(tmp)
             card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
-                              read_json(tmp / "mlflow_run.json"), cfg=cfg, crafted_on=craft_how)
+                              read_json(tmp / "mlflow_run.json"), cfg=cfg, crafted_on=craft_how, model_ref=scored)
             write_json(tmp / "model_card.json", card)
             write_text(tmp / "model_card.md", card_markdown(card))
             write_timing(tmp, stage, seconds=result.seconds,

@@ -4,7 +4,7 @@ MLflow run holds the headline table as metrics (``clean/NAME``, ``autoattack/NAM
 
 from pathlib import Path
 
-from pipeline.analysis.plots import accuracy_vs_eps
+from pipeline.analysis.plots import accuracy_vs_eps, long_rows
 from pipeline.analysis.report import bn_sections, build_report, load_results
 from pipeline.analysis.shaping_report import shaping_sections
 from pipeline.analysis.strength_report import strength_sections
@@ -24,15 +24,19 @@ def headline(summary: dict[str, dict]) -> dict[str, float]:
             if isinstance(metrics.get(measure), (int, float))}
 
 
-def training_curves(params, folder: Path) -> None:
-    """figures/training/NAME.csv: each trained model's test accuracy per epoch (``dvc plots show``)."""
-    import shutil
+def training_curves(params, path: Path) -> None:
+    """figures/training.csv: each trained model's test accuracy per epoch, one row per model and
+    epoch (``dvc plots show`` draws a line per model)."""
+    import csv
 
-    folder.mkdir()
+    rows = []
     for name in params.trained:
         history = model_dir(params, name) / "history.csv"
         if history.exists():
-            shutil.copyfile(history, folder / f"{name}.csv")
+            with open(history, newline="") as f:
+                rows += [{"epoch": r["epoch"], "model": name, "test_acc": r["test_acc"]} for r in csv.DictReader(f)]
+    if rows:
+        write_csv(path, rows)
 
 
 def main(argv: list[str]) -> None:
@@ -51,8 +55,8 @@ def main(argv: list[str]) -> None:
             markdown += "\n".join(shaping_sections(params, figures)) + "\n"
             write_text(tmp / "report.md", markdown)
             write_json(tmp / "summary.json", summary)
-            write_csv(figures / "pgd_accuracy.csv", curve_rows)
-            training_curves(params, figures / "training")
+            write_csv(figures / "pgd_accuracy.csv", long_rows(curve_rows, "eps", "accuracy"))
+            training_curves(params, figures / "training.csv")
             curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
                       for name, t in params.targets.items() if t.tier == "full"}
             accuracy_vs_eps(curves, figures / "pgd_accuracy.png", "PGD accuracy against eps")

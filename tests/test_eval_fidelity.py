@@ -185,6 +185,35 @@ def test_model_card_counts_passes_and_records_the_setting(digits_model, digits, 
     assert card["deployment"]["route"] == {"branch": [0, 1]} and card["mlflow_run"] == "r1"
     text = card_markdown(card)
     assert "# Model card: m" in text and "gradient passes" in text and "abc123" in text
+    assert "Masking checks: not run (checks disabled)" in text and card["masking_checks"]["ran"] is False
+
+
+def test_model_card_says_what_ran_how_the_model_was_trained_and_where_it_is_registered(default_raw):
+    from pipeline.analysis.model_card import build_card, card_markdown, PassCounter
+    from pipeline.config import parse_params
+
+    params = parse_params(default_raw)
+    adversarial = params.training("adversarial")
+    spec = {"arch": "resnet_small", "options": {"width": 2}, "conversions": [{"kind": "multi", "k": 2}],
+            "steps": [{"stage": "pretrain@base/adversarial", "method": "pgd_at", "options": {"beta": 6.0, "aux": None},
+                       "trainable": "all", "attack": {"eps": 0.1, "steps": 3, "random_start": True}}]}
+    metrics = {"n_samples": 10, "clean": 0.9, "worst_case": 0.5, "tier": "screen"}
+    passes = PassCounter()
+    ref = {"run_id": "train1", "model_uri": "models:/bn-adversarial.adversarial/3"}
+    card = build_card("adversarial", "adversarial", metrics, params, spec, {"mode": "eval", "route": {"branch": 1}},
+                      passes, "abc", {"run_id": "eval1"}, model_ref=ref)
+    text = card_markdown(card)
+    assert "Masking checks: not run (screen tier)" in text and "no flag" not in text
+    assert card["masking_checks"] == {"ran": False, "not_run_because": "screen tier", "suspect": None, "flags": []}
+    training = next(line for line in text.splitlines() if line.startswith("- Training:"))
+    assert training == (f"- Training: pretrain@base/adversarial: pgd_at (beta 6), PGD-3 at eps 0.1000 (25.5/255), "
+                        f"{adversarial.epochs} epoch{'' if adversarial.epochs == 1 else 's'}")
+    assert "`models:/bn-adversarial.adversarial/3` (training run train1)" in text
+    assert "Deployment: eval mode, route branch 1" in text and "(resnet_small, width 2); conversions: multi (k 2)" in text
+    assert not any(c in text for c in "{}[]") and "None" not in text and "True" not in text  # no Python reprs
+    checked = build_card("adversarial", "adversarial", {**metrics, "tier": "full", "suspect": False, "checks": {"flags": []}},
+                         params, spec, {"mode": "eval"}, passes, "abc", None)
+    assert "Masking checks: ran, no flag" in card_markdown(checked)
 
 
 def test_minimal_summary_when_the_cascade_left_nothing_to_attack():

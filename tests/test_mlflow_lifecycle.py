@@ -94,6 +94,95 @@ def test_a_model_loads_through_its_registered_uri_with_the_logits_of_its_checkpo
     version = _client(project).get_model_version("exp.advprop", "1")
     assert version.run_id == ref["run_id"]
 
+    deployed = mlflow.pytorch.load_model("models:/exp.advprop/1")  # the network as it deploys
+    assert isinstance(deployed, torch.nn.Module)
+    with torch.no_grad():
+        assert torch.equal(deployed(x), expected) and torch.equal(deployed.network(x), direct(x))
+    logged = _client(project).get_logged_model(ref["model_id"])
+    assert logged.name == "advprop" and logged.source_run_id == ref["run_id"]
+    assert _client(project).get_run(ref["run_id"]).data.tags["model_uri"] == "models:/exp.advprop/1"
+
+
+def test_an_evaluation_run_links_the_logged_model_it_scored(project, digits):
+    from pipeline.spec import save_model
+    from pipeline.tracking import read_ref
+
+    model, spec = _advprop_model(digits)
+    save_model(project / "model.pt", model, spec)
+    with StageRun("pretrain@g/advprop", "exp", {}) as train:
+        train.log_model(project / "model.pt", "advprop", spec, (1, 16, 16))
+        train.write_ref(project / "models" / "advprop")
+    scored = read_ref(project / "models" / "advprop")
+    assert read_ref(project / "nowhere") == {}
+    with StageRun("evaluate@g/advprop", "exp", {}) as evaluation:
+        evaluation.link_model(scored)
+        evaluation.log_metrics({"clean": 0.9})
+    client = _client(project)
+    run = client.get_run(evaluation.run_id)
+    assert [m.model_id for m in run.inputs.model_inputs] == [scored["model_id"]]
+    assert run.data.tags["scored_model_uri"] == "models:/exp.advprop/1"
+    assert run.data.tags["scored_model_run_id"] == train.run_id
+    logged = client.get_logged_model(scored["model_id"])  # the model's page lists what it scored
+    assert [(m.key, m.value, m.run_id) for m in logged.metrics] == [("clean", 0.9, evaluation.run_id)]
+    with StageRun("evaluate@g/other", "exp", {}) as elsewhere:  # a model of another store: tags only
+        elsewhere.link_model({**scored, "tracking_uri": "http://127.0.0.1:1"})
+    other = client.get_run(elsewhere.run_id)
+    assert not other.inputs.model_inputs and other.data.tags["scored_model_uri"] == "models:/exp.advprop/1"
+
+
+def test_the_experiment_is_marked_as_training_models_unless_its_kind_was_set(project):
+    from pipeline.tracking import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
+
+    with StageRun("fetch", "exp", {}):
+        pass
+    client = _client(project)
+    exp = client.get_experiment_by_name("exp")
+    assert exp.tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND == "custom_model_development"
+    client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, "finetuning")  # a user's choice stays
+    legacy = client.create_experiment("legacy")  # made before the kind was set
+    for name in ("exp", "legacy"):
+        with StageRun("fetch", name, {}):
+            pass
+    assert client.get_experiment(exp.experiment_id).tags[EXPERIMENT_KIND_TAG] == "finetuning"
+    assert client.get_experiment(legacy).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+
+
+def test_the_ui_link_opens_the_experiment_on_its_runs(project):
+    from pipeline.tracking import experiment_page, project_experiment
+
+    assert project_experiment(project / "none.yaml") == "bn-adversarial"
+    (project / "params.yaml").write_text("tracking:\n  experiment: exp\n")
+    assert project_experiment(project / "params.yaml") == "exp"
+    assert experiment_page("http://127.0.0.1:5000", "exp") == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
+    with StageRun("fetch", "exp", {}):
+        pass
+    exp_id = _client(project).get_experiment_by_name("exp").experiment_id
+    assert experiment_page("http://127.0.0.1:5000/", "exp") == \
+        f"http://127.0.0.1:5000/#/experiments/{exp_id}?workflowType=machine_learning"
+
+
+def test_logged_model_names_hold_no_character_mlflow_refuses():
+    from pipeline.tracking import logged_model_name
+
+    assert logged_model_name("standard") == "standard"
+    assert logged_model_name("ablation/clean_ratio/0.5") == "ablation-clean_ratio-0_5"
+
+
+def test_params_are_one_readable_setting_a_key():
+    from pipeline.tracking import flatten, param_value
+
+    section = {"evaluate": {"eps": [0.0, 0.1], "cascade": True, "label": None,
+                            "attacks": [{"name": "pgd", "steps": 50, "label": None}, {"name": "pgd", "steps": 200},
+                                        {"name": "autoattack", "label": "apgd", "attacks": ["apgd-ce", "apgd-t"]}]},
+               "view": None, "conversions": []}
+    flat = {k: param_value(v) for k, v in flatten(section).items()}
+    assert flat == {"evaluate.eps": "0.0, 0.1", "evaluate.cascade": "true",
+                    "evaluate.attacks.pgd_0.name": "pgd", "evaluate.attacks.pgd_0.steps": "50",
+                    "evaluate.attacks.pgd_1.name": "pgd", "evaluate.attacks.pgd_1.steps": "200",
+                    "evaluate.attacks.apgd.name": "autoattack", "evaluate.attacks.apgd.label": "apgd",
+                    "evaluate.attacks.apgd.attacks": "apgd-ce, apgd-t", "conversions": "none"}
+    assert not any(c in v for v in flat.values() for c in "{[")
+
 
 def test_registered_names_are_prefixed_by_the_experiment_and_hold_no_slash():
     assert registered_name("bn-adversarial", "standard") == "bn-adversarial.standard"

@@ -117,6 +117,13 @@ def test_mlflow_server_serves_one_run_per_stage_and_item_with_params_and_metrics
         assert [m.step for m in history] == [1]
         ref = json.loads((project / "models/base/adversarial/mlflow_run.json").read_text())
         assert ref["run_id"] == adv.info.run_id
+        assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs and models
+        assert client.get_logged_model(ref["model_id"]).name == "adversarial"
+        scored = client.get_run(by_stage["evaluate@base/adversarial"][0].info.run_id)  # links the model it scored
+        assert [m.model_id for m in scored.inputs.model_inputs] == [ref["model_id"]]
+        assert scored.data.tags["scored_model_uri"] == ref["model_uri"] == "models:/bn-adversarial.adversarial/1"
+        assert scored.data.params["evaluate.attacks.pgd.steps"] == "3" and scored.data.params["evaluate.cascade"] == "true"
+        assert not any(v.startswith(("[", "{")) for v in scored.data.params.values())
 
 
 def test_changing_the_eps_grid_reruns_only_evaluation_and_report(project):
@@ -212,7 +219,8 @@ def test_bnat_plots_writes_a_page_that_draws_offline(project):
     page = (project / "dvc_plots" / "index.html").read_text()
     assert remote_scripts(page) == []
     assert "vegaEmbed(" in page and "window.vegaEmbed" in page  # the CSV plots' calls, and the inline library
-    assert "figures/training/standard.csv" in page and "figures/pgd_accuracy.csv" in page
+    assert "figures/training.csv" in page and "figures/pgd_accuracy.csv" in page
+    assert page.index("figures/pgd_accuracy.csv") < page.index("figures/training.csv")  # summaries first
 
 
 def test_bnat_exp_show_fits_160_columns_with_the_headline_figures(project):

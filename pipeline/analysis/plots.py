@@ -25,6 +25,14 @@ def _finish(fig, ax, path: str | Path, title: str, *, legend: bool = True, title
     plt.close(fig)
 
 
+def long_rows(rows: Sequence[Mapping], x: str, value: str, series: str = "model") -> list[dict]:
+    """Wide rows (``x`` and one column per model) as one row per model and ``x``, skipping empty
+    cells: the CSV form whose plot (``template: lines_by_model``) draws a line per model."""
+    names = list(dict.fromkeys(k for row in rows for k in row if k != x))
+    return [{x: row[x], series: name, value: row[name]} for name in names for row in rows
+            if row.get(name) not in (None, "")]
+
+
 def accuracy_vs_eps(curves: Mapping[str, Sequence[tuple[float, float]]], path: str | Path, title: str) -> None:
     """One line per label: accuracy (y) against eps in /255 units (x)."""
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
