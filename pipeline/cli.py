@@ -212,12 +212,16 @@ def main(argv: list[str] | None = None) -> int:
         print(summary_markdown(summary), end="")
         return 0
     if args.command == "select-branches":
-        from pipeline.io import CheckpointError
+        from pipeline.io import CheckpointError, WriteError
+        from pipeline.layout import dvc_use
         from pipeline.spec import convert_saved
 
         try:
+            if use := dvc_use(args.dst):
+                raise ValueError(f"{args.dst}: {use}; write the converted model outside the pipeline's "
+                                 f"folders (e.g. main.pt)")
             spec = convert_saved(args.src, args.dst, {"kind": "select", "branches": args.branches})
-        except (CheckpointError, ValueError) as err:
+        except (CheckpointError, WriteError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         print(f"{args.dst}: branches {args.branches} of {args.src}; deploys as {spec['deployment']}")

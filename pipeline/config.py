@@ -164,11 +164,8 @@ class TrainConfig(Section):
         try:
             options = method.options.model_validate(raw)
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-            got = "" if first["type"] in ("missing", "extra_forbidden") else f" (got {first.get('input')!r})"
-            raise ValueError(f"options.{where}: {msg} for method {self.method!r}{got}") from None
+            where, msg = first_error(err)
+            raise ValueError(f"options.{where}: {msg} for method {self.method!r}") from None
         object.__setattr__(self, "options", options)
         if method.check is not None:
             method.check(self)
@@ -248,8 +245,11 @@ class AblationConfig(Section):
 
     @model_validator(mode="after")
     def _each_point_trains(self) -> AblationConfig:
-        if len({str(v) for v in self.values}) != len(self.values):
-            raise ValueError(f"values: each value may appear once, got {self.values}")
+        for i, v in enumerate(self.values):
+            same = [w for w in self.values[:i] if w == v or str(w) == str(v)]  # 1 and 1.0: one point
+            if same:
+                raise ValueError(f"values: {same[0]!r} and {v!r} are the same value (one point trained twice); "
+                                 f"give each value once")
         for i, v in enumerate(self.values):
             try:
                 self.config_for(v)
@@ -261,11 +261,7 @@ class AblationConfig(Section):
         try:
             self.then_config()
         except ValidationError as err:
-            first = err.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            msg = first["msg"].removeprefix("Value error, ")
-            if not where and ": " in msg and " " not in msg.split(": ", 1)[0]:  # a validator named the key
-                where, msg = msg.split(": ", 1)
+            where, msg = first_error(err)
             raise ValueError(f"then.{where}: {msg}") from None
         return self
 
@@ -485,9 +481,9 @@ class EvaluateConfig(Section):
         """The grid is the x axis of every curve and table as written: a repeat or a step back is a typo."""
         for before, eps in zip(grid or [], (grid or [])[1:]):
             if abs(eps - before) < 1e-9:
-                raise ValueError(f"{eps:g} is listed twice; give each eps once")
+                raise ValueError(f"{eps_text(eps)} is listed twice; give each eps once")
             if eps < before:
-                raise ValueError(f"{eps:g} comes after {before:g}; list it in increasing order")
+                raise ValueError(f"{eps_text(eps)} comes after {eps_text(before)}; list it in increasing order")
         return grid
 
     @model_validator(mode="after")
@@ -509,7 +505,8 @@ class EvaluateConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"attacks: each attack may appear once unless given its own label, got {names}")
         if not any(abs(e - self.threat) < 1e-9 for e in self.eps_grid):
-            raise ValueError(f"threat_eps: {self.threat:g} is not in the eps grid")
+            raise ValueError(f"threat_eps: {eps_text(self.threat)} is not in the eps grid "
+                             f"[{', '.join(map(eps_text, self.eps_grid))}]; give one of those or add it to eps")
         return self
 
     @property
@@ -523,6 +520,12 @@ class EvaluateConfig(Section):
     @property
     def attack_list(self) -> list:
         return list(self.attacks or []) if self.protocol == "custom" else PROTOCOLS[self.protocol].attacks
+
+
+def eps_text(eps: float) -> str:
+    """An eps as a message shows it: digits enough to tell apart two values that the checks
+    (1e-9) tell apart, none beyond (``0.10000001``, not ``0.1``; ``0.1``, not ``0.1000000000000000055``)."""
+    return f"{eps:.12g}"
 
 
 class TrackingConfig(Section):
@@ -650,6 +653,34 @@ class Params(Section):
             name = start
         return self.training(name).model or self.model
 
+    def conversions(self, name: str) -> list[dict]:
+        """The conversions trained model ``name`` is built with, as its spec records them: its
+        architecture's blocks and its method's, after its start model's for a fine-tune (one the
+        start has already is not applied twice)."""
+        start, cfg = self.start_of(name), self.training(name)
+        done = self.architecture(name).conversions() if start is None else self.conversions(start)
+        return [*done, *(c for c in METHODS[cfg.method].conversions(cfg) if c not in done)]
+
+    def branches_of(self, name: str) -> int:
+        """How many BN branches a route's ``branch`` picks from in model ``name`` (0: none)."""
+        k = 0
+        for c in self.conversions(name):
+            if c["kind"] == "multi":
+                k = c["k"]
+            elif c["kind"] == "select" and k:
+                k = len(c["branches"]) if len(c["branches"]) > 1 else 0  # one branch left: plain BN
+            elif c["kind"] in ("afa", "robmask", "group"):  # fused, strength and group norms route otherwise
+                k = 0
+        return k
+
+    def check_branch(self, where: str, model: str, values: Any) -> None:
+        """A route's or a dial's ``branch`` values (one, or one per sample) must be branches of ``model``."""
+        k = self.branches_of(model)
+        for v in values if isinstance(values, list) else [values]:
+            if not (float(v).is_integer() and 0 <= v < k):
+                has = f"has {k} BN branches (0 to {k - 1})" if k else "has no multi-branch BN"
+                raise ValueError(f"{where}: {v:g} is not a branch: model {model!r} {has}")
+
     @property
     def targets(self) -> dict[str, Target]:
         """Every evaluated model and view, in plan order: name -> where and how it is evaluated."""
@@ -684,6 +715,18 @@ class Params(Section):
     def analyses_of(self, kind: str) -> dict:
         """Every analysis of ``kind`` in any plan: name -> its plan entry."""
         return {name: self.analysis(kind, name) for k, name in self.analysis_items if k == kind}
+
+    @field_validator("data")
+    @classmethod
+    def _data_where_the_stages_read_it(cls, data: DataConfig) -> DataConfig:
+        """dvc.yaml's fetch stage writes, and every stage reads, data/prepared: with another root
+        the dataset would go where DVC does not track it and no stage looks."""
+        from pipeline.layout import DATA
+
+        if Path(data.root) != Path(DATA):
+            raise ValueError(f"root: {data.root!r}, but dvc.yaml's stages write and read {DATA}/prepared; keep "
+                             f"root: {DATA} (to download elsewhere, make {DATA}/raw a link to that folder)")
+        return data
 
     @field_validator("train_defaults")
     @classmethod
@@ -760,6 +803,10 @@ class Params(Section):
                     raise ValueError(f"{where}.views.{v}: the name is already a model")
             if self.evaluate.screen is None and (plan.screen or any(v.tier == "screen" for v in plan.views.values())):
                 raise ValueError(f"{where}: the screen tier needs an evaluate.screen section")
+            for v, view in plan.views.items():
+                for route, key in ((view.route, "route"), (view.craft.route if view.craft else {}, "craft.route")):
+                    if "branch" in route:
+                        self.check_branch(f"{where}.views.{v}.{key}.branch", view.model, route["branch"])
             for v, view in plan.views.items():  # a view's own attacks and grid must make a valid suite
                 try:
                     EvaluateConfig.model_validate(self.evaluate.for_view(view.tier, view).model_dump())
@@ -785,6 +832,9 @@ class Params(Section):
             for path, name in refs:
                 if name not in known:
                     raise ValueError(f"{where}.{path}: no model named {name!r} in pretrain or finetune")
+            for d, dial in plan.dials.items():
+                if dial.key == "branch":
+                    self.check_branch(f"{where}.dials.{d}.values", dial.model, dial.values)
             for item in plan.items():
                 if item in seen:
                     raise ValueError(f"{where}.{item[0]}: {item[1]!r} is already analysed by analyses.{seen[item]}")
@@ -802,7 +852,8 @@ class Params(Section):
 # loading
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def first_error(err: ValidationError) -> tuple[str, str]:
+    """The dotted key path of ``err``'s first problem and its message, with the value given."""
     first = err.errors()[0]
     path = ".".join(str(p) for p in first["loc"])
     msg = first["msg"].removeprefix("Value error, ")
@@ -814,6 +865,11 @@ def _format_error(err: ValidationError, source: str) -> str:
         msg = "unknown key"
     elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
         msg = f"{msg} (got {first['input']!r})"
+    return path, msg
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    path, msg = first_error(err)
     more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
     return f"{source}: {path or '<root>'}: {msg}{more}"
 
@@ -899,6 +955,12 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; give the params file (a YAML file such as params.yaml)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a params file is YAML text (such as params.yaml)") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read: {err.strerror or err}") from None
     params = parse_params(read_yaml(text, str(path)), str(path))
     require_device(params.device, str(path))
     return params

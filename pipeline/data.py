@@ -70,7 +70,7 @@ def dataset_file(cfg: DataConfig) -> Path:
 
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 FORMAT = ("an .npz with arrays x_train, y_train, x_test, y_test: images uint8 (N, C, H, W) with C 1 or 3 "
-          "and values 0-255, labels integers in [0, 1000), one per image")
+          "and values 0-255, labels integers 0..K-1 for K >= 2 classes, each in y_train, one per image")
 
 
 def _conversion(name: str, x: np.ndarray) -> str:
@@ -110,6 +110,33 @@ def validate_arrays(arrays: dict[str, np.ndarray], source: str) -> None:
                         f"{arrays['x_test'].shape[1:]} differ in shape")
     if len(arrays["x_train"]) == 0 or len(arrays["x_test"]) == 0:
         raise DataError(f"{source}: empty train or test split")
+    _check_classes(arrays["y_train"], arrays["y_test"], source)
+
+
+_RENUMBER = ("renumber both with classes, y_train = np.unique(y_train, return_inverse=True); "
+             "y_test = np.searchsorted(classes, y_test)")
+
+
+def _listed(values: np.ndarray, most: int = 5) -> str:
+    shown = ", ".join(str(v) for v in values[:most])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > most else "")
+
+
+def _check_classes(y_train: np.ndarray, y_test: np.ndarray, source: str) -> None:
+    """Labels are the classes 0..K-1 of the training split, at least two of them, and the test
+    split uses no class the training split lacks: the network's K outputs are the training
+    classes, so a gap would be an output never trained, and a test-only class one never right."""
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise DataError(f"{source}: y_train has one class ({classes[0]}); a classifier needs at least 2")
+    if classes[-1] != len(classes) - 1:
+        missing = np.setdiff1d(np.arange(classes[-1] + 1), classes)
+        raise DataError(f"{source}: y_train labels must be the classes 0..K-1, every one used; its "
+                        f"{len(classes)} classes run to {classes[-1]} and miss {_listed(missing)}; {_RENUMBER}")
+    unseen = np.setdiff1d(np.unique(y_test), classes)
+    if len(unseen):
+        raise DataError(f"{source}: y_test has labels that y_train lacks ({_listed(unseen)}; training has "
+                        f"classes 0..{classes[-1]}); every test class must be trained on")
 
 
 def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -83,6 +83,8 @@ def convert_saved(src: str | Path, dst: str | Path, conversion: dict) -> dict:
     main BN did: the default deployment's branch route follows the branches kept."""
     from pipeline.norms import MultiBatchNorm, convert_norms, routed_norms
 
+    if Path(dst).resolve() == Path(src).resolve():
+        raise ValueError(f"{dst}: is the model to convert itself; write the converted one to a new file")
     model, spec = load_model(src)
     step = dict(conversion)
     k = next((m.k for m in model.modules() if isinstance(m, MultiBatchNorm)), None)
@@ -92,7 +94,10 @@ def convert_saved(src: str | Path, dst: str | Path, conversion: dict) -> dict:
     if step["kind"] == "select" and "branch" in route:
         kept = [b % k for b in step["branches"]]
         if route["branch"] not in kept:
-            raise ValueError(f"the model deploys on branch {route['branch']}, which {step['branches']} drops")
+            given = " ".join(map(str, step["branches"]))
+            which = f"branch{'es' * (len(kept) > 1)} {' '.join(map(str, kept))}"
+            raise ValueError(f"branches {given} keep {which} of the model's {k} (0 to {k - 1}), which drops branch "
+                             f"{route['branch']}, the one it deploys on; keep it too (e.g. {route['branch']} {given})")
         route["branch"] = kept.index(route["branch"])
     if not routed_norms(model):
         route = {}

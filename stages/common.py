@@ -144,7 +144,21 @@ def trained_model(params: Params, name: str, device: torch.device) -> tuple[torc
 
     if name not in params.trained:
         raise ConfigError(f"no model named {name!r} in pretrain or finetune")
-    return load_model(model_dir(params, name) / "model.pt", map_location=device)
+    path = model_dir(params, name) / "model.pt"
+    model, spec = load_model(path, map_location=device)
+    _check_trained_as(path, spec, params.model_path(name))
+    return model, spec
+
+
+def _check_trained_as(path: Path, spec: dict, model_path: str) -> None:
+    """The checkpoint at models/GROUP/NAME/model.pt is the one that item trained: its spec's last
+    step names the item that made it (``KIND@GROUP/NAME``), so a model.pt copied over another's
+    is refused rather than evaluated under the wrong name. Older specs without steps pass."""
+    steps = spec.get("steps") or []
+    made_by = str(steps[-1].get("stage", "")) if steps else ""
+    if "@" in made_by and made_by.partition("@")[2] != model_path:
+        raise CheckpointError(f"{path}: holds the model that {made_by} trained, not {model_path}; restore it with "
+                              f"dvc checkout {path.parent.parent}")
 
 
 def write_timing(folder: Path, stage: str, **extra) -> None:

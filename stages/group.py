@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import runpy
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -160,16 +161,21 @@ class Workers:
                     try:
                         done[busy.pop(slot)] = self.conns[slot].recv()
                     except EOFError:  # the worker died while it sent
-                        done[busy.pop(slot)] = (self.procs[slot].exitcode or 1, float("nan"))
+                        done[busy.pop(slot)] = (self._death(slot), float("nan"))
                 elif self.procs[slot].sentinel in ready:  # killed (out of memory, a signal) without a word
-                    self.procs[slot].join()
-                    done[busy.pop(slot)] = (-(self.procs[slot].exitcode or 9), float("nan"))
+                    done[busy.pop(slot)] = (self._death(slot), float("nan"))
                 else:
                     continue
                 if any(code != 0 for code, _ in done.values()):
                     return done  # the items still running are stopped by close()
                 hand(slot)
         return done
+
+    def _death(self, slot: int) -> int:
+        """The exit status of a worker that died on its item: minus the signal that killed it,
+        as multiprocessing gives it, or its exit code (1 if it exited as if all were well)."""
+        self.procs[slot].join()
+        return self.procs[slot].exitcode or 1
 
     def close(self) -> None:
         """Stop every worker: None to the idle ones (they exit), SIGTERM to those still running an
@@ -190,6 +196,19 @@ class Workers:
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+
+
+def failure_line(item: Item, code: int) -> str:
+    """Why the group stopped: an item that exited with an error printed why; one killed by a
+    signal (``code`` < 0) had no chance to, so the line says what such a kill usually is."""
+    if code >= 0:
+        return f"{item.label} failed (exit {code}); its output above says why"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = f"signal {-code}"
+    cause = "out of memory, or killed from outside" if -code == signal.SIGKILL else "killed from outside"
+    return f"{item.label} was killed by {name} and could not say why ({cause}); rerun the stage to retry"
 
 
 def run_group(kind: str, group: str, items: Items) -> None:
@@ -223,9 +242,7 @@ def run_group(kind: str, group: str, items: Items) -> None:
                         break
             failed = [it for it in order if done.get(it, (0,))[0] != 0]
             if failed:
-                code = done[failed[0]][0]
-                raise ItemFailed(f"{failed[0].label} failed ({'signal ' + str(-code) if code < 0 else f'exit {code}'}); "
-                                  f"its output above says why")
+                raise ItemFailed(failure_line(failed[0], done[failed[0]][0]))
             out.mkdir(parents=True, exist_ok=True)
             if headlines:
                 (Path(layout.METRICS) / headlines / group).mkdir(parents=True, exist_ok=True)

@@ -344,3 +344,214 @@ def test_the_command_list_gives_each_subcommand_s_purpose():
     text = _help()
     for _, purpose in HELP:
         assert purpose[0].lower() + purpose[1:] in text
+
+
+# --------------------------------------------------------------------------------------------
+# careless input: each is one line naming the key or file, and nothing is written
+
+
+def _refused(raw: dict) -> str:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert "\n" not in str(err.value)
+    return str(err.value)
+
+
+def _entry(raw: dict, name: str) -> dict:
+    return next(g["models"][name] for g in raw["pretrain"].values() if name in g["models"])
+
+
+@pytest.mark.parametrize("key,value,expect", [
+    ("lr", float("inf"), "pretrain.base.models.standard.lr: Input should be a finite number (got inf)"),
+    ("weight_decay", float("inf"), "pretrain.base.models.standard.weight_decay: Input should be a finite number (got inf)"),
+    ("epochs", True, "pretrain.base.models.standard.epochs: expected a number, got true"),
+], ids=["lr inf", "weight_decay inf", "epochs true"])
+def test_an_infinite_or_yes_no_number_is_refused(default_raw, key, value, expect):
+    _entry(default_raw, "standard")[key] = value
+    assert _refused(default_raw).startswith(f"params.yaml: {expect}")
+
+
+def test_a_yes_no_method_option_is_not_taken_as_one(default_raw):
+    _entry(default_raw, "trades")["options"]["beta"] = True
+    assert _refused(default_raw).startswith(
+        "params.yaml: pretrain.base.models.trades.options.beta: expected a number, got true (YAML reads true, false, yes, "
+        "no, on and off as yes/no values) for method 'trades'")
+
+
+def test_ablation_values_that_are_one_point_are_refused(default_raw):
+    default_raw["ablations"]["clean_ratio"]["values"] = [0.0, 1, 1.0]
+    assert _refused(default_raw) == ("params.yaml: ablations.clean_ratio.values: 1 and 1.0 are the same value (one point "
+                                     "trained twice); give each value once")
+
+
+def test_a_threat_eps_off_the_grid_is_shown_as_given(default_raw):
+    default_raw["evaluate"]["threat_eps"] = 0.10000001
+    assert _refused(default_raw) == ("params.yaml: evaluate.threat_eps: 0.10000001 is not in the eps grid "
+                                     "[0, 0.05, 0.1, 0.15, 0.2]; give one of those or add it to eps")
+
+
+@pytest.mark.parametrize("key,route,expect", [
+    ("route", {"branch": 9}, "route.branch: 9 is not a branch: model 'advprop' has 2 BN branches (0 to 1)"),
+    ("route", {"branch": [0, 2]}, "route.branch: 2 is not a branch: model 'advprop' has 2 BN branches (0 to 1)"),
+    ("craft", {"route": {"branch": -1}}, "craft.route.branch: -1 is not a branch: model 'advprop' has 2 BN branches"),
+], ids=["route", "per sample", "craft"])
+def test_a_view_routed_to_a_branch_the_model_lacks_fails_validation(default_raw, key, route, expect):
+    default_raw["evaluations"]["mixture_bn"]["views"]["advprop_aux"][key] = route
+    assert _refused(default_raw).startswith(f"params.yaml: evaluations.mixture_bn.views.advprop_aux.{expect}")
+
+
+def test_a_data_root_the_stages_do_not_read_fails_validation_and_fetch_keeps_the_data(tmp_path, default_raw,
+                                                                                        monkeypatch, capsys):
+    from pipeline.cli import main as bnat
+
+    default_raw["data"]["root"] = "elsewhere"
+    path = _write(tmp_path / "params.yaml", default_raw)
+    (tmp_path / "data" / "prepared").mkdir(parents=True)
+    (tmp_path / "data" / "prepared" / "data.npz").write_bytes(b"the data")
+    expect = (f"error: {path}: data.root: 'elsewhere', but dvc.yaml's stages write and read data/prepared; keep "
+              "root: data (to download elsewhere, make data/raw a link to that folder)")
+    assert bnat(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [expect]
+    code, err = _run_in_process("fetch", path, [], monkeypatch, capsys)
+    assert code == 2 and err == [expect]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "params.yaml"]
+    assert (tmp_path / "data" / "prepared" / "data.npz").read_bytes() == b"the data"
+
+
+@pytest.mark.parametrize("what", ["folder", "binary"])
+def test_validate_on_a_folder_or_a_binary_file_is_one_line(tmp_path, capsys, what):
+    from pipeline.cli import main as bnat
+
+    path = tmp_path / "params.yaml"
+    if what == "folder":
+        path.mkdir()
+        expect = f"error: {path}: is a folder; give the params file (a YAML file such as params.yaml)"
+    else:
+        path.write_bytes(bytes(range(256)))
+        expect = f"error: {path}: not a text file; a params file is YAML text (such as params.yaml)"
+    assert bnat(["validate", str(path)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [expect]
+
+
+LABELS = [
+    ("one class", [0] * 8, [0] * 4, "y_train has one class (0); a classifier needs at least 2"),
+    ("test-only labels", list(range(8)), [0, 1, 8, 9], "y_test has labels that y_train lacks (8, 9; training has "
+     "classes 0..7); every test class must be trained on"),
+    ("sparse", [100 * (i % 4) for i in range(8)], [0, 100, 200, 300], "y_train labels must be the classes 0..K-1, every one used; "
+     "its 4 classes run to 300 and miss 1, 2, 3, 4, 5, ... (297 in all); renumber both with classes, y_train = "
+     "np.unique(y_train, return_inverse=True); y_test = np.searchsorted(classes, y_test)"),
+    ("2 train 10 test", [i % 2 for i in range(8)], [0, 1, 2, 9], "y_test has labels that y_train lacks (2, 9; "
+     "training has classes 0..1); every test class must be trained on"),
+]
+
+
+@pytest.mark.parametrize("y_train,y_test,expect", [c[1:] for c in LABELS], ids=[c[0] for c in LABELS])
+def test_labels_that_are_not_the_training_classes_0_to_k_fail_the_fetch(npz_project, monkeypatch, capsys,
+                                                                         y_train, y_test, expect):
+    arrays = {**_small_arrays(), "y_train": np.array(y_train), "y_test": np.array(y_test)}
+    np.savez(npz_project.parent / "mine.npz", **arrays)
+    assert _fetch_fails(npz_project, monkeypatch, capsys) == f"error: {npz_project.parent / 'mine.npz'}: {expect}"
+
+
+@pytest.mark.parametrize("trained_by", ["pretrain@base/adversarial", "pretrain@mixture_bn/advprop"],
+                         ids=["same architecture", "other architecture"])
+def test_a_model_file_copied_over_another_s_is_refused(tmp_path, default_raw, monkeypatch, capsys, trained_by):
+    from pipeline.spec import build_from_spec, make_spec, save_model
+
+    path = _write(tmp_path / "params.yaml", default_raw)
+    conversions = [{"kind": "multi", "k": 2}] if "advprop" in trained_by else []
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=[0.5], std=[0.25], conversions=conversions)
+    spec["steps"] = [{"stage": trained_by, "method": "pgd_at"}]
+    model = tmp_path / "models" / "base" / "standard" / "model.pt"
+    model.parent.mkdir(parents=True)
+    save_model(model, build_from_spec(spec), spec)
+    before = model.read_bytes()
+    code, err = _run_in_process("evaluate", path, ["base/standard"], monkeypatch, capsys)
+    assert code == 2 and err == [f"error: models/base/standard/model.pt: holds the model that {trained_by} trained, "
+                                 "not base/standard; restore it with dvc checkout models/base"]
+    assert model.read_bytes() == before and not (tmp_path / "results").exists()
+
+
+def test_a_worker_killed_by_a_signal_is_named_as_such(monkeypatch):
+    import signal
+
+    from stages import group
+    from stages.common import Item
+
+    item = Item("pretrain", "base", "standard")
+    monkeypatch.setattr(group, "run_item", lambda item, parent: os.kill(os.getpid(), signal.SIGKILL))
+    workers = group.Workers(1)
+    try:
+        code, _ = workers.run([item], None)[item]
+    finally:
+        workers.close()
+    assert code == -signal.SIGKILL
+    assert group.failure_line(item, code) == ("pretrain@base/standard was killed by SIGKILL and could not say why "
+                                              "(out of memory, or killed from outside); rerun the stage to retry")
+    assert group.failure_line(item, 2) == "pretrain@base/standard failed (exit 2); its output above says why"
+
+
+@pytest.fixture
+def advprop_file(tmp_path):
+    """A two-branch model deploying on its main BN (AdvProp's), in a DVC project that tracks models/mixture_bn
+    (a stage's out) and models/ (another stage's dep)."""
+    from dvc.repo import Repo
+
+    from pipeline.spec import build_from_spec, make_spec, save_model
+
+    Repo.init(str(tmp_path), no_scm=True).close()
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {
+        "pretrain": {"cmd": "true", "outs": ["models/mixture_bn"]},
+        "analyze": {"cmd": "true", "deps": ["models"], "outs": ["results"]}}}))
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=[0.5], std=[0.25],
+                     conversions=[{"kind": "multi", "k": 2}])
+    spec.update(steps=[{"stage": "pretrain@mixture_bn/advprop", "method": "advprop"}], method="advprop",
+                deployment={"mode": "eval", "route": {"branch": 0}})
+    path = tmp_path / "models" / "mixture_bn" / "advprop" / "model.pt"
+    path.parent.mkdir(parents=True)
+    save_model(path, build_from_spec(spec), spec)
+    return path
+
+
+@pytest.mark.parametrize("dst,expect", [
+    ("models/mixture_bn/advprop/model.pt", "inside models/mixture_bn, an output of DVC stage pretrain"),
+    ("models/mixture_bn/advprop/../advprop/main.pt", "inside models/mixture_bn, an output of DVC stage pretrain"),
+    ("models/main.pt", "inside models, read by DVC stage analyze"),
+], ids=["itself", "beside it", "a dep folder"])
+def test_select_branches_refuses_to_write_into_what_dvc_tracks(advprop_file, monkeypatch, capsys, dst, expect):
+    from pipeline.cli import main as bnat
+
+    proj = advprop_file.parents[3]
+    monkeypatch.chdir(proj)
+    before = sorted(p.relative_to(proj) for p in proj.rglob("*") if ".dvc" not in p.parts)
+    src = advprop_file.read_bytes()
+    assert bnat(["select-branches", "models/mixture_bn/advprop/model.pt", dst, "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {dst}: {expect}; write the converted model outside the pipeline's folders (e.g. main.pt)"]
+    assert advprop_file.read_bytes() == src
+    assert sorted(p.relative_to(proj) for p in proj.rglob("*") if ".dvc" not in p.parts) == before
+    assert bnat(["select-branches", "models/mixture_bn/advprop/model.pt", "main.pt", "0"]) == 0  # outside: written
+
+
+def test_select_branches_refuses_its_source_as_destination_outside_dvc(advprop_file, capsys):
+    from pipeline.cli import main as bnat
+
+    copy_ = advprop_file.parents[4] / "elsewhere" / "advprop.pt"
+    copy_.parent.mkdir()
+    copy_.write_bytes(advprop_file.read_bytes())
+    assert bnat(["select-branches", str(copy_), str(copy_.parent / "." / "advprop.pt"), "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"error: {copy_.parent / '.' / 'advprop.pt'}: is the model to convert itself; write the converted one to a "
+        "new file"]
+    assert copy_.read_bytes() == advprop_file.read_bytes()
+
+
+def test_select_branches_says_which_branch_a_negative_index_keeps(advprop_file, tmp_path, capsys):
+    from pipeline.cli import main as bnat
+
+    dst = tmp_path.parent / f"{tmp_path.name}-aux.pt"
+    assert bnat(["select-branches", str(advprop_file), str(dst), "-1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: branches -1 keep branch 1 of the model's 2 (0 to 1), which drops branch 0, the one it deploys on; "
+        "keep it too (e.g. 0 -1)"]
+    assert not dst.exists()
