@@ -146,6 +146,10 @@ class TrainConfig(Section):
     # Consistent BN (thesis Table 6.2): the last N epochs train, and craft, with BN on its running
     # statistics, as it runs at inference; the statistics stop moving then.
     running_stats_epochs: Annotated[int, Field(ge=0)] = 0
+    # ... at a learning rate of at most this times ``lr``: BN on fixed statistics no longer undoes
+    # a step's rescaling of a layer (docs/mixture-bn.md). The thesis' last 10 epochs run at lr/1000,
+    # so the cap binds only on schedules that are still high there (the 5-epoch cosine default).
+    running_stats_lr: Annotated[float, Field(gt=0.0, le=1.0)] = 0.01
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = False  # train in channels-last memory layout (model and inputs)
     compile: bool = False  # torch.compile the model for the training step; the saved state dict is the same
@@ -597,6 +601,10 @@ class Params(Section):
     threads: PositiveInt = 1
     # items of a stage run side by side: auto is one process a CPU core (one at a time on CUDA)
     workers: Literal["auto"] | PositiveInt = "auto"
+    # a training whose loss turns NaN or Inf: `report` writes its folder as diverged (diverged.json,
+    # no model) and its group goes on, `fail` stops the group. Read by the training stages only and
+    # not a DVC param: it decides how a failure ends, never what a finished result holds.
+    on_divergence: Literal["report", "fail"] = "report"
     data: DataConfig
     model: ModelConfig  # the default architecture of pretrain entries
     # Shared training settings: entries inherit them with YAML's merge key (``<<: *train``), so

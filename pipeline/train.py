@@ -30,7 +30,15 @@ from pipeline.norms import running_stats, training_mode
 
 
 class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or Inf; training stopped and the last good checkpoint stays."""
+    """The loss became NaN or Inf; training stopped and the last good checkpoint stays.
+
+    Raised by :func:`train` with where it happened: ``epoch`` and ``step`` (within the epoch,
+    both from 1), the ``loss`` and the ``history`` of the epochs that finished before it."""
+
+    def __init__(self, message: str, *, epoch: int | None = None, step: int | None = None,
+                 loss: float | None = None, history: list[dict] | None = None):
+        super().__init__(message)
+        self.epoch, self.step, self.loss, self.history = epoch, step, loss, list(history or [])
 
 
 # --------------------------------------------------------------------------------------------
@@ -81,13 +89,30 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 # schedule
 
 
-def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+def scheduled(cfg: TrainConfig, step: int, total: int) -> float:
+    """The schedule's factor of ``lr`` at ``step`` of ``total``."""
     t = step / max(total, 1)
     if cfg.schedule == "cosine":
         return 0.5 * (1 + math.cos(math.pi * t))
     if cfg.schedule == "piecewise":
         return cfg.gamma ** sum(t >= m for m in cfg.milestones)
     return 1.0
+
+
+def in_consistent_epochs(cfg: TrainConfig, step: int, total: int) -> bool:
+    """Whether ``step`` (of ``total``, ``cfg.epochs`` equal epochs) lies in consistent BN's last
+    ``running_stats_epochs`` epochs; exact in integers."""
+    return bool(cfg.running_stats_epochs) and step * cfg.epochs >= (cfg.epochs - cfg.running_stats_epochs) * total
+
+
+def lr_factor(cfg: TrainConfig, step: int, total: int) -> float:
+    """The factor of ``lr`` at ``step``: the schedule's, capped at ``running_stats_lr`` in consistent
+    BN's epochs. With BN on fixed running statistics nothing rescales a layer's output after a
+    step any more, and the gradients jump several-fold at the switch; at a learning rate meant for
+    batch statistics the features then drift away from the frozen statistics until the network
+    collapses or the loss overflows (docs/mixture-bn.md)."""
+    factor = scheduled(cfg, step, total)
+    return min(factor, cfg.running_stats_lr) if in_consistent_epochs(cfg, step, total) else factor
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +167,7 @@ def train_step(forward: nn.Module, method, opt: torch.optim.Optimizer | None, x:
     with autocast:
         out = method.batch_loss(forward, x, y, cfg)
     if not torch.isfinite(out.loss):
-        raise NonFiniteLossError(f"loss is {out.loss.item()}")
+        raise NonFiniteLossError(f"loss is {out.loss.item()}", loss=out.loss.item())
     if opt is not None:
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -238,7 +263,8 @@ def train(
                 except NonFiniteLossError as err:
                     raise NonFiniteLossError(
                         f"{err} at epoch {epoch + 1} step {i + 1}"
-                        + (f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else "")
+                        + (f"; the last good checkpoint is {checkpoint}" if checkpoint and checkpoint.exists() else ""),
+                        epoch=epoch + 1, step=i + 1, loss=err.loss, history=history,
                     ) from None
                 loss_sum += out.loss.item() * len(y)
                 correct += (out.logits.detach().argmax(1) == out.targets).sum().item()

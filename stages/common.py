@@ -19,10 +19,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from pipeline import forkserver
+from pipeline import divergence, forkserver
 from pipeline.config import ConfigError, Params, load_params, require_device
 from pipeline.data import DataError
-from pipeline.io import CheckpointError, WriteError, write_json
+from pipeline.divergence import ModelDiverged
+from pipeline.io import CheckpointError, WriteError, atomic_dir, write_csv, write_json
 from pipeline.spec import load_model
 from pipeline.train import NonFiniteLossError
 
@@ -85,13 +86,17 @@ def seed_everything(seed: int) -> None:
 
 _work_started = time.time()  # reset by run(): the stage's own work starts once its imports are done
 _item_started: float | None = None  # set by stages.group for an item it runs in one of its processes
+_current: tuple[Params, "Item"] | None = None  # the item this process runs, once start() has read it
 
 
 def run(main: Callable[[list[str]], None], items: Items | None = None, kind: str | None = None) -> None:
     """Call ``main(argv)`` for one item; with ``items``, a lone GROUP argument runs the whole group
-    (stage ``KIND@GROUP``) instead. Expected failures print one line and exit 2."""
-    global _work_started
+    (stage ``KIND@GROUP``) instead. Expected failures print one line and exit 2. A training whose
+    loss diverged, and an item that reads a model that did, write the item's folder as diverged
+    and end well (pipeline.divergence), unless ``on_divergence: fail`` makes the former an error."""
+    global _work_started, _current
     _work_started = time.time()
+    _current = None  # a group's worker runs items one after another
     argv = sys.argv[1:]
     try:
         if items is not None and len(argv) == 1 and "/" not in argv[0]:
@@ -100,6 +105,10 @@ def run(main: Callable[[list[str]], None], items: Items | None = None, kind: str
             run_group(kind, argv[0], items)
         else:
             main(argv)
+    except (NonFiniteLossError, ModelDiverged) as err:
+        if not _report_divergence(err):
+            print(f"error: {_current[1].label + ' diverged: ' if _current else ''}{err}", file=sys.stderr)
+            sys.exit(2)
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -130,8 +139,10 @@ def item_of(argv: list[str], params: Params, items: Items, what: str) -> Item:
 def start(argv: list[str], items: Items, what: str) -> tuple[Params, Item, torch.device]:
     """The opening of an item (``python -m stages X GROUP/NAME``): validated params, the item,
     the device, torch's thread count (``threads``) and every RNG seeded."""
+    global _current
     params = load()
     item = item_of(argv, params, items, what)
+    _current = (params, item)
     device = device_of(params)
     torch.set_num_threads(params.threads)
     seed_everything(params.seed)
@@ -144,6 +155,9 @@ def trained_model(params: Params, name: str, device: torch.device) -> tuple[torc
 
     if name not in params.trained:
         raise ConfigError(f"no model named {name!r} in pretrain or finetune")
+    marker = divergence.read(model_dir(params, name))
+    if marker is not None:
+        raise ModelDiverged(name, marker)
     path = model_dir(params, name) / "model.pt"
     model, spec = load_model(path, map_location=device)
     _check_trained_as(path, spec, params.model_path(name))
@@ -177,3 +191,46 @@ def write_timing(folder: Path, stage: str, **extra) -> None:
     write_json(Path(folder) / "timing.json", {"stage": stage, "dvc_stage": os.environ.get("DVC_STAGE"),
                                                "work_s": round(now - _work_started, 3),
                                                "process_s": round(now - started, 3), "launched": launched, **extra})
+
+
+# --------------------------------------------------------------------------------------------
+# a diverged model: its item, and every item that would read it, write a marker instead
+
+
+def item_dir(params: Params, item: Item) -> Path:
+    """The folder ``item`` writes (a model's, a result's, an analysis', a grid point's)."""
+    from pipeline.layout import ablation_dir, analysis_dir, model_dir, result_dir
+
+    if item.stage in ("pretrain", "finetune"):
+        return model_dir(params, item.name)
+    if item.stage == "evaluate":
+        return result_dir(params, item.name)
+    if item.stage == "ablation":
+        return ablation_dir(item.group, params.ablations[item.group].value_of(item.name))
+    return analysis_dir(params, item.stage, item.name)
+
+
+def _report_divergence(err: NonFiniteLossError | ModelDiverged) -> bool:
+    """Write the running item's folder as diverged (pipeline.divergence) so that it ends well and
+    its group goes on: its own training diverged (``err`` a NonFiniteLossError; the finished
+    epochs' history.csv kept), or a model it reads did. False where the error is to stop the
+    item instead: ``on_divergence: fail`` for its own training, or no item (a whole group)."""
+    if _current is None:
+        return False
+    params, item = _current
+    if isinstance(err, NonFiniteLossError):
+        if params.on_divergence == "fail":
+            return False
+        info = divergence.of_training(item.label, item.name if item.stage != "ablation" else item.arg, err)
+        history = err.history
+    else:
+        role = "start model" if item.stage == "finetune" else "model"
+        info, history = divergence.downstream(item.label, err.name, err.info, role), []
+    out = item_dir(params, item)
+    with atomic_dir(out) as tmp:
+        divergence.write(tmp, info)
+        if history:
+            write_csv(tmp / "history.csv", history)
+        write_timing(tmp, item.label)
+    print(f"{item.label}: {info['reason']}; {out / divergence.MARKER} stands in for its results", file=sys.stderr)
+    return True

@@ -8,6 +8,8 @@ attacked through another deployment: ``craft``). Each writes results/GROUP/TARGE
 """
 
 
+import sys
+
 import torch
 
 from pipeline.analysis.model_card import build_card, card_markdown, counting_passes
@@ -76,9 +78,19 @@ def crafting_of(view, how: dict) -> dict | None:
     return {"mode": view.craft.mode or how.get("mode", "eval"), "route": route or how.get("route")}
 
 
-def surrogate_model(params, device):
-    """The model transfer attacks are crafted on (``evaluate.checks.surrogate``, GROUP/NAME)."""
-    return trained_model(params, params.evaluate.checks.surrogate.rpartition("/")[2], device)[0]
+def surrogate_model(params, device, *, required: bool = True):
+    """The model transfer attacks are crafted on (``evaluate.checks.surrogate``, GROUP/NAME). Where
+    it diverged in training and only the masking checks would use it (not ``required``): None, and
+    the checks go without their transfer attack rather than every evaluation going diverged."""
+    from pipeline.divergence import ModelDiverged
+
+    try:
+        return trained_model(params, params.evaluate.checks.surrogate.rpartition("/")[2], device)[0]
+    except ModelDiverged as err:
+        if required:
+            raise
+        print(f"warning: the surrogate {err}; the masking checks skip their transfer attack", file=sys.stderr)
+        return None
 
 
 def deploy(model, cfg, splits, device, seed: int, how: dict) -> Deployed:
@@ -125,7 +137,8 @@ def main(argv: list[str]) -> None:
         # the transfer attacks' source, loaded once for the suite's transfer attack and the checks'
         transfers = any(a.name == "transfer" for a in cfg.attack_list)
         is_surrogate = cfg.checks.surrogate.rpartition("/")[2] == model_name
-        loaded = Deployed(surrogate_model(params, device)) if transfers or (cfg.checks.enabled and not is_surrogate) else None
+        source = surrogate_model(params, device, required=transfers) if transfers or (cfg.checks.enabled and not is_surrogate) else None
+        loaded = Deployed(source) if source is not None else None
         transfer_from = loaded if transfers else None
         surrogate = None if is_surrogate else loaded  # the checks skip a transfer from the model itself
         with counting_passes(model) as passes:

@@ -15,9 +15,10 @@ timing.json. On CUDA the items run one after another in this process.
 
 The group's run and its ``timing.json`` (its work, and each item's) go into the group's folder.
 A failing item stops the group: no further item starts, the running ones are stopped, and the
-stage exits with an error naming the item. A training item keeps its last checkpoint until the
-whole group has succeeded, so that a killed group's rerun resumes every model where it stopped,
-finished ones included.
+stage exits with an error naming the item (a diverged training is not a failure: its item writes
+``diverged.json`` and ends well, see pipeline.divergence). A training item keeps its last
+checkpoint until the whole group has succeeded, so that a killed group's rerun resumes every
+model where it stopped, finished ones included.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import divergence
 from pipeline.config import Params
 from pipeline.io import read_json
 from pipeline.layout import analysis_dir, model_dir, result_dir
@@ -18,6 +19,11 @@ class ModelResult:
     curve: list[dict[str, float]]  # results/GROUP/NAME/accuracy.csv
     training: dict  # models/GROUP/MODEL/metrics.json
     run: dict | None  # results/GROUP/NAME/mlflow_run.json: the evaluation's MLflow run
+    diverged: dict | None = None  # results/GROUP/NAME/diverged.json: its model diverged, nothing ran
+
+    @property
+    def model(self) -> str | None:
+        return self.metrics.get("model")
 
 
 UI = "http://127.0.0.1:5000"  # where `make mlflow-ui` serves a local store
@@ -33,10 +39,15 @@ def run_link(ref: dict | None) -> str:
 
 
 def load_results(params: Params, names: list[str], root: Path = Path(".")) -> list[ModelResult]:
-    """Each target's evaluation, with the training metrics of its model (a view's: its model's)."""
+    """Each target's evaluation, with the training metrics of its model (a view's: its model's);
+    a target whose model diverged is a row with its marker and no figures."""
     out = []
     for name in names:
         res = result_dir(params, name, root)
+        marker = divergence.read(res)
+        if marker is not None:
+            out.append(ModelResult(name, {"model": params.targets[name].model}, [], {}, None, marker))
+            continue
         with open(res / "accuracy.csv") as f:
             curve = [{k: (float(v) if v != "" else None) for k, v in row.items()} for row in csv.DictReader(f)]
         ref = res / "mlflow_run.json"
@@ -154,8 +165,33 @@ def attack_label(spec) -> str:
     return spec.label or ATTACK_LABELS[spec.name]
 
 
-def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict, list[dict]]:
-    """Markdown text, a summary for ``dvc metrics``, and the PGD-against-eps rows for ``dvc plots``."""
+def diverged_row(r: ModelResult, params: Params, columns: int) -> str:
+    """The threat-eps table's row of a target whose model diverged: where, and no figures."""
+    tier = params.targets[r.name].tier if r.name in params.targets else "full"
+    return (f"| {r.name} | {_method(params, r.name)} | {tier} | **{divergence.describe(r.diverged, of=r.model)}** | "
+            + " | ".join("—" for _ in range(columns)) + " | — | — | — |")
+
+
+def diverged_section(root: Path = Path(".")) -> list[str]:
+    """Every item that diverged in training or would have read a model that did, with its folder
+    and why: each holds ``diverged.json`` in place of its results (pipeline.divergence)."""
+    found = divergence.found(root)
+    if not found:
+        return []
+    lines = ["", "## Diverged", "",
+             "Trainings whose loss turned NaN or Inf, and every item that would have read their models: "
+             "each folder holds `diverged.json` in place of its results, and the tables leave them out "
+             "(`on_divergence: fail` in params stops the training's group instead).", "",
+             "| item | folder | why |", "|---|---|---|"]
+    lines += [f"| {info.get('item', '—')} | `{folder.as_posix()}` | {info.get('reason', '—')} |" for folder, info in found]
+    return lines
+
+
+def build_report(results: list[ModelResult], params: Params, root: Path = Path(".")) -> tuple[str, dict, list[dict]]:
+    """Markdown text, a summary for ``dvc metrics``, and the PGD-against-eps rows for ``dvc plots``.
+    A target whose model diverged keeps its row in the threat-eps table, saying so; every other
+    table and figure leaves it out."""
+    table_rows, results = results, [r for r in results if r.diverged is None]
     cfg = params.evaluate
     attacks = cfg.attack_list
     threat_attacks = [a.key for a in attacks]
@@ -193,7 +229,11 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
         "|---|---|---|---|" + "---|" * len(threat_attacks) + "---|---|---|",
     ]
     summary = {}
-    for r in results:
+    for r in table_rows:
+        if r.diverged is not None:
+            lines.append(diverged_row(r, params, len(threat_attacks)))
+            summary[r.name] = {"diverged_at_epoch": r.diverged.get("epoch")}
+            continue
         m = r.metrics
         checks = m.get("checks")
         verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "none")
@@ -212,6 +252,7 @@ def build_report(results: list[ModelResult], params: Params) -> tuple[str, dict,
     lines += ["", "Intervals are Wilson 95% intervals over the test images. " + overlap_sentence(results),
               "", "Model cards (threat model, attacks and their settings, effort, deployment, training recipe): "
               + ", ".join(f"[{r.name}](../{result_dir(params, r.name)}/model_card.md)" for r in results) + "."]
+    lines += diverged_section(root)
     lines += alone_table(results, attacks, labels, cfg.cascade) + minimal_table(results, attacks, labels)
 
     flagged = [(r.name, r.metrics["checks"]) for r in results if r.metrics.get("checks")]

@@ -118,6 +118,19 @@ def _outcome(root: Path, params, target: str, metric: str) -> np.ndarray:
     return outcomes.metric(outcomes.load(path), metric)
 
 
+def _diverged(params, roots: Sequence[Path], targets: Sequence[str]) -> str | None:
+    """Which side's model diverged in training (its result is a diverged marker), in words."""
+    from pipeline import divergence
+    from pipeline.layout import result_dir
+
+    for root in roots:
+        for target in (t for t in targets if t in params.targets):
+            info = divergence.read(result_dir(params, target, root))
+            if info is not None:
+                return f"{target}: model {info['model']} {divergence.describe(info)}"
+    return None
+
+
 def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | None = None) -> list[Verdict]:
     """Every claim (or those of ids ``claims``) against the runs of ``roots`` (one built project per
     seed, same params but the seed); a claim whose role is not run is listed as such."""
@@ -133,6 +146,10 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
             v = Verdict(paper, claim, a, b, metric)
             out.append(v)
             if a is None or b is None:
+                continue
+            diverged = _diverged(params, roots, (a, b))
+            if diverged:  # stays "not run": one side has no outcomes to pair
+                v.flags.append(diverged)
                 continue
             if metric == "worst_case" and params.targets[a].tier != params.targets[b].tier:
                 v.metric = metric = "pgd"
