@@ -17,7 +17,10 @@ install: $(VENV)/.installed
 
 # DVC never drops the dvc.lock entry of a stage that left dvc.yaml: prune-lock does (pipeline/lockfile.py).
 # Stages DVC restored from its cache name the MLflow runs that made them: mlflow-sync makes those current.
+# validate first: DVC removes a stage's outs before its command runs, so a params mistake that
+# only the stage would catch (data.root) would cost the outs until the next good repro restores them.
 repro: install
+	bnat validate
 	dvc repro
 	bnat prune-lock
 	bnat mlflow-sync

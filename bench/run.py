@@ -65,10 +65,16 @@ class Sizes:
     noop_repeats: int  # no-op dvc repro
     max_steps: int | None  # when the bench trains its own models
     compile: bool
+    # FULL reads the checkout's data/prepared and models/ when built; QUICK (the tests) always
+    # prepares and trains its own and builds a tiny project for the pipeline section, so that it
+    # takes the same path on a fresh clone as on a built one
+    use_checkout: bool
 
 
-FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=40, sgemm=2048, noop_repeats=5, max_steps=None, compile=True)
-QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_steps=3, compile=False)
+FULL = Sizes(repeats=7, slow_repeats=3, pgd_n=None, cascade_n=40, sgemm=2048, noop_repeats=5, max_steps=None, compile=True,
+             use_checkout=True)
+QUICK = Sizes(repeats=2, slow_repeats=1, pgd_n=32, cascade_n=12, sgemm=256, noop_repeats=2, max_steps=3, compile=False,
+              use_checkout=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,7 +177,7 @@ class Bench:
         self.forkserver_dir: str | None = None  # the build's fork-server folder, removed at the end
 
     def _splits(self) -> Splits:
-        if dataset_file(self.params.data).exists():
+        if self.sizes.use_checkout and dataset_file(self.params.data).exists():
             return load_splits(self.params.data)
         arrays = prepare(self.params.data, seed=self.params.seed)  # the fetch stage's work, in memory
         mean, std = channel_stats(arrays["x_train"])
@@ -198,9 +204,9 @@ class Bench:
         if name not in self._models:
             rel = model_dir(self.params, name)
             path, built = ROOT / rel / "model.pt", self.from_empty and self.from_empty[0] / rel / "model.pt"
-            if path.exists():
+            if self.sizes.use_checkout and path.exists():
                 self._models[name] = (load_model(path, map_location=self.device)[0], f"{rel}/model.pt")
-            elif built and built.exists():
+            elif self.sizes.use_checkout and built and built.exists():
                 self._models[name] = (load_model(built, map_location=self.device)[0],
                                       f"{rel}/model.pt of the dag section's build")
             else:
@@ -789,6 +795,19 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     return sections
 
 
+def tiny_params(workdir: Path) -> Path:
+    """The tests' tiny cut of params.yaml (a few stages, seconds of work) as a file in ``workdir``."""
+    import yaml
+
+    from tests.e2e import sweep_params, tiny_raw
+
+    path = workdir / "tiny-params.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))),
+                                   sort_keys=False))
+    return path
+
+
 def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path, workdir: Path) -> Section:
     from tests.e2e import sh
 
@@ -797,22 +816,21 @@ def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path,
                 "Prefect `reproduce` flow on the same copy (one task per stage, each a `dvc repro --single-item`) "
                 "against it: the orchestration overhead.",
                 ["what", "runs", "seconds", "vs dvc repro (no-op)"])
-    if from_empty:
-        project, wall, _ = build_from_empty(b, params_file, workdir)
-        s.rows.append([f"`dvc repro` from empty ({params_file.name})", 1, wall, ""])
+    if from_empty or not b.sizes.use_checkout:  # --quick: a tiny project built here, on every machine alike
+        source = params_file if from_empty else tiny_params(workdir)
+        project, wall, _ = build_from_empty(b, source, workdir)
+        s.rows.append([f"`dvc repro` from empty ({source.name})", 1, wall, ""])
     else:
         project = workdir / "built-copy"
         shutil.rmtree(project, ignore_errors=True)
         if not (built / "dvc.lock").exists():
-            s.notes.append(f"skipped: {built} has no dvc.lock (run `dvc repro` there, pass --built DIR of a built "
-                           "project, or --from-empty)")
-            return s
+            raise RuntimeError(f"{built} has no dvc.lock: run `dvc repro` there, pass --built DIR of a built project, "
+                               "or --from-empty")
         copy_built(built, project)
         status = sh(["dvc", "status"], project, check=False)
         if status.returncode != 0 or "up to date" not in status.stdout:
-            s.notes.append(f"skipped: {built} is not built and up to date (`dvc status` lists changes or missing "
-                           "outs); run `dvc repro` there, pass --built DIR, or --from-empty")
-            return s
+            raise RuntimeError(f"{built} is not built and up to date (`dvc status` lists changes or missing outs): "
+                               "run `dvc repro` there, pass --built DIR, or --from-empty")
         _dvc_repro(project)  # DVC hashes the copied outs once (new inodes); not timed
     t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
     ran = [line for line in _dvc_repro(project).splitlines() if line.startswith("Running stage")]
@@ -825,7 +843,7 @@ def section_pipeline(b: Bench, from_empty: bool, built: Path, params_file: Path,
     s.notes.append(f"The flow's overhead: {t_flow - t_noop:.1f} s over `dvc repro` for {n} stages, "
                    f"{(t_flow - t_noop) / n:.2f} s per stage (one `dvc repro --single-item` process each).")
     if ran:
-        s.notes.append(f"warning: the no-op repro ran stages: {ran}")
+        raise RuntimeError(f"the no-op repro ran stages: {ran}")
     return s
 
 

@@ -204,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         try:
             check_sweep(".", args.methods, args.seeds, overrides or None)  # before any server starts
-            summary = sweep(args.methods, args.seeds, overrides or None,
-                            deployment=None if args.local else (args.deployment or EXPERIMENT_DEPLOYMENT))
+            deployment = None if args.local else (args.deployment or EXPERIMENT_DEPLOYMENT)
+            if deployment:
+                check_deployment(deployment)
+            summary = sweep(args.methods, args.seeds, overrides or None, deployment=deployment)
         except ConfigError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2

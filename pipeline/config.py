@@ -536,6 +536,17 @@ class TrackingConfig(Section):
     experiment: str = "bn-adversarial"
 
 
+class LedgerConfig(Section):
+    """Which evaluated target fills each role of the papers' claims (pipeline/papers): a role is
+    the target of its own name unless ``roles`` maps it; ``not_run`` lists the roles this params
+    file does not evaluate (their claims are shown as not run). In a params file with a ``ledger``
+    section any other role without a target is an error when params load (a model renamed
+    without its claims); without one, such claims are shown as not run."""
+
+    roles: dict[str, str] = {}
+    not_run: list[str] = []
+
+
 # --------------------------------------------------------------------------------------------
 # groups: the units DVC caches and the stages run side by side
 
@@ -621,6 +632,7 @@ class Params(Section):
     shaping_eval: ShapingEvalConfig | None = None
     evaluate: EvaluateConfig
     tracking: TrackingConfig = TrackingConfig()
+    ledger: LedgerConfig | None = None
 
     # ----------------------------------------------------------------------------------------
     # the catalog: models, groups, targets and analyses by name
@@ -748,6 +760,7 @@ class Params(Section):
         self._check_groups()
         self._check_evaluations()
         self._check_analyses()
+        self._check_ledger()
         if any(g.values for g in self.ablations.values()) and self.evaluate.screen is None:
             raise ValueError("evaluate.screen: ablations are evaluated at the screen tier; add a screen section")
         return self
@@ -786,6 +799,18 @@ class Params(Section):
                 if cfg.trainable != "all" and self.architecture(name).norm != "batch":
                     raise ValueError(f"finetune.{group}.models.{name}.trainable: {cfg.trainable!r} selects BatchNorm "
                                      f"layers, but {cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
+
+    def _check_ledger(self) -> None:
+        from pipeline.papers import PAPERS
+        from pipeline.papers.verdicts import check_roles
+
+        if self.ledger is None:
+            return
+        roles = {r for p in PAPERS.values() for r in p.roles()}
+        for role in [*self.ledger.roles, *self.ledger.not_run]:
+            if role not in roles:
+                raise ValueError(f"ledger: {role!r} is no role of a claim (roles: {', '.join(sorted(roles))})")
+        check_roles(self)
 
     def _check_evaluations(self) -> None:
         known = self.trained

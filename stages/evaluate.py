@@ -22,6 +22,7 @@ from pipeline.io import atomic_dir, read_json, write_csv, write_headline, write_
 from pipeline.config import ConfigError
 from pipeline.layout import RESULTS, headline_file, model_dir, result_dir
 from pipeline.masking import masking_checks
+from pipeline.papers import outcomes
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import StageRun, _git, read_ref
@@ -163,6 +164,7 @@ def main(argv: list[str]) -> None:
         with atomic_dir(out) as tmp:
             write_json(tmp / "metrics.json", metrics)
             write_csv(tmp / "accuracy.csv", rows)
+            outcomes.save(tmp / outcomes.FILE, outcomes.of_result(result))  # per image: claims compare paired
             curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
             accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
             tracker.write_ref(tmp)

@@ -1,6 +1,7 @@
 """report: the markdown report, and its plots and their CSVs in ``reports/figures/``, over every evaluated model. Its
 MLflow run holds the headline table as metrics (``clean/NAME``, ``autoattack/NAME``,
-``worst_case/NAME``: MLflow's charts group them by measure) and the report folder as artifacts."""
+``worst_case/NAME``: MLflow's charts group them by measure), one metric per claim of the ledger
+and measure (``claim/ID/diff``, ``.../verdict``; reports/claims.md), and the report folder as artifacts."""
 
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from pipeline.analysis.strength_report import strength_sections
 from pipeline.analysis.thesis_report import thesis_sections
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.layout import model_dir
+from pipeline.papers import verdicts
 from pipeline.tracking import StageRun
 from stages.common import load, run, write_timing
 
@@ -46,6 +48,8 @@ def main(argv: list[str]) -> None:
     out = Path("reports")
     with StageRun("report", params.tracking.experiment, {"targets": targets}) as tracker:
         markdown, summary, curve_rows = build_report(results, params)
+        claims = verdicts.judge(params)
+        markdown = markdown.replace("\n", f"\n\n{verdicts.summary_line(claims)} ([claims.md](claims.md))\n", 1)
         markdown += "\n".join(bn_sections(params)) + "\n"
         with atomic_dir(out) as tmp:
             figures = tmp / "figures"  # one folder, whichever sections the params produce
@@ -54,6 +58,7 @@ def main(argv: list[str]) -> None:
             markdown += "\n".join(strength_sections(params, figures)) + "\n"
             markdown += "\n".join(shaping_sections(params, figures)) + "\n"
             write_text(tmp / "report.md", markdown)
+            write_text(tmp / "claims.md", verdicts.markdown(claims))
             write_json(tmp / "summary.json", summary)
             write_csv(figures / "pgd_accuracy.csv", long_rows(curve_rows, "eps", "accuracy"))
             training_curves(params, figures / "training.csv")
@@ -63,6 +68,7 @@ def main(argv: list[str]) -> None:
             tracker.write_ref(tmp)
             write_timing(tmp, "report")
         tracker.log_metrics(headline(summary))
+        tracker.log_metrics(verdicts.metrics(claims))
         tracker.log_artifacts(out)
     print(markdown)
 

@@ -3,6 +3,7 @@ with the test interpreter's environment, and a real MLflow server on loopback.""
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import signal
@@ -111,4 +112,121 @@ def sweep_params(base: dict) -> dict:
     ev = dict(base["evaluate"])
     ev["attacks"] = [a for a in ev["attacks"] if a["name"] in ("fgsm", "pgd")]
     raw["evaluate"] = ev
+    return with_ledger_for_targets(raw)
+
+
+def with_ledger_for_targets(raw: dict) -> dict:
+    """``raw`` whose ``ledger.not_run`` lists every claim role it no longer evaluates (a cut-down
+    params file runs fewer rows; a role neither evaluated nor listed fails validation)."""
+    from pipeline.papers import PAPERS
+
+    evaluated = {name for plan in raw.get("evaluations", {}).values()
+                 for name in [*plan.get("full", []), *plan.get("screen", []), *(plan.get("views") or {})]}
+    ledger = dict(raw.get("ledger") or {})
+    mapped = ledger.get("roles") or {}
+    roles = {r for p in PAPERS.values() for r in p.roles()}
+    ledger["not_run"] = sorted(r for r in roles if mapped.get(r, r) not in evaluated)
+    raw["ledger"] = ledger
     return raw
+
+
+def training_entries(raw: dict):
+    """Every training entry of a raw params dict: (section, group, name, entry)."""
+    for section in ("pretrain", "finetune"):
+        for group, g in (raw.get(section) or {}).items():
+            for name, entry in g["models"].items():
+                yield section, group, name, entry
+
+
+def drop_model(raw: dict, name: str) -> None:
+    """Remove a model from its training group (and the group, once empty)."""
+    for section, group, n, _ in list(training_entries(raw)):
+        if n == name:
+            del raw[section][group]["models"][name]
+            if not raw[section][group]["models"]:
+                del raw[section][group]
+
+
+def tiny_raw(raw: dict) -> dict:
+    """The default params cut down to seconds of work: for end-to-end tests of the machinery.
+    Every kind of stage and item runs once, not every study row."""
+    raw = copy.deepcopy(raw)
+    for *_, spec in training_entries(raw):
+        spec["epochs"] = min(spec["epochs"], 1)
+        spec["running_stats_epochs"] = min(spec.get("running_stats_epochs", 0), spec["epochs"])
+        if spec.get("attack"):
+            spec["attack"]["steps"] = 2
+        if spec.get("method") == "afa":
+            spec["options"]["k"] = 3
+    ev = raw["evaluate"]
+    ev["n_samples"] = 40
+    for attack in ev["attacks"]:
+        if "steps" in attack:
+            attack["steps"] = 3
+    ev["checks"].update(n_samples=16, square_queries=20)
+    screen = ev.get("screen")
+    if screen:
+        screen["n_samples"] = 40
+        for attack in screen["attacks"]:
+            if "steps" in attack:
+                attack["steps"] = 3
+    if raw.get("interpolate"):
+        raw["interpolate"].update(n_samples=40, p=[1.0, 0.5, 0.0])
+    if raw.get("analyze_bn"):
+        raw["analyze_bn"]["n_samples"] = 40
+    plans, analyses = raw.get("evaluations", {}), raw.get("analyses", {})
+    # AFA: one base (PGD-AT) of the four; its views with short attacks
+    for base in ("trades", "mart", "iat"):
+        drop_model(raw, f"afa1_{base}")
+        drop_model(raw, f"afa_{base}")
+        for plan in plans.values():
+            plan.get("views", {}).pop(f"afa_{base}_adaptive", None)
+            plan.get("views", {}).pop(f"{base}_afa_grid", None)
+    for plan in plans.values():
+        for view in plan.get("views", {}).values():
+            for attack in view.get("extra_attacks", []):
+                attack["steps"] = min(attack.get("steps", 3), 3)
+                if attack["name"] == "afa_adaptive":
+                    attack["weightings"] = [[1, 1], [1, 10]]
+    # norm shaping: the paper's method and the PGD-AT row; short attacks on few images
+    for plan in analyses.values():
+        if plan.get("shaping"):
+            plan["shaping"] = [m for m in plan["shaping"] if m in ("adversarial", "ns_pgd_shaping")]
+        for dial in plan.get("dials", {}).values():  # the two ends of each dial
+            dial["values"] = [dial["values"][0], dial["values"][-1]]
+    for *_, name, spec in list(training_entries(raw)):
+        if spec.get("method") == "norm_shaping" and name != "ns_pgd_shaping":
+            drop_model(raw, name)
+    se = raw.get("shaping_eval")
+    if se:
+        se.update(n_samples=20, eot=2, confounding_samples=32)
+        for attack in se["attacks"]:
+            if "steps" in attack:
+                attack["steps"] = min(attack["steps"], 2)
+    if raw.get("strength_analysis"):
+        sa = raw["strength_analysis"]
+        sa.update(n_samples=40, steps=2, eps=[sa["eps"][0], sa["eps"][-1]])
+    # The screen tier: per plan the first screened model and those something else reads (a view, a
+    # fine-tune, an analysis); the other study rows are not trained
+    needed = {f["start"] for *_, f in training_entries(raw) if "start" in f}
+    needed |= {v["model"] for plan in plans.values() for v in plan.get("views", {}).values()}
+    for plan in analyses.values():
+        for kind in ("interpolate", "analyze_bn", "dials"):
+            needed |= {m for entry in plan.get(kind, {}).values() for k, m in entry.items() if k in ("a", "b", "logits_of", "model")}
+        for kind in ("strength", "shaping", "confoundings"):
+            needed |= set(plan.get(kind, []))
+    for plan in plans.values():
+        screened = plan.get("screen", [])
+        keep = [m for i, m in enumerate(screened) if i == 0 or m in needed]
+        for name in screened:
+            if name not in keep:
+                drop_model(raw, name)
+        plan["screen"] = keep
+    for grid in raw.get("ablations", {}).values():  # one point per grid
+        grid["values"] = grid["values"][:1]
+        for entry in [grid["train"], grid.get("then") or {}]:
+            if entry:
+                entry["epochs"] = 1
+            if entry.get("attack"):
+                entry["attack"]["steps"] = min(entry["attack"]["steps"], 2)
+    return with_ledger_for_targets(raw)

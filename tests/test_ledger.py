@@ -80,7 +80,7 @@ def test_a_claim_in_the_paper_direction_holds_the_opposite_fails_and_identical_r
     assert "claim/poster.bn_params.robust/verdict" in metrics([flipped])
     assert metrics([flipped])["claim/poster.bn_params.robust/verdict"] == -1.0
     table = markdown([flipped])
-    assert "| poster | table |" in table and "**fails**" in table and "-18.0 [" in table
+    assert "| poster | poster table |" in table and "**fails**" in table and "-18.0 [" in table
 
 
 def test_over_seeds_each_seed_pairs_its_own_runs(tmp_path):
@@ -135,3 +135,32 @@ def test_a_side_still_improving_and_unequal_budgets_are_flagged(tmp_path):
     history.write_text("epoch,test_acc\n1,0.80\n2,0.95\n3,0.95\n")
     (v,) = judge(p, [tmp_path], claims=["poster.bn_params.robust"])
     assert not any("not converged" in f for f in v.flags)
+
+
+def test_renaming_a_model_without_its_claims_is_an_error_at_load_naming_the_claim():
+    from pipeline.config import ConfigError
+
+    raw = copy.deepcopy(RAW)
+    group = raw["finetune"]["bn_only"]["models"]
+    group["bn_p"] = group.pop("bn_params")
+    plan = raw["evaluations"]["bn_only"]
+    plan["full"] = ["bn_p" if n == "bn_params" else n for n in plan["full"]]
+    for analyses in raw["analyses"].values():  # what else names the model
+        for pair in (analyses.get("interpolate") or {}).values():
+            for k, v in pair.items():
+                if v == "bn_params":
+                    pair[k] = "bn_p"
+        for pair in (analyses.get("analyze_bn") or {}).values():
+            for k, v in pair.items():
+                if v == "bn_params":
+                    pair[k] = "bn_p"
+    with pytest.raises(ConfigError, match=r"ledger: claim poster\.bn_params\.robust \(poster table\) needs role "
+                                          r"'bn_params'.*ledger\.roles\.bn_params"):
+        parse_params(copy.deepcopy(raw))
+    raw["ledger"]["roles"] = {"bn_params": "bn_p"}  # mapped: its claims follow the model
+    assert resolve(parse_params(copy.deepcopy(raw)))["bn_params"] == "bn_p"
+    raw["ledger"] = {"not_run": ["bn_params"]}  # or explicitly not run
+    verdicts = judge(parse_params(raw), [ROOT / "nowhere"], claims=["poster.bn_params.robust"])
+    assert verdicts[0].verdict == "not run"
+    with pytest.raises(ConfigError, match="'bn_prams' is no role of a claim"):
+        parse_params({**copy.deepcopy(RAW), "ledger": {"not_run": ["bn_prams"]}})

@@ -268,6 +268,13 @@ def test_the_whole_quick_bench_runs(tmp_path):
     _load("run").main(["--quick", "--out", str(out)])
     text = out.read_text()
     assert "Pipeline overhead" in text and "DVC's cost per stage" in text
+    # the pipeline section builds a tiny project and runs the flow on it, built checkout or not
+    pipeline = text.split("## Pipeline overhead", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in pipeline.splitlines() if line.startswith("| `")
+            or line.startswith("| Prefect")}
+    assert {"`dvc repro` from empty (tiny-params.yaml)", "`dvc repro`, up to date (no-op)",
+            "Prefect `reproduce` flow, up to date"} <= set(rows), pipeline
+    assert all(float(cells[2].replace(",", "")) > 0 for cells in rows.values()), pipeline
     dvc_rows = [line for line in text.split("## DVC's cost per stage", 1)[1].split("##", 1)[0].splitlines()
                 if line.startswith(("| 4 |", "| 12 |"))]
     assert len(dvc_rows) == 2

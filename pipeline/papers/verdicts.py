@@ -31,14 +31,16 @@ VERDICT_CODE = {"holds": 1.0, "inconclusive": 0.0, "fails": -1.0}  # as an MLflo
 
 def resolve(params) -> dict[str, str | None]:
     """Every role of every claim -> the target that fills it (``ledger.roles``, else the target of
-    that name), or None where ``ledger.not_run`` lists it."""
-    ledger = getattr(params, "ledger", None)
-    roles = dict(getattr(ledger, "roles", {}) or {})
-    not_run = set(getattr(ledger, "not_run", []) or [])
+    that name), or None where ``ledger.not_run`` lists it or, in params without a ``ledger``
+    section, where no target fills it."""
+    ledger = params.ledger
+    roles = ledger.roles if ledger is not None else {}
+    not_run = set(ledger.not_run) if ledger is not None else set()
     out = {}
     for paper in PAPERS.values():
         for role in sorted(paper.roles()):
-            out[role] = None if role in not_run else roles.get(role, role)
+            target = None if role in not_run else roles.get(role, role)
+            out[role] = target if ledger is not None or target in params.targets else None
     return out
 
 
