@@ -164,3 +164,11 @@ def test_renaming_a_model_without_its_claims_is_an_error_at_load_naming_the_clai
     assert verdicts[0].verdict == "not run"
     with pytest.raises(ConfigError, match="'bn_prams' is no role of a claim"):
         parse_params({**copy.deepcopy(RAW), "ledger": {"not_run": ["bn_prams"]}})
+
+
+def test_docs_ledger_lists_every_claim_as_declared():
+    from pipeline.papers import catalog_markdown
+
+    assert (ROOT / "docs" / "ledger.md").read_text() == catalog_markdown(), "run `python -m pipeline.papers`"
+    ids = [c.id for p in PAPERS.values() for c in p.claims]
+    assert len(ids) == len(set(ids))  # a claim's id names its MLflow metrics

@@ -13,12 +13,14 @@ PAPER = Paper("robmask", "Adversarial Masking: Towards Understanding Robustness 
               SETTING, (
     Claim("robmask.t1.bn_params.robust", "Table 1", "Adversarial fine-tuning of BN alone makes a standard "
           "network robust", a="bn_params", b="standard", metric="pgd", direction=1, paper_a=26.51, paper_b=0.0),
-    Claim("robmask.t1.bn_params.clean", "Table 1", "... and costs it clean accuracy", a="bn_params", b="standard",
+    Claim("robmask.t1.bn_params.clean", "Table 1", "Adversarial fine-tuning of BN alone costs a standard network clean "
+          "accuracy", a="bn_params", b="standard",
           metric="clean", direction=-1, paper_a=53.96, paper_b=91.97),
     Claim("robmask.t1.clean_bn.clean", "Table 1", "Standard fine-tuning of BN gives an adversarially trained "
           "network back clean accuracy", a="adv_clean_bn", b="adversarial", metric="clean", direction=1,
           paper_a=86.96, paper_b=78.47),
-    Claim("robmask.t1.clean_bn.robust", "Table 1", "... and takes most of its robustness", a="adv_clean_bn",
+    Claim("robmask.t1.clean_bn.robust", "Table 1", "Standard fine-tuning of BN takes most of an adversarially trained "
+          "network's robustness", a="adv_clean_bn",
           b="adversarial", metric="pgd", direction=-1, paper_a=5.83, paper_b=48.67),
     Claim("robmask.t3.robmask.clean", "Table 3", "RobMask (deployed at the clean masking) is more accurate on "
           "clean images than standard training", a="robmask", b="standard", metric="clean", direction=1,

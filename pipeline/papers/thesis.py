@@ -20,6 +20,6 @@ PAPER = Paper("thesis", "Towards robust representation learning and beyond", SET
     Claim("thesis.consistent_bn", "Table 6.2", "Running statistics recomputed at the end (consistent BN) make "
           "adversarial training more robust", a="adversarial_consistent", b="adversarial", metric="pgd",
           direction=1, paper_a=39.2 + 3.0, paper_b=39.2),
-    Claim("thesis.consistent_mbn", "Table 6.2", "... and MBN_adv too", a="advprop_consistent_aux", b="advprop_aux",
+    Claim("thesis.consistent_mbn", "Table 6.2", "Consistent BN makes MBN_adv more robust too", a="advprop_consistent_aux", b="advprop_aux",
           metric="pgd", direction=1, paper_a=38.3 + 1.6, paper_b=38.3),
 ))
