@@ -4,7 +4,7 @@
 from pipeline.papers.ledger import Claim, Paper, Setting
 
 SETTING = Setting(dataset="cifar10", arch="wrn28_10", epochs=None, threat_eps=8 / 255, attack="PGD",
-                  deployment="fused BN (weight generator)", metric="correct on the attacked input")
+                  deployment="as its method deploys it", metric="correct on the attacked input")
 
 PAPER = Paper("afa", "Adaptive Feature Alignment for Adversarial Training", SETTING, (
     Claim("afa.pgd_at.clean", "Table 1", "AFA on PGD-AT is more accurate on clean images than PGD-AT",

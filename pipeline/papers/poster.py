@@ -4,7 +4,7 @@
 from pipeline.papers.ledger import Claim, Paper, Setting
 
 SETTING = Setting(dataset="cifar10", arch="resnet20", epochs=None, threat_eps=8 / 255, attack="AutoAttack standard",
-                  deployment="population statistics", metric="correct on the attacked input")
+                  deployment="as its method deploys it", metric="correct on the attacked input")
 
 PAPER = Paper("poster", "On Fragile Features and Batch Normalization in Adversarial Training", SETTING, (
     Claim("poster.bn_params.robust", "poster table", "Adversarial training of only BN's parameters makes a standard "

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pipeline.papers.ledger import Claim, Paper, Setting
 
 SETTING = Setting(dataset="cifar10", arch="resnet18", epochs=None, threat_eps=8 / 255, attack="PGD",
-                  deployment="population statistics", metric="correct on the attacked input")
+                  deployment="as its method deploys it", metric="correct on the attacked input")
 TABLE3 = replace(SETTING, epochs=20, attack="none (clean accuracy)")
 
 PAPER = Paper("robmask", "Adversarial Masking: Towards Understanding Robustness Trade-off for Generalization",

@@ -5,7 +5,7 @@ the figures here are those differences applied."""
 from pipeline.papers.ledger import Claim, Paper, Setting
 
 SETTING = Setting(dataset="imagenet", arch="resnet152", epochs=None, threat_eps=16 / 255,
-                  attack="targeted PGD-2000", deployment="population statistics",
+                  attack="targeted PGD-2000", deployment="as its method deploys it",
                   metric="correct on the attacked input")
 
 PAPER = Paper("thesis", "Towards robust representation learning and beyond", SETTING, (

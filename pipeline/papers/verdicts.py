@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -73,9 +73,31 @@ def our_setting(params, target: str, metric: str) -> Setting:
         spec = next((a for a in cfg.attack_list if a.key == metric), None)
         steps = getattr(spec, "steps", None)
         attack = metric if spec is None else spec.key + (f" ({steps} steps)" if steps else "")
-    deployment = "population statistics" if (t.view is None or not t.view.mode) else t.view.mode
-    return Setting(dataset=params.data.dataset, arch=arch, epochs=train.epochs, threat_eps=cfg.threat,
-                   attack=attack, deployment=deployment, metric="correct on the clean and the attacked input")
+    return Setting(dataset=params.data.dataset, arch=arch, epochs=budget(params, t.model)[0], threat_eps=cfg.threat,
+                   attack=attack, deployment=deployment_of(t), metric=CLEAN_METRIC if metric == "clean" else OUR_METRIC)
+
+
+OUR_METRIC = "correct on the clean and the attacked input"
+CLEAN_METRIC = "correct on the clean input"
+
+
+def deployment_of(target) -> str:
+    """How a target runs at inference, in the ledger's words: as its method deploys it (population
+    statistics for plain BN, a method's own route otherwise) unless its view says otherwise."""
+    view = target.view
+    if view is None or (not view.mode and not view.route):
+        return "as its method deploys it"
+    parts = ([f"mode {view.mode}"] if view.mode else []) + [f"{k} {v}" for k, v in view.route.items()]
+    return ", ".join(parts)
+
+
+def paper_setting_for(paper: Paper, claim: Claim) -> Setting:
+    """The setting the paper's figures for ``claim`` come from; for a clean-accuracy claim, its
+    attack and metric are those of clean accuracy."""
+    setting = CLAIM_SETTINGS.get(claim.id, paper.setting)
+    if claim.metric == "clean":
+        setting = replace(setting, attack="none (clean accuracy)", metric=CLEAN_METRIC)
+    return setting
 
 
 def rising(history: Path) -> float | None:
@@ -164,8 +186,7 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
                 pairs.append((oa[:n], ob[:n]))
             v.result = paired_over_seeds(pairs)
             v.verdict = verdict(v.result, claim.direction)
-            paper_setting = CLAIM_SETTINGS.get(claim.id, paper.setting)
-            v.setting = paper_setting.comparability(our_setting(params, a, metric))
+            v.setting = paper_setting_for(paper, claim).comparability(our_setting(params, a, metric))
             v.flags += _flags(params, roots[0], a, b)
     return out
 
