@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 _RESULT = re.compile(r"^metrics/results/[^/]+/([^/]+)\.json$")  # models and views, not grid points or analyses
@@ -55,7 +56,7 @@ def table(found: list[dict]) -> str:
 
 
 def show(project_dir: str | Path = ".", models: list[str] | None = None) -> str:
-    proc = subprocess.run(["dvc", "exp", "show", "--json"], cwd=project_dir, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json"], cwd=project_dir, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"dvc exp show failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
     return table(rows(json.loads(proc.stdout), models))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 #: Makes the bundle's libraries the globals DVC's plot snippets call (``vegaEmbed(...)``).
@@ -61,7 +62,7 @@ def show(project_dir: str | Path = ".", out: str = "dvc_plots") -> Path:
     template = offline_template(project_dir).resolve()
     page = Path(project_dir) / out / "index.html"
     page.unlink(missing_ok=True)  # never show the page of an earlier call as this one's
-    proc = subprocess.run(["dvc", "plots", "show", "--html-template", str(template), "-o", out],
+    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--html-template", str(template), "-o", out],
                           cwd=project_dir, capture_output=True, text=True)
     said = _first_line(proc.stderr) or _first_line(proc.stdout)
     if proc.returncode != 0:

@@ -37,7 +37,10 @@ def sh(args: list[str], cwd: Path, check: bool = True, timeout: int = 900, **ext
 
 
 def copy_project(dest: Path, params: dict) -> Path:
-    """The project's files (tracked or not ignored) in a fresh git repo, with ``params`` as params.yaml."""
+    """The project's files (tracked or not ignored) in a fresh git repo, with ``params`` as params.yaml
+    (its ``ledger.not_run`` listing the claim roles a cut-down ``params`` no longer evaluates)."""
+    if "ledger" in params:
+        params = with_ledger_for_targets(copy.deepcopy(params))
     files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                            capture_output=True, text=True, check=True).stdout.split()
     for rel in files:

@@ -240,7 +240,9 @@ def test_bnat_plots_writes_a_page_that_draws_offline(project):
     page = (project / "dvc_plots" / "index.html").read_text()
     assert remote_scripts(page) == []
     assert "vegaEmbed(" in page and "window.vegaEmbed" in page  # the CSV plots' calls, and the inline library
-    assert "figures/training.csv" in page and "figures/pgd_accuracy.csv" in page
+    # each CSV plot is a div DVC names after its file, drawn by vegaEmbed
+    for plot in ("reports_figures_training_csv", "reports_figures_pgd_accuracy_csv"):
+        assert f'<div id = "{plot}">' in page and f"vegaEmbed('#{plot}'" in page, plot
     assert page.index("figures/pgd_accuracy.csv") < page.index("figures/training.csv")  # summaries first
 
 
