@@ -685,9 +685,14 @@ class StageRun:
 
         if self.run_id is None:
             return
-        mlflow.end_run(status=status)
+        client = MlflowClient(tracking_uri=self.uri)
+        try:
+            mlflow.end_run(status=status)
+        finally:  # a signal that landed inside MLflow's own calls can leave its fluent state half-done
+            if client.get_run(self.run_id).info.status == "RUNNING":
+                client.set_terminated(self.run_id, status)
         if status == "FINISHED":
-            supersede(MlflowClient(tracking_uri=self.uri), self.experiment_id, self.stage, self.run_id, self.dvc_exp)
+            supersede(client, self.experiment_id, self.stage, self.run_id, self.dvc_exp)
 
     def logged_steps(self, key: str) -> set[int]:
         """Steps at which this run already holds metric ``key`` (an earlier attempt's epochs)."""

@@ -448,7 +448,7 @@ def test_a_terminated_training_is_killed_then_resumed_in_the_same_run(tmp_path):
     client = MlflowClient(tracking_uri=f"sqlite:///{proj / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bn-adversarial")
     (killed,) = client.search_runs([exp.experiment_id], "tags.stage = 'pretrain@base/standard'", ViewType.ALL)
-    assert killed.info.status == "KILLED"
+    assert killed.info.status == "KILLED", err
 
     sh([sys.executable, "-m", "stages.pretrain", "base/standard"], proj)
     ref = json.loads((proj / "models" / "base" / "standard" / "mlflow_run.json").read_text())

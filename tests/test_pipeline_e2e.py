@@ -243,7 +243,7 @@ def test_bnat_plots_writes_a_page_that_draws_offline(project):
     # each CSV plot is a div DVC names after its file, drawn by vegaEmbed
     for plot in ("reports_figures_training_csv", "reports_figures_pgd_accuracy_csv"):
         assert f'<div id = "{plot}">' in page and f"vegaEmbed('#{plot}'" in page, plot
-    assert page.index("figures/pgd_accuracy.csv") < page.index("figures/training.csv")  # summaries first
+    assert page.index("reports_figures_pgd_accuracy_csv") < page.index("reports_figures_training_csv")  # summaries first
 
 
 def test_bnat_exp_show_fits_160_columns_with_the_headline_figures(project):
