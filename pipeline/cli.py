@@ -98,142 +98,151 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _validate(args) -> int:
+    from pipeline.config import load_params
+
+    params = load_params(args.params)
+    print(f"{args.params}: valid ({len(params.trained)} models in {len(params.groups)} groups, "
+          f"{len(params.targets)} models and views evaluated)")
+    return 0
+
+
+def _stages(args) -> int:
+    from pipeline.flows import ordered_stages
+
+    print("\n".join(ordered_stages(args.project_dir)))
+    return 0
+
+
+def _mlflow_ui(args) -> int:
+    import os
+
+    from pipeline.tracking import experiment_page, project_experiment, relocate_if_moved, tracking_uri
+
+    relocate_if_moved()  # a copied project's store still names the folder it was made in
+    print(f"open {experiment_page(f'http://{args.host}:{args.port}', project_experiment())} "
+          "(the project's runs and models)", flush=True)
+    cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]
+    os.execvp(cmd[0], cmd)
+
+
+def _mlflow_server(args) -> int:
+    import os
+
+    cmd = ["mlflow", "server", "--backend-store-uri", args.backend_store_uri, "--artifacts-destination",
+           args.artifacts_destination, "--host", args.host, "--port", str(args.port)]
+    os.execvp(cmd[0], cmd)
+
+
+def _mlflow_sync(args) -> int:
+    from pipeline.flows import sync_runs
+
+    done = sync_runs(args.project_dir)
+    print(f"{len(done['current'])} stages point at their current run; {len(done['superseded'])} older runs "
+          f"superseded" + (f"; not in this store: {', '.join(done['missing'])}" if done["missing"] else ""))
+    return 0
+
+
+def _prune_lock(args) -> int:
+    from pipeline.lockfile import prune
+
+    gone = prune(args.project_dir)
+    print(f"dvc.lock: dropped {len(gone)} entries of stages no longer in dvc.yaml" if gone
+          else "dvc.lock: every entry is a stage of dvc.yaml")
+    return 0
+
+
+def _exp_show(args) -> int:
+    from pipeline.exp_table import show as exp_show
+
+    print(exp_show(args.project_dir, args.models))
+    return 0
+
+
+def _plots(args) -> int:
+    from pipeline.plots_page import show
+
+    print(f"wrote {show(args.project_dir, args.out)} (opens without the internet)")
+    return 0
+
+
+def _study(args) -> int:
+    from pipeline.study import run as run_study
+
+    path = run_study(args.project_dir, args.seeds, args.name)
+    print(path.read_text())
+    print(f"wrote {path}")
+    return 0
+
+
+def _sweep(args) -> int:
+    from pipeline.config import ConfigError, read_yaml
+    from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_deployment, check_sweep, summary_markdown, sweep
+
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        overrides[key] = read_yaml(value, f"--set {key}")
+    check_sweep(".", args.methods, args.seeds, overrides or None)  # before any server starts
+    deployment = None if args.local else (args.deployment or EXPERIMENT_DEPLOYMENT)
+    if deployment:
+        check_deployment(deployment)
+    summary = sweep(args.methods, args.seeds, overrides or None, deployment=deployment)
+    print(summary_markdown(summary), end="")
+    return 0
+
+
+def _select_branches(args) -> int:
+    from pipeline.layout import dvc_use
+    from pipeline.spec import convert_saved
+
+    if use := dvc_use(args.dst):
+        raise ValueError(f"{args.dst}: {use}; write the converted model outside the pipeline's folders (e.g. main.pt)")
+    spec = convert_saved(args.src, args.dst, {"kind": "select", "branches": args.branches})
+    print(f"{args.dst}: branches {args.branches} of {args.src}; deploys as {spec['deployment']}")
+    return 0
+
+
+def _flow(args) -> int:
+    from pipeline.flows import reproduce
+
+    reproduce(args.project_dir, workers=args.workers, items_at_once=args.items_at_once)
+    return 0
+
+
+COMMANDS = {"validate": _validate, "stages": _stages, "flow": _flow, "mlflow-ui": _mlflow_ui,
+            "mlflow-server": _mlflow_server, "mlflow-sync": _mlflow_sync, "prune-lock": _prune_lock,
+            "exp-show": _exp_show, "plots": _plots, "study": _study, "sweep": _sweep,
+            "select-branches": _select_branches}
+
+
+def exit_code(err: Exception) -> int | None:
+    """How ``bnat`` ends on ``err``, said in one line: 2 for bad input (params, data, a checkpoint,
+    a file it would overwrite), 1 for a DVC command it ran that failed; None for anything else,
+    which keeps its traceback (a bug)."""
+    from pipeline.config import ConfigError
+    from pipeline.data import DataError
+    from pipeline.io import CheckpointError, WriteError
+
+    if isinstance(err, (ConfigError, DataError, CheckpointError, WriteError, ValueError)):
+        return 2
+    if isinstance(err, RuntimeError):
+        return 1
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-
-    if args.command == "validate":
-        from pipeline.config import ConfigError, load_params
-
-        try:
-            params = load_params(args.params)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"{args.params}: valid ({len(params.trained)} models in {len(params.groups)} groups, "
-              f"{len(params.targets)} models and views evaluated)")
-        return 0
-    if args.command == "stages":
-        from pipeline.flows import ordered_stages
-
-        print("\n".join(ordered_stages(args.project_dir)))
-        return 0
-    if args.command == "mlflow-ui":
-        import os
-
-        from pipeline.tracking import experiment_page, project_experiment, relocate_if_moved, tracking_uri
-
-        relocate_if_moved()  # a copied project's store still names the folder it was made in
-        print(f"open {experiment_page(f'http://{args.host}:{args.port}', project_experiment())} "
-              "(the project's runs and models)", flush=True)
-        cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]
-        os.execvp(cmd[0], cmd)
-    if args.command == "mlflow-server":
-        import os
-
-        cmd = ["mlflow", "server", "--backend-store-uri", args.backend_store_uri, "--artifacts-destination",
-               args.artifacts_destination, "--host", args.host, "--port", str(args.port)]
-        os.execvp(cmd[0], cmd)
-    if args.command == "mlflow-sync":
-        from pipeline.flows import sync_runs
-
-        try:
-            done = sync_runs(args.project_dir)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"{len(done['current'])} stages point at their current run; {len(done['superseded'])} older runs "
-              f"superseded" + (f"; not in this store: {', '.join(done['missing'])}" if done["missing"] else ""))
-        return 0
-    if args.command == "prune-lock":
-        from pipeline.lockfile import prune
-
-        try:
-            gone = prune(args.project_dir)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"dvc.lock: dropped {len(gone)} entries of stages no longer in dvc.yaml" if gone
-              else "dvc.lock: every entry is a stage of dvc.yaml")
-        return 0
-    if args.command == "exp-show":
-        from pipeline.exp_table import show as exp_show
-
-        try:
-            print(exp_show(args.project_dir, args.models))
-        except RuntimeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "plots":
-        from pipeline.plots_page import show
-
-        try:
-            page = show(args.project_dir, args.out)
-        except RuntimeError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        print(f"wrote {page} (opens without the internet)")
-        return 0
-    if args.command == "study":
-        from pipeline.config import ConfigError
-        from pipeline.study import run as run_study
-
-        try:
-            path = run_study(args.project_dir, args.seeds, args.name)
-        except (ConfigError, RuntimeError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(path.read_text())
-        print(f"wrote {path}")
-        return 0
-    if args.command == "sweep":
-        from pipeline.config import ConfigError, read_yaml
-        from pipeline.flows import EXPERIMENT_DEPLOYMENT, check_deployment, check_sweep, summary_markdown, sweep
-
-        overrides = {}
-        for item in args.overrides:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                print(f"error: --set {item!r}: expected KEY=VALUE", file=sys.stderr)
-                return 2
-            try:
-                overrides[key] = read_yaml(value, f"--set {key}")
-            except ConfigError as err:
-                print(f"error: {err}", file=sys.stderr)
-                return 2
-        try:
-            check_sweep(".", args.methods, args.seeds, overrides or None)  # before any server starts
-            deployment = None if args.local else (args.deployment or EXPERIMENT_DEPLOYMENT)
-            if deployment:
-                check_deployment(deployment)
-            summary = sweep(args.methods, args.seeds, overrides or None, deployment=deployment)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(summary_markdown(summary), end="")
-        return 0
-    if args.command == "select-branches":
-        from pipeline.io import CheckpointError, WriteError
-        from pipeline.layout import dvc_use
-        from pipeline.spec import convert_saved
-
-        try:
-            if use := dvc_use(args.dst):
-                raise ValueError(f"{args.dst}: {use}; write the converted model outside the pipeline's "
-                                 f"folders (e.g. main.pt)")
-            spec = convert_saved(args.src, args.dst, {"kind": "select", "branches": args.branches})
-        except (CheckpointError, WriteError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        print(f"{args.dst}: branches {args.branches} of {args.src}; deploys as {spec['deployment']}")
-        return 0
-    if args.command == "flow":
-        from pipeline.flows import reproduce
-
-        reproduce(args.project_dir, workers=args.workers, items_at_once=args.items_at_once)
-        return 0
-    return 1
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as err:
+        code = exit_code(err)
+        if code is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":
