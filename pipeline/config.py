@@ -613,8 +613,8 @@ class Params(Section):
     # items of a stage run side by side: auto is one process a CPU core (one at a time on CUDA)
     workers: Literal["auto"] | PositiveInt = "auto"
     # a training whose loss turns NaN or Inf: `report` writes its folder as diverged (diverged.json,
-    # no model) and its group goes on, `fail` stops the group. Read by the training stages only and
-    # not a DVC param: it decides how a failure ends, never what a finished result holds.
+    # no model) and its group goes on, `fail` stops the group. Read by the training stages, which
+    # list it as a DVC param: what they write for a diverged model depends on it.
     on_divergence: Literal["report", "fail"] = "report"
     data: DataConfig
     model: ModelConfig  # the default architecture of pretrain entries

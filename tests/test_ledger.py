@@ -1,6 +1,7 @@
 """The ledger: claims as data, resolved to our targets, judged paired on per-image outcomes."""
 
 import copy
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -172,3 +173,21 @@ def test_docs_ledger_lists_every_claim_as_declared():
     assert (ROOT / "docs" / "ledger.md").read_text() == catalog_markdown(), "run `python -m pipeline.papers`"
     ids = [c.id for p in PAPERS.values() for c in p.claims]
     assert len(ids) == len(set(ids))  # a claim's id names its MLflow metrics
+
+
+def test_a_study_seed_is_the_params_at_that_seed_on_every_test_image_and_bad_seeds_are_one_line():
+    import subprocess
+
+    from pipeline.study import seed_params
+    from tests.e2e import env
+
+    seeded = seed_params(RAW, 3)
+    assert seeded["seed"] == 3 and seeded["evaluate"]["n_samples"] is None
+    assert RAW["evaluate"]["n_samples"] == 100 and RAW["seed"] == 0  # the project's params untouched
+    parse_params(copy.deepcopy(seeded))
+    for seeds in (["1"], ["1", "1"], ["-1", "2"]):
+        proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "study", "--seeds", *seeds], cwd=ROOT,
+                              env=env(), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.strip().splitlines() == [f"error: study: give two or more distinct non-negative seeds "
+                                                    f"(got {[int(s) for s in seeds]})"]
