@@ -538,7 +538,8 @@ class TrackingConfig(Section):
 
 class LedgerConfig(Section):
     """Which evaluated target fills each role of the papers' claims (pipeline/papers): a role is
-    the target of its own name unless ``roles`` maps it; ``not_run`` lists the roles this params
+    the target of its own name unless ``roles`` maps it; ``not_run`` lists the papers (by key) and
+    roles this params
     file does not evaluate (their claims are shown as not run). In a params file with a ``ledger``
     section any other role without a target is an error when params load (a model renamed
     without its claims); without one, such claims are shown as not run."""
@@ -807,9 +808,13 @@ class Params(Section):
         if self.ledger is None:
             return
         roles = {r for p in PAPERS.values() for r in p.roles()}
-        for role in [*self.ledger.roles, *self.ledger.not_run]:
+        for role in self.ledger.roles:
             if role not in roles:
-                raise ValueError(f"ledger: {role!r} is no role of a claim (roles: {', '.join(sorted(roles))})")
+                raise ValueError(f"ledger.roles: {role!r} is no source of a table or claim of the ledger (docs/ledger.md)")
+        for role in self.ledger.not_run:
+            if role not in roles and role not in PAPERS:
+                raise ValueError(f"ledger.not_run: {role!r} is neither a paper ({', '.join(PAPERS)}) nor a source of a "
+                                 "table or claim of the ledger (docs/ledger.md)")
         check_roles(self)
 
     def _check_evaluations(self) -> None:

@@ -12,6 +12,7 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
+from pipeline.papers import outcomes
 from pipeline.io import atomic_dir, fingerprint, read_json, write_csv, write_headline, write_json
 from pipeline.layout import ablation_dir, headline_file
 from pipeline.methods import METHODS
@@ -88,10 +89,13 @@ def main(argv: list[str]) -> None:
             deployed = Deployed(model, how.get("mode", "eval"), route=how.get("route"))
             result = evaluate(deployed, x, y, ecfg, seed=params.seed, desc=stage)
             rows = result.curve_rows()
+            per_image = outcomes.of_result(result)  # claims on grid points compare paired
             metrics = {**result.headline(), "tier": "screen", "ablation": name, "key": grid.key, "value": value}
         metrics["test_acc"] = read_json(point / "model" / "metrics.json")["test_acc"]
         with atomic_dir(point / "screen") as tmp:
             write_json(tmp / "metrics.json", metrics)
+            if grid.inference_refs is None:
+                outcomes.save(tmp / outcomes.FILE, per_image)
             write_csv(tmp / "accuracy.csv", rows)
             tracker.write_ref(tmp)
             write_timing(tmp, stage)

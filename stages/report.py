@@ -5,14 +5,13 @@ and measure (``claim/ID/diff``, ``.../verdict``; reports/claims.md), and the rep
 
 from pathlib import Path
 
+from pipeline.analysis.analyses_report import analyses_sections
 from pipeline.analysis.plots import accuracy_vs_eps, long_rows
-from pipeline.analysis.report import bn_sections, build_report, load_results
-from pipeline.analysis.shaping_report import shaping_sections
-from pipeline.analysis.strength_report import strength_sections
-from pipeline.analysis.thesis_report import thesis_sections
+from pipeline.analysis.report import build_report, load_results
 from pipeline.io import atomic_dir, write_csv, write_json, write_text
 from pipeline.layout import model_dir
 from pipeline.papers import verdicts
+from pipeline.papers.sections import paper_sections
 from pipeline.tracking import StageRun
 from stages.common import load, run, write_timing
 
@@ -48,17 +47,15 @@ def main(argv: list[str]) -> None:
     out = Path("reports")
     with StageRun("report", params.tracking.experiment, {"targets": targets}) as tracker:
         markdown, summary, curve_rows = build_report(results, params)
-        claims = verdicts.judge(params)
-        markdown = markdown.replace("\n", f"\n\n{verdicts.summary_line(claims)} ([claims.md](claims.md))\n", 1)
-        markdown += "\n".join(bn_sections(params)) + "\n"
+        claims, trends = verdicts.judge(params), verdicts.judge_trends(params)
+        markdown = markdown.replace("\n", f"\n\n{verdicts.summary_line(claims, trends)} ([claims.md](claims.md))\n", 1)
+        markdown += "\n".join(paper_sections(params, claims, trends)) + "\n"
         with atomic_dir(out) as tmp:
             figures = tmp / "figures"  # one folder, whichever sections the params produce
             figures.mkdir()
-            markdown += "\n".join(thesis_sections(params, figures)) + "\n"
-            markdown += "\n".join(strength_sections(params, figures)) + "\n"
-            markdown += "\n".join(shaping_sections(params, figures)) + "\n"
+            markdown += "\n".join(analyses_sections(params, figures)) + "\n"
             write_text(tmp / "report.md", markdown)
-            write_text(tmp / "claims.md", verdicts.markdown(claims))
+            write_text(tmp / "claims.md", verdicts.markdown(claims, trends=trends))
             write_json(tmp / "summary.json", summary)
             write_csv(figures / "pgd_accuracy.csv", long_rows(curve_rows, "eps", "accuracy"))
             training_curves(params, figures / "training.csv")
@@ -68,7 +65,7 @@ def main(argv: list[str]) -> None:
             tracker.write_ref(tmp)
             write_timing(tmp, "report")
         tracker.log_metrics(headline(summary))
-        tracker.log_metrics(verdicts.metrics(claims))
+        tracker.log_metrics(verdicts.metrics(claims, trends))
         tracker.log_artifacts(out)
     print(markdown)
 

@@ -56,8 +56,13 @@ def test_outcomes_round_trip_bit_packed():
         outcomes.metric(back, "cw")
 
 
-def test_every_role_of_the_default_resolves_to_an_evaluated_target():
-    assert all(t in PARAMS.targets for t in resolve(PARAMS).values())
+def test_every_source_of_the_default_resolves_to_what_it_runs():
+    from pipeline.papers.verdicts import _exists
+
+    resolved = resolve(PARAMS)
+    fallbacks = {r.source: r.fallback for p in PAPERS.values() for t in p.tables for r in t.rows if r.fallback}
+    assert all(_exists(PARAMS, t) or _exists(PARAMS, resolved[fallbacks[r]]) for r, t in resolved.items() if t is not None)
+    assert {r for r, t in resolved.items() if t is None} == set(PARAMS.ledger.not_run)
     assert sum(len(p.claims) for p in PAPERS.values()) >= 15
 
 
@@ -130,9 +135,12 @@ def test_a_side_still_improving_and_unequal_budgets_are_flagged(tmp_path):
     history = model_dir(p, "standard", tmp_path) / "history.csv"
     history.parent.mkdir(parents=True)
     history.write_text("epoch,test_acc\n1,0.80\n2,0.90\n3,0.95\n")
+    _write(tmp_path, p, "adversarial", worst_case=a)
     (v,) = judge(p, [tmp_path], claims=["poster.bn_params.robust"])
     assert any(f.startswith("standard not converged (test accuracy +5.0 points") for f in v.flags), v.flags
-    assert any(f.startswith("unequal budgets: bn_params") for f in v.flags), v.flags
+    assert not any("unequal budgets" in f for f in v.flags), v.flags  # a fine-tune against its own start
+    (v,) = judge(p, [tmp_path], claims=["poster.adv_above_bn_params"])
+    assert "unequal budgets: adversarial 5 epochs (3-step attack), bn_params 8 epochs (3-step attack)" in v.flags
     history.write_text("epoch,test_acc\n1,0.80\n2,0.95\n3,0.95\n")
     (v,) = judge(p, [tmp_path], claims=["poster.bn_params.robust"])
     assert not any("not converged" in f for f in v.flags)
@@ -155,15 +163,15 @@ def test_renaming_a_model_without_its_claims_is_an_error_at_load_naming_the_clai
             for k, v in pair.items():
                 if v == "bn_params":
                     pair[k] = "bn_p"
-    with pytest.raises(ConfigError, match=r"ledger: claim poster\.bn_params\.robust \(poster table\) needs role "
-                                          r"'bn_params'.*ledger\.roles\.bn_params"):
+    with pytest.raises(ConfigError, match=r"ledger: the poster, poster table, row 'BN PARAMS' needs 'bn_params'.*"
+                                          r"ledger\.roles\.bn_params"):
         parse_params(copy.deepcopy(raw))
     raw["ledger"]["roles"] = {"bn_params": "bn_p"}  # mapped: its claims follow the model
     assert resolve(parse_params(copy.deepcopy(raw)))["bn_params"] == "bn_p"
-    raw["ledger"] = {"not_run": ["bn_params"]}  # or explicitly not run
+    raw["ledger"] = {"not_run": [*RAW["ledger"]["not_run"], "bn_params"]}  # or explicitly not run
     verdicts = judge(parse_params(raw), [ROOT / "nowhere"], claims=["poster.bn_params.robust"])
     assert verdicts[0].verdict == "not run"
-    with pytest.raises(ConfigError, match="'bn_prams' is no role of a claim"):
+    with pytest.raises(ConfigError, match="'bn_prams' is neither a paper"):
         parse_params({**copy.deepcopy(RAW), "ledger": {"not_run": ["bn_prams"]}})
 
 

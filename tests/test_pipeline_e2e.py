@@ -179,10 +179,14 @@ def test_a_view_is_a_row_of_its_own_with_its_route(project):
 
 def test_report_has_the_papers_tables(project):
     report = (project / "reports" / "report.md").read_text()
-    for heading in ("poster's table", "Table 1", "Table 2", "Table 9", "Gradient-masking checks", "Tables 5 and 6",
-                    "strength dial", "AFA against its bases", "PGD+Ada", "Table 4", "Fig. 3 and Fig. 6",
-                    "The trade-off frontier", "Tables I and II", "Table III", "Table IV", "three confoundings"):
+    for heading in ("(the poster, poster table)", "(Adversarial Masking, Table 1)", "Table 2", "Table 9",
+                    "Gradient-masking checks", "(Adversarial Masking, Table 5)", "(Adversarial Masking, Table 6)",
+                    "along its dial", "(AFA, Table 1)", "PGD+Ada", "(AFA, Table 4)", "Fig. 3 and Fig. 6",
+                    "The trade-off frontier", "(norm shaping, Table I)", "(norm shaping, Table III)",
+                    "(norm shaping, Table IV)", "(norm shaping, Sec. IV)", "(thesis, Table 6.1)"):
         assert heading in report, heading
+    claims = (project / "reports" / "claims.md").read_text()
+    assert "## Trends" in claims and "| masking | Table 1 |" in claims
 
 
 def test_after_the_reruns_each_stage_and_item_has_one_current_run_named_by_its_outs(project, reruns):

@@ -9,7 +9,7 @@ from pathlib import Path
 from pipeline import divergence
 from pipeline.config import Params
 from pipeline.io import read_json
-from pipeline.layout import analysis_dir, model_dir, result_dir
+from pipeline.layout import model_dir, result_dir
 
 
 @dataclass
@@ -104,22 +104,16 @@ def _ci(metrics: dict, key: str) -> str:
 
 
 def overlap_sentence(results: list) -> str:
-    """Which rows' worst-case intervals overlap: sorted by worst case, neighbours whose intervals
-    overlap are joined with ~ (their order is within the noise)."""
+    """Neighbours (sorted by worst case) whose worst-case intervals overlap, named pair by pair:
+    two rows whose intervals do not overlap are never joined, whatever lies between them."""
     rows = sorted((r for r in results if (r.metrics.get("ci95") or {}).get("worst_case")),
                   key=lambda r: r.metrics["worst_case"])
-    groups, current = [], rows[:1]
-    for prev, row in zip(rows, rows[1:]):
-        if row.metrics["ci95"]["worst_case"][0] <= prev.metrics["ci95"]["worst_case"][1]:
-            current.append(row)
-        else:
-            groups.append(current)
-            current = [row]
-    groups.append(current)
-    tied = [" ~ ".join(r.name for r in g) for g in groups if len(g) > 1]
-    if not tied:
+    pairs = [f"{a.name} ~ {b.name}" for a, b in zip(rows, rows[1:])
+             if b.metrics["ci95"]["worst_case"][0] <= a.metrics["ci95"]["worst_case"][1]]
+    if not pairs:
         return "No two neighbouring rows' worst-case intervals overlap."
-    return "Worst-case figures whose intervals overlap (not distinguishable at this sample size): " + "; ".join(tied) + "."
+    return ("Neighbouring rows whose worst-case intervals overlap (each pair on its own; unpaired intervals, so a "
+            "paired comparison on the same images can still tell them apart, as claims.md does): " + "; ".join(pairs) + ".")
 
 
 def _eps(e: float) -> str:
@@ -194,8 +188,11 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
     table_rows, results = results, [r for r in results if r.diverged is None]
     cfg = params.evaluate
     attacks = cfg.attack_list
-    threat_attacks = [a.key for a in attacks]
-    labels = {a.key: attack_label(a) for a in attacks}
+    # the screen tier's own attacks (AutoAttack's APGD pair) get columns too: its worst case goes through them
+    screen_only = [a for a in (cfg.screen.attacks if cfg.screen is not None else [])
+                   if a.key not in {b.key for b in attacks}]
+    threat_attacks = [a.key for a in attacks] + [a.key for a in screen_only]
+    labels = {a.key: attack_label(a) for a in [*attacks, *screen_only]}
     pgd = next((a for a in attacks if a.name == "pgd"), None)
     desc = []
     for a in attacks:
@@ -281,159 +278,3 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
                 row[r.name] = by_eps.get(row["eps"])
         lines += ["", "![PGD accuracy against eps](figures/pgd_accuracy.png)", ""]
     return "\n".join(lines), summary, curve_rows
-
-
-# --------------------------------------------------------------------------------------------
-# BN-only fine-tuning, interpolation and BN statistics, beside the papers' figures
-
-
-def _read_csv(path: Path) -> list[dict]:
-    def value(v):
-        try:
-            return float(v)
-        except (TypeError, ValueError):  # labels: a layer's name, a statistics reading
-            return v
-
-    with open(path) as f:
-        return [{k: (v if k == "layer" else value(v)) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def _num(v: float | None, digits: int = 1) -> str:
-    return "—" if v is None else f"{v:.{digits}f}"
-
-
-def bn_sections(params: Params, root: Path = Path(".")) -> list[str]:
-    """Markdown for the poster's table and "Adversarial Masking" Tables 1, 2 and 9, ours beside theirs."""
-    from pipeline.analysis import paper_numbers as paper
-
-    ours = f"ours: `{params.data.dataset}`, `{params.model.arch}`, worst case over the suite at eps {cfg_eps(params)}"
-    evaluated = params.targets
-
-    def result(name: str) -> dict | None:
-        if name not in evaluated:
-            return None
-        path = result_dir(params, name, root) / "metrics.json"
-        return read_json(path) if path.exists() else None
-
-    def training(name: str) -> dict:
-        path = model_dir(params, name, root) / "metrics.json"
-        return read_json(path) if name in params.trained and path.exists() else {}
-
-    lines: list[str] = []
-    rows = [(label, name, *fig) for label, name, *fig in paper.POSTER if result(name)]
-    if rows:
-        lines += ["", "## BN-only fine-tuning (the poster's table)", "",
-                  f"Paper: {paper.POSTER_SETTING}; {ours}. Errors in %. {setting_note(params, paper.POSTER_MATCH)}", "",
-                  "| row | model | test error | robust test error | %prms | paper test error | paper robust error | paper %prms |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, name, p_err, p_rob, p_prms in rows:
-            r, t = result(name), training(name)
-            finetune = name in params.trained and params.is_finetune(name)
-            prms = t.get("percent_params", None if finetune else 100.0)
-            prms_s = "—" if prms is None else (f"({prms:.2f})" if finetune and
-                                                params.training(name).trainable == "bn_stats" else f"{prms:.2f}")
-            lines.append(f"| {label} | {name} | {_num(100 * (1 - r['clean']))} | {_num(100 * (1 - r['worst_case']))} | "
-                         f"{prms_s} | {_num(p_err, 2)} | {_num(p_rob)} | {_num(p_prms, 2)} |")
-
-    rows = [(label, name, c, rob) for label, name, c, rob in paper.TABLE1 if result(name)]
-    if rows:
-        lines += ["", "## Fine-tuning BN in both directions (\"Adversarial Masking\", Table 1)", "",
-                  f"Paper: {paper.ROBMASK_SETTING}; {ours}. Accuracies in %. {setting_note(params, paper.ROBMASK_MATCH)}", "",
-                  "| row | model | clean | robust | paper clean | paper robust |", "|---|---|---|---|---|---|"]
-        for label, name, p_clean, p_rob in rows:
-            r = result(name)
-            lines.append(f"| {label} | {name} | {_pct(r['clean'])} | {_pct(r['worst_case'])} | "
-                         f"{_num(p_clean, 2)} | {_num(p_rob, 2)} |")
-
-    for pair_name in [n for kind, n in params.analysis_items if kind == "interpolate"]:
-        pair = params.analysis("interpolate", pair_name)
-        folder = analysis_dir(params, "interpolate", pair_name)
-        path = root / folder / "interpolation.csv"
-        if not path.exists():
-            continue
-        rows = _read_csv(path)
-        meta = read_json(path.parent / "metrics.json")
-        fig = paper.TABLE2.get(pair_name)
-        ps = sorted({r["p"] for r in rows}, reverse=True)
-        lines += ["", f"## BN interpolation `{pair.a}` (p=1) to `{pair.b}` (p=0) (\"Adversarial Masking\", Table 2)", "",
-                  f"gamma = p·gamma_a + (1-p)·gamma_b, beta likewise. Robust: {meta['attacks']} at eps "
-                  f"{meta['eps']:.4f} (the worst case over them), on {meta['n_samples']} test images; at p=1 "
-                  f"(and at p=0 when the statistics are interpolated) the model is `{pair.a}` (`{pair.b}`), so "
-                  f"the endpoints equal their rows of the threat-eps table under the same attacks. Running "
-                  f"statistics: `interpolate` mixes them with p, `a` keeps `{pair.a}`'s (the paper does not "
-                  f"say which it uses).", "",
-                  "| | " + " | ".join(f"p={v:.1f}" for v in ps) + " |", "|---|" + "---|" * len(ps)]
-        for stats in dict.fromkeys(r["stats"] for r in rows):
-            by_p = {r["p"]: r for r in rows if r["stats"] == stats}
-            for what in ("clean", "robust"):
-                against = meta.get(f"{what}_violations_{stats}", 0)
-                lines.append(f"| {what}, stats {stats} ({against} against the trend) | "
-                             + " | ".join(_pct(by_p[v][what]) if v in by_p else "—" for v in ps) + " |")
-        if fig and ps == paper.TABLE2_P:
-            lines += ["| paper clean | " + " | ".join(_num(v, 2) for v in fig[0]) + " |",
-                      "| paper robust | " + " | ".join(_num(v, 2) for v in fig[1]) + " |"]
-        lines += ["", f"![trade-off](../{folder}/tradeoff.png)"]
-
-    for pair_name in [n for kind, n in params.analysis_items if kind == "analyze_bn"]:
-        pair = params.analysis("analyze_bn", pair_name)
-        folder = analysis_dir(params, "analyze_bn", pair_name)
-        path = root / folder
-        if not (path / "metrics.json").exists():
-            continue
-        m = read_json(path / "metrics.json")
-        layers = _read_csv(path / "layers.csv")
-        lines += ["", f"## BN statistics: `{pair.a}` against `{pair.b}`", "",
-                  f"Mean over {len(layers)} BN layers of the cosine similarity between the two models "
-                  f"(\"Adversarial Masking\", Table 9{'; paper and ours compared over the same layers below' if pair_name == paper.TABLE9_PAIR else ''}); "
-                  f"the poster's rewrite BN(z) = m·z + b: mean difference in m ({pair.b} minus {pair.a}) "
-                  f"{m['mean_m_diff']:+.3f} "
-                  + (f"(the poster's, for the same pair BN PARAMS against NORMAL: {paper.POSTER_MEAN_M_DIFF:+.3f})"
-                     if (pair.a, pair.b) == paper.POSTER_M_PAIR else
-                     f"(the poster reports {paper.POSTER_MEAN_M_DIFF:+.3f} for another pair, BN PARAMS against "
-                     f"NORMAL, and none for this one)")
-                  + f"; channels turned off "
-                  f"{m['channels_off']}, turned on {m['channels_on']}, magnified {m['channels_magnified']} "
-                  f"of {m['channels']}.", "",
-                  "| | running mean | running var | gamma | beta |", "|---|---|---|---|---|",
-                  "| ours | " + " | ".join(_num(m[f"mean_cos_{f}"], 4) for f in ("mean", "var", "gamma", "beta")) + " |"]
-        if pair_name == paper.TABLE9_PAIR:
-            # the layers both have: the paper gives gamma and beta for layers 0-18, mean and var for 1-18
-            shared = {c: [i for i in paper.table9_layers(c) if i < len(layers)] for c in paper.TABLE9_COLUMNS}
-            ours = {c: sum(layers[i][f"cos_{c}"] for i in idx) / len(idx) if idx else None
-                    for c, idx in shared.items()}
-            pm = paper.table9_means(shared)
-            span = {c: f"{idx[0]}-{idx[-1]}" if idx else "none" for c, idx in shared.items()}
-            lines += ["| ours, shared layers | " + " | ".join(_num(ours[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
-                      "| paper, shared layers | " + " | ".join(_num(pm[c], 4) for c in paper.TABLE9_COLUMNS) + " |",
-                      "| layers compared | " + " | ".join(span[c] for c in paper.TABLE9_COLUMNS) + " |"]
-        for ref, sims in (m.get(f"logits_vs_{pair.logits_of}") or {}).items():
-            lines.append(f"\nLogits of `{ref}` against `{pair.logits_of}`: cosine {sims['cosine']:.3f}, "
-                         f"same prediction on {100 * sims['agreement']:.1f}% of {sims['n']} test images.")
-        lines += ["", f"![first BN layer](../{folder}/first_bn_layer.png)",
-                  f"![m and b](../{folder}/rescaling.png)",
-                  f"![feature maps](../{folder}/feature_maps.png)"]
-    return lines
-
-
-def setting_note(params: Params, match: dict) -> str:
-    """Whether our run is the paper's setting for a comparison, and where it differs."""
-    ours = {"arch": params.model.arch, "dataset": params.data.dataset, "eps": params.evaluate.threat}
-    diffs = [f"{what} (ours `{ours[k]}`, paper `{match[k]}`)" for k, what in
-             (("arch", "architecture"), ("dataset", "dataset")) if ours[k] != match[k]]
-    if abs(ours["eps"] - match["eps"]) > 1e-6:
-        diffs.append(f"threat eps (ours {ours['eps']:.4f}, paper {match['eps']:.4f})")
-    attacks = {a.name for a in params.evaluate.attack_list}
-    if match["attack"] is None:  # the section names its own attack
-        pass
-    elif match["attack"] == "AutoAttack" and "autoattack" not in attacks:
-        diffs.append("attack (the paper uses AutoAttack; our suite has none)")
-    elif match["attack"] == "PGD" and attacks - {"pgd", "fgsm"}:
-        diffs.append("attack (the paper reports PGD; ours is the worst case over the whole suite)")
-    if not diffs:
-        return "This is the paper's setting: the figures are directly comparable."
-    return ("Differs from the paper's setting in " + "; ".join(diffs)
-            + ": compare directions (which model is more robust or accurate), not values.")
-
-
-def cfg_eps(params: Params) -> str:
-    return f"{params.evaluate.threat:.4f}"

@@ -1,12 +1,19 @@
-"""The ledger's vocabulary: a paper's setting, its claims, and the check of how far our setting
-is from the paper's.
+"""The ledger's vocabulary: a paper's setting, its tables, its claims and trends, and the check
+of how far our setting is from the paper's.
 
-A claim is "A against B under a metric at the threat eps", with the paper's direction and, where
-the paper prints both figures, its size. A and B are *roles* (``standard``, ``adversarial``,
-``bn_params``, ...): by default the evaluated target of that name, else what params'
-``ledger.roles`` maps the role to. A role that a params file does not evaluate is an error when
-params load, unless ``ledger.not_run`` lists it (the claim is then shown as not run). The papers'
-declarations are the modules beside this one (pipeline/papers/__init__.py lists them).
+A *source* is what fills a table row or one side of a claim: a *role* (``standard``,
+``adversarial``, ``bn_params``, ...), by default the evaluated target of that name, else what
+params' ``ledger.roles`` maps it to; or a point of an ablation grid, written ``GRID=VALUE``
+(``afa_k=5``, ``activation=silu``). A source that a params file does not run is an error when
+params load, naming the row or claim, unless ``ledger.not_run`` lists it (it is then shown as not
+run in this config). The papers' declarations are the modules beside this one
+(pipeline/papers/__init__.py lists them).
+
+A *claim* is "A against B under a metric at the threat eps", with the paper's direction and,
+where the paper prints both figures, its size; it is judged paired on the same test images
+(verdicts.py). A *trend* is "Y rises (or falls) with X" along a series (a dial, an interpolation,
+a grid, an analysis against eps), judged by the sign of Spearman's rho and its exact permutation
+test. A *table* lays the paper's rows beside ours, one renderer for all (render.py).
 """
 
 from __future__ import annotations
@@ -83,12 +90,112 @@ class Claim:
         return None if self.paper_a is None else round(self.paper_a - self.paper_b, 2)
 
 
+def is_grid_point(source: str) -> bool:
+    """``GRID=VALUE``: a point of an ablation grid; anything else names a role."""
+    return "=" in source
+
+
+@dataclass(frozen=True)
+class Trend:
+    """``y`` rises (``direction`` +1) or falls (-1) with ``x`` along ``series``, as the paper found it.
+
+    ``series`` names where the points come from: ``dial:ROLE`` (the strength dial of analyses
+    whose model fills ROLE; x the dial's setting), ``interpolate:PAIR`` (an interpolation
+    analysis, rows of ``stats: interpolate``; x is p), ``strength:ROLE`` (the feature-statistics
+    analysis of ROLE; x is eps, y a per-eps list of its metrics) or ``grid:GRID`` (an ablation's
+    points, x the grid's value, y a metric of each point)."""
+    id: str
+    where: str
+    text: str
+    series: str
+    x: str
+    y: str
+    direction: int
+
+    def __post_init__(self):
+        if self.direction not in (1, -1):
+            raise ValueError(f"trend {self.id}: direction is +1 or -1, not {self.direction!r}")
+        if self.series.split(":")[0] not in TREND_SERIES:
+            raise ValueError(f"trend {self.id}: series {self.series!r} is not one of {TREND_SERIES} followed by ':NAME'")
+
+
+TREND_SERIES = ("dial", "interpolate", "strength", "grid")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One figure of a row. ``measure`` is read from the row's source: for a target or grid point
+    ``clean``, an attack key (its threat-eps column), ``KEY_alone`` or ``worst_case``; for an
+    analysis row a dotted path into its metrics.json (``clean.BN``, ``adaptive.eot``). ``eps``: a
+    fraction of the threat eps, read from the accuracy curve instead of the threat-eps metrics
+    (AFA's {0, 1, 2, 4, 8}/255 at 8/255 is 0, 1/8, 1/4, 1/2, 1). ``model.KEY``: KEY of the
+    training metrics of the row's model. ``error``: shown as 100 minus the accuracy, as the paper
+    prints it. ``scale``: ours times this is the paper's unit (100: a fraction shown in %)."""
+    label: str
+    measure: str = "clean"
+    eps: float | None = None
+    error: bool = False
+    scale: float = 100.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """A row of a paper table: ``source`` fills it (a role or ``GRID=VALUE``; with ``analysis``,
+    the analysis of that kind whose item is the role's target), ``paper`` its figures per column
+    in % (None: the paper prints none there). ``fallback``: the role that fills the row where
+    params have no such grid point (AFA's K = 5 is the main model). ``deployment``: how the paper
+    deployed this row, in our words, where it is not the table's. ``measure_args``: fills the
+    ``{name}`` fields of the columns' measures (one column layout for several attacks)."""
+    label: str
+    source: str
+    paper: tuple[float | None, ...]
+    analysis: str | None = None
+    fallback: str | None = None
+    deployment: str | None = None
+    measure_args: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """A paper table or figure. Tables of one paper that share ``where`` are variants of one
+    table in other settings (Table 3 per architecture, dataset and epochs): the report lays the
+    variant closest to ours. ``average``: a last column, the mean over the eps columns of that
+    measure (AFA's avg over its eps grid)."""
+    where: str
+    title: str
+    setting: Setting
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    average: str | None = None
+    note: str = ""
+
+    def __post_init__(self):
+        width = len(self.columns) + (self.average is not None)
+        for row in self.rows:
+            if len(row.paper) != width:
+                raise ValueError(f"{self.where}, row {row.label!r}: {len(row.paper)} paper figures for {width} columns")
+        if self.average is not None and not self.averaged():
+            raise ValueError(f"{self.where}: no eps column of measure {self.average!r} to average")
+
+    def averaged(self) -> list[int]:
+        """The columns the average is over."""
+        return [i for i, c in enumerate(self.columns) if c.measure == self.average and c.eps is not None]
+
+    def sources(self) -> list[tuple[Row, str]]:
+        """(row, source) for every source a row may read: its own and its fallback."""
+        return [(r, s) for r in self.rows for s in (r.source, r.fallback) if s is not None]
+
+
 @dataclass(frozen=True)
 class Paper:
     key: str
     title: str
     setting: Setting
     claims: tuple[Claim, ...]
+    tables: tuple[Table, ...] = ()
+    trends: tuple[Trend, ...] = ()
+    short: str = ""  # how the report names it ("Adversarial Masking")
 
     def roles(self) -> set[str]:
-        return {r for c in self.claims for r in (c.a, c.b)}
+        """Every source of its claims and table rows."""
+        return {r for c in self.claims for r in (c.a, c.b)} | {s for t in self.tables for _, s in t.sources()}

@@ -156,3 +156,87 @@ def verdict(result: Paired, direction: int) -> str:
     if not result.excludes_zero:
         return "inconclusive"
     return "holds" if (result.diff > 0) == (direction > 0) else "fails"
+
+
+# ---------------------------------------------------------------- trends
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks with ties averaged (Spearman's convention)."""
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v))
+    ranks[order] = np.arange(len(v), dtype=float)
+    for value in np.unique(v):
+        tied = v == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation (0 where either side is constant)."""
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float((rx ** 2).sum() * (ry ** 2).sum()))
+    return float((rx * ry).sum() / denom) if denom else 0.0
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Spearman's rho of a series (the mean over seeds), its two-sided permutation p-value, and
+    the smallest |rho| that could reach p < 0.05 with this many points (None: none can)."""
+    n: int
+    rho: float
+    p_value: float
+    detectable: float | None
+    seeds: int = 1
+
+
+def _permutations(n: int, rng, draws: int) -> np.ndarray:
+    """Every permutation of n points when there are few enough (n <= 7), else ``draws`` random ones."""
+    if n <= 7:
+        import itertools
+
+        return np.array(list(itertools.permutations(range(n))))
+    return np.stack([rng.permutation(n) for _ in range(draws)])
+
+
+def trend(series: Sequence[tuple[Sequence[float], Sequence[float]]], draws: int = 20000, seed: int = 0) -> Trend:
+    """The mean over seeds of Spearman's rho of (x, y), with the permutation test of no relation:
+    each seed's y shuffled independently (every permutation when one seed has at most 7 points,
+    else ``draws`` Monte-Carlo shuffles)."""
+    if not series or any(len(x) != len(y) for x, y in series):
+        raise ValueError("a trend needs one (x, y) series of equal lengths per seed")
+    n = len(series[0][0])
+    if n < 3 or any(len(x) != n for x, _ in series):
+        raise ValueError(f"a trend needs at least 3 points and the same points under every seed (got {n})")
+    rng = np.random.default_rng(seed)
+    observed = float(np.mean([spearman(x, y) for x, y in series]))
+    rx = [_ranks(np.asarray(x, float)) for x, _ in series]
+    ry = [_ranks(np.asarray(y, float)) for _, y in series]
+
+    def rho_of(rank_x, rank_y):  # rows of permuted rank_y
+        cx = rank_x - rank_x.mean()
+        cy = rank_y - rank_y.mean(axis=-1, keepdims=True)
+        denom = np.sqrt((cx ** 2).sum() * (cy ** 2).sum(axis=-1))
+        return np.where(denom > 0, (cy * cx).sum(axis=-1) / np.where(denom > 0, denom, 1), 0.0)
+
+    if len(series) == 1 and n <= 7:
+        null = rho_of(rx[0], ry[0][_permutations(n, rng, draws)])
+    else:
+        null = np.mean([rho_of(rx[i], ry[i][np.stack([rng.permutation(n) for _ in range(draws)])])
+                        for i in range(len(series))], axis=0)
+    size = np.abs(null)
+    exact = len(series) == 1 and n <= 7
+    hits = int((size >= abs(observed) - 1e-12).sum())
+    p = hits / len(size) if exact else (hits + 1) / (len(size) + 1)  # Monte Carlo: never exactly 0
+    reachable = [r for r in np.unique(np.round(size, 12)) if (size >= r - 1e-12).mean() < 0.05]
+    detectable = float(min(reachable)) if reachable else None
+    return Trend(n=n, rho=observed, p_value=p, detectable=detectable, seeds=len(series))
+
+
+def trend_verdict(result: Trend, direction: int) -> str:
+    """``holds`` when rho has the paper's sign and p < 0.05, ``fails`` when it has the other sign
+    and p < 0.05, else ``inconclusive``."""
+    if result.p_value >= 0.05:
+        return "inconclusive"
+    return "holds" if (result.rho > 0) == (direction > 0) else "fails"
