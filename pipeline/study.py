@@ -48,7 +48,7 @@ def build_seed(project_dir: Path, raw: dict, seed: int, items_at_once: int | Non
 
 def run(project_dir: str | Path, seeds: Sequence[int], name: str | None = None) -> Path:
     """Build every seed, judge the claims over them and write ``studies/NAME/claims.md``."""
-    from pipeline.papers.verdicts import judge, markdown
+    from pipeline.papers.verdicts import judge, judge_trends, markdown
 
     project = Path(project_dir).resolve()
     if len(seeds) < 2 or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
@@ -63,16 +63,19 @@ def run(project_dir: str | Path, seeds: Sequence[int], name: str | None = None) 
         roots.append(build_seed(project, raw, seed))
     built = time.perf_counter() - t0
     seeded = load_params(roots[0] / "params.yaml")  # every image: the targets as the seeds ran them
-    over = judge(seeded, roots)
+    over, trends = judge(seeded, roots), judge_trends(seeded, roots)
     first = {v.claim.id: v.verdict for v in judge(seeded, roots[:1])}
-    moved = [v for v in over if first.get(v.claim.id) == "inconclusive" and v.verdict in ("holds", "fails")]
+    first |= {v.trend.id: v.verdict for v in judge_trends(seeded, roots[:1])}
+    decided = ("holds", "fails")
+    moved = [v.claim.id for v in over if first.get(v.claim.id) == "inconclusive" and v.verdict in decided]
+    moved += [v.trend.id for v in trends if first.get(v.trend.id) == "inconclusive" and v.verdict in decided]
     name = name or f"seeds-{'-'.join(map(str, seeds))}"
     out = project / STUDY_DIR / name
-    text = markdown(over, seeds=len(seeds)).replace(
+    text = markdown(over, seeds=len(seeds), trends=trends).replace(
         "# Claims of the papers, checked",
         f"# Claims of the papers over seeds {', '.join(map(str, seeds))}\n\nEvery test image, {len(seeds)} "
         f"training seeds of {params_file.name}, built in {built / 60:.1f} min. Against the first seed alone, "
-        f"{len(moved)} verdicts moved from inconclusive: {', '.join(v.claim.id for v in moved) or 'none'}.", 1)
+        f"{len(moved)} verdicts moved from inconclusive: {', '.join(moved) or 'none'}.", 1)
     text += "\n## The first seed alone\n\n" + "\n".join(f"- {k}: {v}" for k, v in first.items()) + "\n"
     with atomic_dir(out) as tmp:
         write_text(tmp / "claims.md", text)

@@ -11,7 +11,7 @@ import yaml
 from pipeline.config import ConfigError, load_params, parse_params
 from pipeline.papers import PAPERS, afa, robmask, shaping, thesis
 from pipeline.papers.built import Built
-from pipeline.papers.ledger import Column, Paper, Row, Setting, Table
+from pipeline.papers.ledger import Column, Paper, Row, Table
 from pipeline.papers.render import comparability, render
 from pipeline.papers.sections import chosen_tables, paper_sections
 from pipeline.papers.verdicts import our_setting, resolve

@@ -263,8 +263,26 @@ def frontier_section(built: Built, out_dir: Path) -> list[str]:
             "the points.", "", "![frontier](figures/frontier.png)"]
 
 
+def adaptive_gaps(built: Built) -> list[str]:
+    """Every target attacked by an attack that knows its defense (``*_adaptive``, by itself) against
+    the plain PGD of the same row: a gap beyond ``evaluate.checks.tolerance`` is flagged."""
+    params, sentences = built.params, []
+    for name in params.targets:
+        m = built.metrics(name) or {}
+        for key in (k for k in m if k.endswith("_adaptive_alone")):
+            sentences.append(_gap_sentence(f"`{name}` ({key.removesuffix('_alone')})", m.get(ROBUST), m[key],
+                                           params.evaluate.checks.tolerance))
+    if not sentences:
+        return []
+    return ["", "## Adaptive attacks against plain PGD", "",
+            "Each row an attack that knows the defense ran on (AFA's PGD+Ada: cross-entropy plus BCE on the weight "
+            "generator's W0, the worst of seven weightings) by itself, against the row's plain PGD at the threat eps; "
+            "a gap beyond the masking checks' tolerance means the plain figure overstates robustness.", "",
+            *[f"- {s}" for s in sentences]]
+
+
 def analyses_sections(params, out_dir: Path, root: Path | str = Path(".")) -> list[str]:
     """Markdown for every analysis section whose results exist; plots and their CSVs go to ``out_dir``."""
     built = Built(params, root)
     return (interpolation(built) + bn_statistics(built) + dials(built) + feature_statistics(built)
-            + grid_plots(built, out_dir) + frontier_section(built, out_dir))
+            + adaptive_gaps(built) + grid_plots(built, out_dir) + frontier_section(built, out_dir))

@@ -10,6 +10,7 @@ from pipeline import divergence
 from pipeline.config import Params
 from pipeline.io import read_json
 from pipeline.layout import model_dir, result_dir
+from pipeline.papers.render import eps_label, pct
 
 
 @dataclass
@@ -57,10 +58,6 @@ def load_results(params: Params, names: list[str], root: Path = Path(".")) -> li
     return out
 
 
-def _pct(v: float | str | None) -> str:
-    return "—" if v is None or v == "" else f"{100 * float(v):.1f}"
-
-
 def alone_table(results: list, attacks: list, labels: dict, cascade: bool) -> list[str]:
     """Each attack's own accuracy at the threat eps, as the papers' tables give it. Under the
     cascade an attack after the first threat-eps one ran only on what the earlier ones left, so
@@ -73,7 +70,7 @@ def alone_table(results: list, attacks: list, labels: dict, cascade: bool) -> li
            "attacks before it left standing; set `alone: true` on the attack to measure it on all.", "",
            "| model | " + " | ".join(labels[k] for k in keys) + " |", "|---|" + "---|" * len(keys)]
     for r in results:
-        out.append(f"| {r.name} | " + " | ".join(_pct(r.metrics.get(f"{k}_alone")) for k in keys) + " |")
+        out.append(f"| {r.name} | " + " | ".join(pct(r.metrics.get(f"{k}_alone")) for k in keys) + " |")
     return out
 
 
@@ -93,7 +90,7 @@ def minimal_table(results: list, attacks: list, labels: dict) -> list[str]:
         for k in keys:
             m = r.metrics["minimal"].get(k) or {}
             med = m.get("median_l2")
-            cells.append(f"{_pct(m.get('success_rate'))} | {'—' if med is None else f'{med:.3f}'} | {m.get('n_attacked', 0)}")
+            cells.append(f"{pct(m.get('success_rate'))} | {'—' if med is None else f'{med:.3f}'} | {m.get('n_attacked', 0)}")
         out.append(f"| {r.name} | " + " | ".join(cells) + " |")
     return out
 
@@ -114,10 +111,6 @@ def overlap_sentence(results: list) -> str:
         return "No two neighbouring rows' worst-case intervals overlap."
     return ("Neighbouring rows whose worst-case intervals overlap (each pair on its own; unpaired intervals, so a "
             "paired comparison on the same images can still tell them apart, as claims.md does): " + "; ".join(pairs) + ".")
-
-
-def _eps(e: float) -> str:
-    return f"{e * 255:.3g}/255"
 
 
 def _options(cfg) -> str:
@@ -213,7 +206,7 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
         "# Robustness report",
         "",
         f"Dataset `{params.data.dataset}`, architecture `{params.model.arch}` unless a row says otherwise, "
-        f"deployment `{cfg.deployment.mode or 'each model as its method deploys it'}`, protocol `{cfg.protocol}`, L-inf threat eps {_eps(cfg.threat)} "
+        f"deployment `{cfg.deployment.mode or 'each model as its method deploys it'}`, protocol `{cfg.protocol}`, L-inf threat eps {eps_label(cfg.threat)} "
         f"({cfg.threat:.4f}). Accuracies in % on {results[0].metrics['n_samples'] if results else 0} test images.",
         "",
         "Attacks: " + "; ".join(desc) + ". " + cascade_note,
@@ -235,9 +228,9 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
         checks = m.get("checks")
         verdict = "—" if checks is None else ("**suspect**" if checks["suspect"] else "none")
         lines.append(
-            f"| {r.name} | {_method(params, r.name)} | {m.get('tier', 'full')} | {_pct(m['clean'])} | "
-            + " | ".join(_pct(m.get(a)) for a in threat_attacks)
-            + f" | {_pct(m.get('worst_case'))} {_ci(m, 'worst_case')} | {verdict} | {run_link(r.run)} |"
+            f"| {r.name} | {_method(params, r.name)} | {m.get('tier', 'full')} | {pct(m['clean'])} | "
+            + " | ".join(pct(m.get(a)) for a in threat_attacks)
+            + f" | {pct(m.get('worst_case'))} {_ci(m, 'worst_case')} | {verdict} | {run_link(r.run)} |"
         )
         summary[r.name] = {k: v for k, v in m.items() if isinstance(v, (int, float)) and k not in ("n_samples", "threat_eps")}
 
@@ -261,19 +254,19 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
                   "| model | n | FGSM | PGD | PGD more | PGD large eps | Square | transfer | zero grad | flags |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
         for name, c in flagged:
-            lines.append(f"| {name} | {c['n_samples']} | {_pct(c['fgsm'])} | {_pct(c['pgd'])} | {_pct(c['pgd_more'])} | "
-                         f"{_pct(c['pgd_large_eps'])} | {_pct(c.get('square'))} | {_pct(c.get('transfer'))} | "
-                         f"{_pct(c['zero_gradient_fraction'])} | {'; '.join(c['flags']) or 'none'} |")
+            lines.append(f"| {name} | {c['n_samples']} | {pct(c['fgsm'])} | {pct(c['pgd'])} | {pct(c['pgd_more'])} | "
+                         f"{pct(c['pgd_large_eps'])} | {pct(c.get('square'))} | {pct(c.get('transfer'))} | "
+                         f"{pct(c['zero_gradient_fraction'])} | {'; '.join(c['flags']) or 'none'} |")
 
     eps_grid = sorted({row["eps"] for r in results for row in r.curve})
     curve_rows = [{"eps": e} for e in eps_grid]
     if pgd is not None:
         lines += ["", f"## PGD-{pgd.steps} accuracy over eps", "",
-                  "| model | " + " | ".join(_eps(e) for e in eps_grid) + " |",
+                  "| model | " + " | ".join(eps_label(e) for e in eps_grid) + " |",
                   "|---|" + "---|" * len(eps_grid)]
         for r in results:
             by_eps = {row["eps"]: row.get("pgd") for row in r.curve}
-            lines.append(f"| {r.name} | " + " | ".join(_pct(by_eps.get(e)) for e in eps_grid) + " |")
+            lines.append(f"| {r.name} | " + " | ".join(pct(by_eps.get(e)) for e in eps_grid) + " |")
             for row in curve_rows:
                 row[r.name] = by_eps.get(row["eps"])
         lines += ["", "![PGD accuracy against eps](figures/pgd_accuracy.png)", ""]

@@ -21,8 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 #: what a claim may compare: clean accuracy, an attack's accuracy at the threat eps (its key in
-#: params, e.g. ``pgd``: the same attack on both sides whatever their tier), or the worst case
-#: over every attack run (only where both sides ran the same attacks)
+#: params, e.g. ``pgd``: the same attack on both sides whatever their tier; ``KEY_alone``: the
+#: attack by itself), or the worst case over every attack run (only where both sides ran the same
+#: attacks)
 METRICS = ("clean", "fgsm", "pgd", "cw_linf", "worst_case")
 
 
@@ -72,12 +73,14 @@ class Claim:
     direction: int
     paper_a: float | None = None
     paper_b: float | None = None
+    metric_b: str | None = None  # B's metric where it is not A's: two attacks on the same source, paired
 
     def __post_init__(self):
         if self.direction not in (1, -1):
             raise ValueError(f"claim {self.id}: direction is +1 or -1, not {self.direction!r}")
-        if self.metric not in METRICS:
-            raise ValueError(f"claim {self.id}: metric {self.metric!r} is not one of {METRICS}")
+        for m in (self.metric, self.metric_b or self.metric):
+            if m not in METRICS and not m.endswith("_alone"):
+                raise ValueError(f"claim {self.id}: metric {m!r} is not one of {METRICS} or an attack's KEY_alone")
         if (self.paper_a is None) != (self.paper_b is None):
             raise ValueError(f"claim {self.id}: give both of the paper's figures or neither")
         if self.paper_a is not None and (self.paper_a - self.paper_b) * self.direction <= 0:

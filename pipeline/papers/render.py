@@ -10,9 +10,9 @@ from pipeline.papers.built import Built
 from pipeline.papers.ledger import Column, Paper, Row, Setting, Table, _show
 
 
-def pct(v: float | None, digits: int = 1, scale: float = 100.0) -> str:
-    """A fraction as a percentage ("—" for none); ``scale`` 1: a figure already in %."""
-    return "—" if v is None else f"{scale * v:.{digits}f}"
+def pct(v: float | str | None, digits: int = 1, scale: float = 100.0) -> str:
+    """A fraction as a percentage ("—" for none, or a CSV's blank); ``scale`` 1: a figure already in %."""
+    return "—" if v is None or v == "" else f"{scale * float(v):.{digits}f}"
 
 
 def num(v: float | None) -> str:

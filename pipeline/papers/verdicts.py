@@ -249,7 +249,7 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
                 continue
             a, b = (None, None) if paper.key in skipped else (roles[claim.a], roles[claim.b])
             metric = claim.metric
-            v = Verdict(paper, claim, a, b, metric)
+            v = Verdict(paper, claim, a, b, metric if claim.metric_b is None else f"{metric} vs {claim.metric_b}")
             out.append(v)
             if a is None or b is None:
                 continue
@@ -266,7 +266,7 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
             try:
                 for root in roots:
                     built = Built(params, root)
-                    oa, ob = built.outcomes(a, metric), built.outcomes(b, metric)
+                    oa, ob = built.outcomes(a, metric), built.outcomes(b, claim.metric_b or metric)
                     n = min(len(oa), len(ob))  # both evaluate the split's first images
                     pairs.append((oa[:n], ob[:n]))
             except FileNotFoundError as missing:  # a build from before outcomes were kept, or an unfinished one
