@@ -69,3 +69,21 @@ def test_bad_outcomes_and_directions_are_errors():
         paired([True, False], [True])
     with pytest.raises(ValueError, match="direction"):
         verdict(paired([True], [False]), 0)
+
+
+def test_a_trend_is_judged_by_spearmans_rho_and_its_exact_permutation_test():
+    from pipeline.papers.stats import spearman, trend, trend_verdict
+
+    rising = trend([([0, 1, 2, 3, 4], [0.1, 0.2, 0.3, 0.4, 0.5])])
+    assert rising.rho == 1.0 and rising.p_value == pytest.approx(2 / 120)  # 2 of 5! orderings reach |rho| = 1
+    assert trend_verdict(rising, 1) == "holds" and trend_verdict(rising, -1) == "fails"
+    # AFA's fusion weight on the default: falling by 1e-4 per step is still a perfect (and significant) ordering
+    w1 = trend([([0, 0.025, 0.05, 0.075, 0.1], [0.4411, 0.4409, 0.4408, 0.4407, 0.4406])])
+    assert w1.rho == -1.0 and trend_verdict(w1, 1) == "fails"
+    three = trend([([0.0, 0.5, 1.0], [0.3, 0.2, 0.1])])  # 2 of 3! orderings reach |rho| = 1: p = 1/3
+    assert three.p_value == pytest.approx(1 / 3) and three.detectable is None and trend_verdict(three, -1) == "inconclusive"
+    assert spearman([1, 2, 3], [5, 5, 5]) == 0.0 and spearman([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    over = trend([([0, 1, 2, 3, 4], [1, 2, 3, 4, 5])] * 3)
+    assert over.seeds == 3 and over.p_value < 0.01 and over.p_value > 0  # Monte Carlo: never exactly 0
+    with pytest.raises(ValueError, match="at least 3 points"):
+        trend([([0, 1], [1, 2])])

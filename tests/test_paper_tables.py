@@ -172,3 +172,21 @@ def test_the_report_lays_each_table_once_and_lists_the_papers_a_config_does_not_
     text = "\n".join(paper_sections(_config("cifar10_resnet20_poster.yaml"), [], [], tmp_path))
     assert text.count("## BN-only fine-tuning (the poster, poster table)") == 1
     assert "Not run in this config (`ledger.not_run`)" in text and "Adaptive Feature Alignment" in text
+
+
+def test_trends_read_their_series_from_a_build_and_say_when_too_few_points_decide_nothing(tmp_path):
+    from pipeline.io import write_json
+    from pipeline.layout import ablation_dir, analysis_dir
+    from pipeline.papers.verdicts import judge_trends
+
+    for value, pgd in zip(PARAMS.ablations["clean_ratio"].values, (0.5, 0.45, 0.4)):
+        write_json(ablation_dir("clean_ratio", value, tmp_path) / "screen" / "metrics.json", {"clean": 0.9, "pgd": pgd})
+    folder = analysis_dir(PARAMS, "strength", "afa_pgd_at", tmp_path)
+    write_json(folder / "metrics.json", {"eps": [0.0, 0.025, 0.05, 0.075, 0.1],
+                                         "w1_mean": [0.4411, 0.4409, 0.4408, 0.4407, 0.4406]})
+    trends = {v.trend.id: v for v in judge_trends(PARAMS, [tmp_path])}
+    ratio = trends["thesis.fig6_1"]
+    assert ratio.points == [(0.0, 0.5), (0.5, 0.45), (1.0, 0.4)] and ratio.result.rho == -1.0
+    assert ratio.verdict == "inconclusive" and ratio.result.detectable is None  # 3 points: p = 1/3 at best
+    assert trends["afa.fig6.w1"].verdict == "fails"
+    assert trends["robmask.dial.clean"].verdict == "not run" and trends["robmask.dial.clean"].source is None
