@@ -9,6 +9,7 @@ from pipeline.analysis.shaping_eval import MODES, shaping_tables
 from pipeline.data import load_splits
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.layout import analysis_dir
+from pipeline.papers import outcomes
 from pipeline.tracking import StageRun
 from pipeline.train import to_float
 from stages.common import Item, run, start, trained_model, write_timing
@@ -27,10 +28,12 @@ def main(argv: list[str]) -> None:
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
     others = splits.x_test[n:] if len(splits.x_test) - n >= cfg.shaping_refs else splits.x_test
     with StageRun(item.label, params.tracking.experiment, {"shaping_eval": cfg.model_dump(), "model": name}) as tracker:
+        per_image: dict = {}
         tables = shaping_tables(model, x, y, to_float(splits.x_train).to(device), to_float(others).to(device),
                                 attacks=cfg.attacks, eps=ev.threat, fgsm_scale=cfg.fgsm_scale, n_ref=ev.deployment.n_ref,
                                 shaping_refs=cfg.shaping_refs, eot=cfg.eot, batch=ev.deployment.batch_size,
-                                seed=params.seed, progress=lambda what: print(f"{item.label}: {what}", flush=True))
+                                seed=params.seed, progress=lambda what: print(f"{item.label}: {what}", flush=True),
+                                per_image=per_image)
         protocol = tables["protocol"][tables["pgd"]]["BN+Shaping"]
         adaptive = min(tables["adaptive"][k] for k in ("known_references", "own_references", "eot"))
         gap = protocol - adaptive
@@ -42,6 +45,7 @@ def main(argv: list[str]) -> None:
         out = analysis_dir(params, "shaping", name)
         with atomic_dir(out) as tmp:
             write_json(tmp / "metrics.json", metrics)
+            outcomes.save(tmp / outcomes.FILE, {k: v.detach().cpu().numpy() for k, v in per_image.items()})
             write_csv(tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
             tracker.write_ref(tmp)
             write_timing(tmp, item.label)

@@ -123,8 +123,10 @@ def test_the_protocol_crafts_on_population_statistics_and_adaptive_on_the_deploy
         (source.mode, source.fixed_references, source.n_ref if source.mode == "shaping" else None, k["eot"]))
         or original(source, spec, *a, **k))
     spec = PGDSpec(name="pgd", at="threat", steps=2)
+    per_image = {}
     out = se.shaping_tables(copy.deepcopy(digits_model), x, y, to_float(digits.x_train), to_float(digits.x_test[20:]),
-                            attacks=[spec], eps=0.1, fgsm_scale=2.0, n_ref=9, shaping_refs=3, eot=2, batch=10, seed=0)
+                            attacks=[spec], eps=0.1, fgsm_scale=2.0, n_ref=9, shaping_refs=3, eot=2, batch=10, seed=0,
+                            per_image=per_image)
     assert sources[0] == ("eval", False, None, 1)  # the paper's protocol: PGD on PN ...
     assert set(out["protocol"]["pgd"]) == {"BN", "PN", "BN+Shaping"}  # ... scored under every mode
     assert sources[1] == ("shaping", True, 3, 1)  # the shaping attack: 3 unchanged test images per query
@@ -133,6 +135,13 @@ def test_the_protocol_crafts_on_population_statistics_and_adaptive_on_the_deploy
     assert ("shaping", False, 9, 2) in sources  # EOT over the random shaping images
     assert out["adaptive"]["PN"] == out["protocol"]["pgd"]["PN"]
     assert all(0 <= v <= 1 for v in out["adaptive"].values())
+    # every figure has its per-image outcomes (the ledger's paired claims read them), and they give the figure
+    figures = {**{f"clean/{m}": v for m, v in out["clean"].items()},
+               **{f"protocol/pgd/{m}": v for m, v in out["protocol"]["pgd"].items()},
+               **{f"shaping/{m}": v for m, v in out["shaping_attack"].items()},
+               **{f"adaptive/{k}": v for k, v in out["adaptive"].items()}}
+    assert set(per_image) == set(figures)
+    assert all(per_image[k].float().mean().item() == pytest.approx(v) and len(per_image[k]) == 20 for k, v in figures.items())
 
 
 def test_statistics_of_normalizes_with_the_given_batch(digits_model, digits):

@@ -190,3 +190,25 @@ def test_trends_read_their_series_from_a_build_and_say_when_too_few_points_decid
     assert ratio.verdict == "inconclusive" and ratio.result.detectable is None  # 3 points: p = 1/3 at best
     assert trends["afa.fig6.w1"].verdict == "fails"
     assert trends["robmask.dial.clean"].verdict == "not run" and trends["robmask.dial.clean"].source is None
+
+
+def test_norm_shaping_claims_pair_the_analysis_per_image_outcomes(tmp_path):
+    import numpy as np
+
+    from pipeline.layout import analysis_dir
+    from pipeline.papers import outcomes
+    from pipeline.papers.verdicts import judge
+
+    n = 100
+    folder = analysis_dir(PARAMS, "shaping", "ns_pgd_shaping", tmp_path)
+    folder.mkdir(parents=True)
+    shaped = np.arange(n) < 80  # 80 right under BN+Shaping, of which 25 also under BN
+    outcomes.save(folder / outcomes.FILE, {"protocol/pgd/BN+Shaping": shaped, "protocol/pgd/BN": np.arange(n) < 25,
+                                           "adaptive/known_references": np.arange(n) < 78})
+    verdicts = {v.claim.id: v for v in judge(PARAMS, [tmp_path], claims=["shaping.t1.inference",
+                                                                        "shaping.t3.known_references"])}
+    t1 = verdicts["shaping.t1.inference"]
+    assert t1.verdict == "holds" and t1.result.diff == pytest.approx(0.55) and t1.metric == "protocol/pgd/BN+Shaping vs protocol/pgd/BN"
+    t3 = verdicts["shaping.t3.known_references"]  # 2 points below the protocol: too few images differ to call it
+    assert t3.verdict == "inconclusive" and t3.result.diff == pytest.approx(-0.02)
+    assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in t1.setting

@@ -44,47 +44,64 @@ def craft(source: Deployed, spec, x: torch.Tensor, y: torch.Tensor, eps: float, 
 
 
 def score(modes: dict[str, Deployed], x_adv: torch.Tensor, y: torch.Tensor, clean: dict[str, torch.Tensor],
-          batch: int) -> dict[str, float]:
-    return {name: (correct(d, x_adv, y, batch) & clean[name]).float().mean().item() for name, d in modes.items()}
+          batch: int, per_image: dict[str, torch.Tensor] | None = None, key: str = "") -> dict[str, float]:
+    """Accuracy under each mode (correct on the clean and the attacked input); ``per_image`` gets
+    each mode's outcome per image as ``KEY/MODE``."""
+    out = {}
+    for name, d in modes.items():
+        ok = correct(d, x_adv, y, batch) & clean[name]
+        if per_image is not None:
+            per_image[f"{key}/{name}"] = ok
+        out[name] = ok.float().mean().item()
+    return out
 
 
 def shaping_tables(model, x: torch.Tensor, y: torch.Tensor, train_refs: torch.Tensor, test_refs: torch.Tensor, *,
                    attacks: list, eps: float, fgsm_scale: float, n_ref: int, shaping_refs: int, eot: int,
-                   batch: int, seed: int, progress: Callable[[str], None] = lambda s: None) -> dict:
+                   batch: int, seed: int, progress: Callable[[str], None] = lambda s: None,
+                   per_image: dict[str, torch.Tensor] | None = None) -> dict:
     """Clean accuracy per mode, the protocol and shaping attacks under every mode, and the
     adaptive attacks; ``attacks`` are evaluate-style attack specs (FGSM runs at ``fgsm_scale``
-    times ``eps``, as the paper raises it from 8 to 16/255)."""
+    times ``eps``, as the paper raises it from 8 to 16/255). ``per_image`` (if given) gets every
+    figure's per-image outcome: ``clean/MODE``, ``protocol/KEY/MODE``, ``shaping/MODE`` and
+    ``adaptive/WHICH``, so the ledger's claims on them compare paired."""
+    per_image = {} if per_image is None else per_image
     modes = inference_modes(model, train_refs, n_ref, seed)
     clean = {name: correct(d, x, y, batch) for name, d in modes.items()}
+    per_image.update({f"clean/{name}": c for name, c in clean.items()})
     out: dict = {"clean": {name: c.float().mean().item() for name, c in clean.items()}, "protocol": {}}
     pn = modes["PN"]
     for spec in attacks:
         e = eps * fgsm_scale if spec.name == "fgsm" else eps
         progress(f"{spec.key} on PN")
-        out["protocol"][spec.key] = score(modes, craft(pn, spec, x, y, e, eot=1, batch=batch, seed=seed), y, clean, batch)
+        out["protocol"][spec.key] = score(modes, craft(pn, spec, x, y, e, eot=1, batch=batch, seed=seed), y, clean, batch,
+                                          per_image, f"protocol/{spec.key}")
     pgd = next(s for s in attacks if s.name == "pgd")
     progress("shaping attack")
     shaping = Deployed(model, "shaping", references=test_refs, n_ref=shaping_refs, fixed_references=True, seed=seed + 1)
-    out["shaping_attack"] = score(modes, craft(shaping, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, clean, batch)
+    out["shaping_attack"] = score(modes, craft(shaping, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, clean, batch,
+                                  per_image, "shaping")
     adaptive = {}
     progress("adaptive: BN")
     adaptive["BN"] = score({"BN": modes["BN"]}, craft(modes["BN"], pgd, x, y, eps, eot=1, batch=batch, seed=seed),
-                           y, {"BN": clean["BN"]}, batch)["BN"]
+                           y, {"BN": clean["BN"]}, batch, per_image, "adaptive")["BN"]
     adaptive["PN"] = out["protocol"][pgd.key]["PN"]
+    per_image["adaptive/PN"] = per_image[f"protocol/{pgd.key}/PN"]
     known = Deployed(model, "shaping", references=train_refs, n_ref=n_ref, fixed_references=True, seed=seed + 2)
     clean_known = correct(known, x, y, batch)
     progress("adaptive: known shaping images")
-    adaptive["known_references"] = (correct(known, craft(known, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, batch)
-                                    & clean_known).float().mean().item()
+    per_image["adaptive/known_references"] = (correct(known, craft(known, pgd, x, y, eps, eot=1, batch=batch, seed=seed),
+                                                      y, batch) & clean_known)
+    adaptive["known_references"] = per_image["adaptive/known_references"].float().mean().item()
     own = Deployed(model, "shaping", references=train_refs, n_ref=n_ref, fixed_references=True, seed=seed + 3)
     progress("adaptive: own shaping images")
-    adaptive["own_references"] = score({"BN+Shaping": modes["BN+Shaping"]},
+    adaptive["own_references"] = score({"own_references": modes["BN+Shaping"]},
                                        craft(own, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y,
-                                       {"BN+Shaping": clean["BN+Shaping"]}, batch)["BN+Shaping"]
+                                       {"own_references": clean["BN+Shaping"]}, batch, per_image, "adaptive")["own_references"]
     progress("adaptive: EOT")
-    adaptive["eot"] = score({"BN+Shaping": modes["BN+Shaping"]},
+    adaptive["eot"] = score({"eot": modes["BN+Shaping"]},
                             craft(modes["BN+Shaping"], pgd, x, y, eps, eot=eot, batch=batch, seed=seed), y,
-                            {"BN+Shaping": clean["BN+Shaping"]}, batch)["BN+Shaping"]
+                            {"eot": clean["BN+Shaping"]}, batch, per_image, "adaptive")["eot"]
     out["adaptive"] = adaptive
     out["pgd"] = pgd.key
     return out

@@ -74,7 +74,13 @@ class Built:
         path = folder / "accuracy.csv" if folder else None
         return {r["eps"]: r for r in read_csv(path)} if path and path.exists() else {}
 
-    def outcomes(self, source: str, metric: str) -> np.ndarray:
+    def outcomes(self, source: str, metric: str, analysis: str | None = None) -> np.ndarray:
+        """Per-image outcomes of a target or grid point, or (``analysis``) of that analysis of ``source``."""
+        if analysis is not None:
+            path = self.analysis_file(analysis, source, outcomes.FILE)
+            if path is None:
+                raise FileNotFoundError(f"{analysis} analysis of {source}: no per-image outcomes (run it again: `dvc repro`)")
+            return outcomes.metric(outcomes.load(path), metric)
         folder = self.folder(source)
         path = folder / outcomes.FILE if folder else None
         if path is None or not path.exists():

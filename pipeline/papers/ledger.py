@@ -74,12 +74,13 @@ class Claim:
     paper_a: float | None = None
     paper_b: float | None = None
     metric_b: str | None = None  # B's metric where it is not A's: two attacks on the same source, paired
+    analysis: str | None = None  # both sides are items of this analysis kind; metrics name its outcomes
 
     def __post_init__(self):
         if self.direction not in (1, -1):
             raise ValueError(f"claim {self.id}: direction is +1 or -1, not {self.direction!r}")
         for m in (self.metric, self.metric_b or self.metric):
-            if m not in METRICS and not m.endswith("_alone"):
+            if self.analysis is None and m not in METRICS and not m.endswith("_alone"):
                 raise ValueError(f"claim {self.id}: metric {m!r} is not one of {METRICS} or an attack's KEY_alone")
         if (self.paper_a is None) != (self.paper_b is None):
             raise ValueError(f"claim {self.id}: give both of the paper's figures or neither")

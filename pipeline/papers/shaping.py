@@ -8,7 +8,7 @@ The paper's robust accuracy is accuracy on the attacked inputs; ours is correct 
 clean and the attacked input (the settings' metric field says so wherever they are compared).
 """
 
-from pipeline.papers.ledger import Column, Paper, Row, Setting, Table
+from pipeline.papers.ledger import Claim, Column, Paper, Row, Setting, Table
 
 SETTING = Setting(dataset="cifar10", arch="wrn32_10", epochs=None, threat_eps=8 / 255,
                   attack="PGD, CW-L2, FGSM 16/255, DeepFool, shaping attack",
@@ -85,4 +85,19 @@ CONFOUNDINGS = Table("Sec. IV", "The confoundings of BN in adversarial training 
          "without a measurement.")
 
 PAPER = Paper("shaping", "Achieving Both Model Accuracy and Robustness by Adversarial Training with Batch Norm Shaping",
-              SETTING, (), tables=(TABLE_I, TABLE_II, TABLE_III, TABLE_IV, CONFOUNDINGS), short="norm shaping")
+              SETTING, (
+    Claim("shaping.t1.inference", "Table I", "A model trained with shaping in attack and training is far more robust to "
+          "the protocol's PGD under BN+Shaping than under BN", a="ns_pgd_shaping", b="ns_pgd_shaping",
+          metric="protocol/pgd/BN+Shaping", metric_b="protocol/pgd/BN", direction=1, paper_a=81.6, paper_b=28.1,
+          analysis="shaping"),
+    Claim("shaping.t1.clean", "Table I", "Shaping in attack and training is more accurate on clean images (BN+Shaping) "
+          "than adversarial training alone", a="ns_pgd_shaping", b="adversarial", metric="clean/BN+Shaping",
+          direction=1, paper_a=94.2, paper_b=87.3, analysis="shaping"),
+    Claim("shaping.t2.inference", "Table II", "On the TRADES base too, BN+Shaping at inference is far more robust to the "
+          "protocol's PGD than BN", a="ns_trades_shaping", b="ns_trades_shaping", metric="protocol/pgd/BN+Shaping",
+          metric_b="protocol/pgd/BN", direction=1, paper_a=81.7, paper_b=20.2, analysis="shaping"),
+    Claim("shaping.t3.known_references", "Table III", "An attacker who knows each query's shaping images takes most of "
+          "the protocol's robustness under BN+Shaping (the protocol overstates it)", a="ns_pgd_shaping",
+          b="ns_pgd_shaping", metric="adaptive/known_references", metric_b="protocol/pgd/BN+Shaping", direction=-1,
+          paper_a=50.8, paper_b=81.6, analysis="shaping"),
+), tables=(TABLE_I, TABLE_II, TABLE_III, TABLE_IV, CONFOUNDINGS), short="norm shaping")

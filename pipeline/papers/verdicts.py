@@ -94,8 +94,8 @@ def check_roles(params) -> None:
                                                                  f"row {row.label!r}", row.analysis))
         for claim in paper.claims:
             for role in (claim.a, claim.b):
-                if not ok(role):
-                    raise ValueError(_refusal(role, sources[role], f"claim {claim.id} ({claim.where})"))
+                if not ok(role, claim.analysis):
+                    raise ValueError(_refusal(role, sources[role], f"claim {claim.id} ({claim.where})", claim.analysis))
 
 
 def _refusal(role: str, target: str, needed_by: str, analysis: str | None = None) -> str:
@@ -257,7 +257,7 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
             if diverged:  # stays "not run": one side has no outcomes to pair
                 v.flags.append(diverged)
                 continue
-            tiers = (tier_of(params, a), tier_of(params, b))
+            tiers = (None, None) if claim.analysis else (tier_of(params, a), tier_of(params, b))
             if metric == "worst_case" and tiers[0] != tiers[1]:
                 v.metric = metric = "pgd"
                 v.flags.append(f"the two sides' worst cases are over different attacks (tiers {tiers[0]} and "
@@ -266,7 +266,8 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
             try:
                 for root in roots:
                     built = Built(params, root)
-                    oa, ob = built.outcomes(a, metric), built.outcomes(b, claim.metric_b or metric)
+                    oa = built.outcomes(a, metric, claim.analysis)
+                    ob = built.outcomes(b, claim.metric_b or metric, claim.analysis)
                     n = min(len(oa), len(ob))  # both evaluate the split's first images
                     pairs.append((oa[:n], ob[:n]))
             except FileNotFoundError as missing:  # a build from before outcomes were kept, or an unfinished one
@@ -274,7 +275,8 @@ def judge(params, roots: Sequence[str | Path] = (".",), claims: Sequence[str] | 
                 continue
             v.result = paired_over_seeds(pairs)
             v.verdict = verdict(v.result, claim.direction)
-            v.setting = paper_setting_for(paper, claim).comparability(our_setting(params, a, metric))
+            measure = metric.split("/")[0] if claim.analysis else metric
+            v.setting = paper_setting_for(paper, claim).comparability(our_setting(params, a, measure, claim.analysis))
             v.flags += _flags(params, roots[0], a, b)
     return out
 
@@ -291,7 +293,7 @@ def _history(params, root: Path, source: str) -> tuple[str, Path]:
         grid, _, value = source.partition("=")
         match = next(v for v in params.ablations[grid].values if str(v) == value)
         return source, ablation_dir(grid, match, root) / "model" / "history.csv"
-    model = params.targets[source].model
+    model = params.targets[source].model if source in params.targets else source  # else an analysis item: a model
     return model, model_dir(params, model, root) / "history.csv"
 
 
@@ -303,7 +305,7 @@ def source_budget(params, source: str) -> tuple[int, int]:
         cfg, then = spec.config_for(next(v for v in spec.values if str(v) == value)), spec.then_config()
         steps = (cfg.attack.steps if cfg.attack else 0) or 0
         return cfg.epochs + (then.epochs if then is not None else 0), steps
-    return budget(params, params.targets[source].model)
+    return budget(params, params.targets[source].model if source in params.targets else source)
 
 
 def _ancestors(params, model: str) -> set[str]:
