@@ -318,7 +318,7 @@ def _ancestors(params, model: str) -> set[str]:
 
 def _flags(params, root: Path, a: str, b: str) -> list[str]:
     flags = []
-    for source in (a, b):
+    for source in dict.fromkeys((a, b)):  # once where both sides are one source (two of its attacks)
         model, history = _history(params, root, source)
         up = rising(history)
         if up is not None and up > RISING:
@@ -441,7 +441,8 @@ def markdown(verdicts: list[Verdict], seeds: int = 1, trends: Sequence[TrendVerd
                   "else 20,000 shuffles); it *holds* when rho has the paper's sign and p < 0.05, *fails* when the other "
                   "sign and p < 0.05. *detectable*: the smallest |rho| that could reach p < 0.05 with this many points "
                   "(\"none\": no ordering of so few points could).", "",
-                  "| paper | where | trend | series | points (x: y) | rho | p | detectable | verdict |",
+                  f"| paper | where | trend | series | points (x: y){', the first seed' if seeds > 1 else ''} | rho | p | "
+                  "detectable | verdict |",
                   "|---|---|---|---|---|---|---|---|---|"]
         lines += [trend_row(v) for v in trends]
     papers = {v.paper.key: v.paper for v in [*verdicts, *trends]}
