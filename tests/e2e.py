@@ -119,16 +119,30 @@ def sweep_params(base: dict) -> dict:
 
 
 def with_ledger_for_targets(raw: dict) -> dict:
-    """``raw`` whose ``ledger.not_run`` lists every claim role it no longer evaluates (a cut-down
-    params file runs fewer rows; a role neither evaluated nor listed fails validation)."""
+    """``raw`` whose ``ledger.not_run`` lists every source of a table row or claim it no longer
+    runs (a cut-down params file runs fewer rows; a source neither run nor listed fails
+    validation), and every paper one of whose rows reads an analysis the file does not run on a
+    target it still evaluates (listing that target would drop it from the other papers too)."""
+    from pipeline.config import parse_params
     from pipeline.papers import PAPERS
+    from pipeline.papers.verdicts import _exists
 
-    evaluated = {name for plan in raw.get("evaluations", {}).values()
-                 for name in [*plan.get("full", []), *plan.get("screen", []), *(plan.get("views") or {})]}
     ledger = dict(raw.get("ledger") or {})
     mapped = ledger.get("roles") or {}
-    roles = {r for p in PAPERS.values() for r in p.roles()}
-    ledger["not_run"] = sorted(r for r in roles if mapped.get(r, r) not in evaluated)
+    params = parse_params({k: v for k, v in copy.deepcopy(raw).items() if k != "ledger"})
+    not_run: set[str] = set()
+    for paper in PAPERS.values():
+        needs = [(s, r.analysis) for t in paper.tables for r in t.rows for s in (r.source, r.fallback) if s]
+        needs += [(s, c.analysis) for c in paper.claims for s in (c.a, c.b)]
+        for source, analysis in needs:
+            target = mapped.get(source, source)
+            if _exists(params, target, analysis):
+                continue
+            if analysis is not None and _exists(params, target, None):
+                not_run.add(paper.key)
+            else:
+                not_run.add(source)
+    ledger["not_run"] = sorted(not_run)
     raw["ledger"] = ledger
     return raw
 
