@@ -41,6 +41,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from pipeline import evaluate as ev  # noqa: E402
+from pipeline.attacks.pgd import pgd  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Splits, channel_stats, dataset_file, load_splits, prepare  # noqa: E402
 from pipeline.deploy import Deployed  # noqa: E402
@@ -346,7 +347,7 @@ def section_pgd(b: Bench) -> Section:
     for name, model, origin in b.reference_models():
         deployed = Deployed(model)
         ours = ev.attack_fn(spec, deployed, cfg.deployment.eot)
-        plain = lambda xs, ys, e: ev.pgd(deployed, xs, ys, eps=e, step_size=step, steps=spec.steps,  # noqa: E731
+        plain = lambda xs, ys, e: pgd(deployed, xs, ys, eps=e, step_size=step, steps=spec.steps,  # noqa: E731
                                          random_start=spec.random_start, loss=spec.loss)
         peer = torchattacks.PGD(model, eps=eps, alpha=step, steps=spec.steps, random_start=spec.random_start)
         runs = {"pipeline (early exit)": lambda: ours(x, y, eps), "pipeline (no early exit)": lambda: plain(x, y, eps),

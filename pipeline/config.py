@@ -16,14 +16,13 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
-from pipeline.attacks.specs import AttackSpec, AutoAttackSpec, CWLinfSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
+from pipeline.attacks import AttackSpec
 from pipeline.methods import METHODS
 from pipeline.models import ACTIVATIONS, ARCHITECTURES
 from pipeline.protocols import PROTOCOLS
 from pipeline.schema import Eps, PositiveInt, Section, parse_number
 
-__all__ = ["AttackSpec", "AutoAttackSpec", "CWLinfSpec", "CWSpec", "DeepFoolSpec", "FGSMSpec", "PGDSpec", "ConfigError",
-           "Params", "load_params", "parse_params", "parse_number"]
+__all__ = ["AttackSpec", "ConfigError", "Params", "load_params", "parse_params", "parse_number"]
 
 
 class ConfigError(ValueError):

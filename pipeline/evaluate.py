@@ -13,19 +13,14 @@ from __future__ import annotations
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
-
-from pipeline.progress import progress as progress_bar
-
-from pipeline.attacks.cw import cw_l2, project_linf
-from pipeline.attacks.deepfool import deepfool
-from pipeline.attacks.pgd import fgsm, pgd
-from pipeline.attacks.autoattack import autoattack
+from pipeline.attacks import Target, attack_of
+from pipeline.attacks.base import Run
 from pipeline.config import EvaluateConfig
 from pipeline.deploy import Deployed
+from pipeline.progress import progress as progress_bar
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -98,94 +93,19 @@ def _seed_for(seed: int, attack: str, eps: float) -> int:
     return zlib.crc32(f"{seed}/{attack}/{eps:.8f}".encode())
 
 
-def fusion_adaptive(deployed: Deployed, spec, eot: int, early: bool):
-    """AFA's adaptive attack (``afa_adaptive``): per weighting (a, b), PGD on a * CE + b * BCE of
-    the generator's W0 against 0; each sample keeps the first weighting's example that fools the
-    model (else the last one's)."""
-    from pipeline.attacks.pgd import ce_loss
-    from pipeline.norms import generators
-
-    gens = generators(deployed.model)
-    if not gens:
-        raise ValueError("attack 'afa_adaptive' needs a model with a weight generator (AFA stage II)")
-
-    def loss_for(a: float, b: float):
-        def loss(logits, y):
-            w0 = torch.cat([g.last for g in gens], 1).mean(1)  # this forward's W0, per sample
-            return a * ce_loss(logits, y) - b * torch.log1p(-w0.clamp(max=1 - 1e-6))
-        return loss
-
-    def run(x, y, eps):
-        best = x.clone()
-        standing = torch.ones(len(x), dtype=torch.bool, device=x.device)
-        for a, b in spec.weightings:
-            idx = standing.nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            x_adv = pgd(deployed, x[idx], y[idx], eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
-                        loss=loss_for(a, b), early_stop=early, eot=eot)
-            with torch.no_grad():
-                fooled = deployed(x_adv).argmax(1) != y[idx]
-            best[idx] = x_adv
-            standing[idx[fooled]] = False
-        return best
-    return run
-
-
 def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None,
               minimal: dict[str, list] | None = None, early_exit: bool = True,
-              surrogate: Deployed | None = None) -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]:
-    """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed``. AutoAttack's
-    own warnings about the model (randomness, output range, zero gradients) go to ``flags``; the
-    unbounded outcome of CW-L2 and DeepFool (success, L2 norm per sample) to ``minimal``.
-    ``early_exit: False`` keeps attacking samples ``deployed`` already misclassifies (a transfer,
-    whose success is decided on another deployment). ``surrogate``: the model transfer attacks
-    are crafted on."""
-    name = spec.name
+              surrogate: Deployed | None = None) -> Run:
+    """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed`` (its
+    registered attack builds it). AutoAttack's own warnings about the model go to ``flags``; the
+    unbounded outcome of a minimal-perturbation attack (success, L2 norm per sample) to
+    ``minimal``. ``early_exit: False`` keeps attacking samples ``deployed`` already misclassifies
+    (a transfer, whose success is decided on another deployment). ``surrogate``: the model
+    transfer attacks are crafted on. ``eot`` applies to a randomized deployment only."""
     early = early_exit and not deployed.batch_dependent and not deployed.randomized
-    if name == "transfer":
-        if surrogate is None:
-            raise ValueError("attack 'transfer' needs a surrogate model (evaluate.checks.surrogate)")
-        return lambda x, y, eps: pgd(surrogate, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
-                                     random_start=spec.random_start)
-    if name == "afa_adaptive":
-        return fusion_adaptive(deployed, spec, eot if deployed.randomized else 1, early)
-    if name in ("cw", "deepfool"):
-        unbounded = (lambda x, y: cw_l2(deployed, x, y, eps=None, steps=spec.steps, c_init=spec.c_init,
-                                        binary_steps=spec.binary_steps, lr=spec.lr, kappa=spec.kappa)) \
-            if name == "cw" else (lambda x, y: deepfool(deployed, x, y, eps=None, max_iter=spec.steps,
-                                                         overshoot=spec.overshoot))
-
-        def run_minimal(x, y, eps):
-            x_min = unbounded(x, y)
-            if minimal is not None:
-                with torch.no_grad():
-                    fooled = deployed(x_min).argmax(1) != y
-                minimal.setdefault("success", []).extend(fooled.tolist())
-                minimal.setdefault("l2", []).extend((x_min - x).flatten(1).norm(dim=1).tolist())
-            return project_linf(x, x_min, eps)
-        return run_minimal
-    if name == "cw_linf":
-        return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
-                                     random_start=spec.random_start, restarts=spec.restarts, loss="margin",
-                                     early_stop=early, eot=eot if deployed.randomized else 1)
-    if name == "fgsm":
-        return lambda x, y, eps: fgsm(deployed, x, y, eps=eps)
-    if name == "pgd":
-        return lambda x, y, eps: pgd(deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps,
-                                     steps=spec.steps, random_start=spec.random_start, restarts=spec.restarts,
-                                     loss=spec.loss, early_stop=early, eot=eot if deployed.randomized else 1)
-    if name == "autoattack":
-        version = "rand" if deployed.randomized else spec.version
-
-        def run(x, y, eps):
-            res = autoattack(deployed, x, y, eps=eps, version=version, batch_size=len(x), attacks=spec.attacks,
-                             target_classes=spec.target_classes)
-            if flags is not None:
-                flags.extend(m for m in res.flags if m not in flags)
-            return res.x_adv
-        return run
-    raise ValueError(f"unknown attack {name!r}")
+    target = Target(deployed, eot=eot if deployed.randomized else 1, early=early, surrogate=surrogate,
+                    flags=flags, minimal=minimal)
+    return attack_of(spec).build(spec, target)
 
 
 @torch.no_grad()
@@ -198,7 +118,8 @@ def correct(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, batch_size: in
 
 def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: EvaluateConfig, *, seed: int = 0,
              cascade: bool | None = None, progress: bool = True, desc: str = "evaluate",
-             craft_on: Deployed | None = None, surrogate: Deployed | None = None) -> EvalResult:
+             craft_on: Deployed | None = None, surrogate: Deployed | None = None,
+             early_exit: bool = True) -> EvalResult:
     """Clean accuracy and every attack of ``cfg`` on ``x`` (float in [0, 1]) and ``y``.
 
     Batch-dependent deployments run on consecutive batches of ``cfg.deployment.batch_size`` (the
@@ -207,7 +128,8 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
     stage names it after its item, e.g. ``evaluate@adversarial``). ``craft_on``: the attacks
     differentiate this deployment instead, and their examples are scored on ``deployed`` (a
     transfer from one deployment of a model to another). ``surrogate``: the model ``transfer``
-    attacks craft on.
+    attacks craft on. ``early_exit: False`` attacks every sample for every step (the exhaustive
+    baseline the benchmarks compare with).
     """
     source = deployed if craft_on is None else craft_on
     cascade = cfg.cascade if cascade is None else cascade
@@ -229,10 +151,10 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
         torch.manual_seed(_seed_for(seed, key, eps))
         standing = result.worst[eps] if (cascade and spec.at == "threat" and not spec.alone) else clean
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
-        minimal = result.minimal.setdefault(key, {}) if spec.name in ("cw", "deepfool") and eps > 0 else None
+        minimal = result.minimal.setdefault(key, {}) if attack_of(spec).minimal and eps > 0 else None
         if eps > 0 and standing.any():
             run = attack_fn(spec, source, cfg.deployment.eot, result.autoattack_flags,
-                            minimal if source is deployed else None, early_exit=source is deployed,
+                            minimal if source is deployed else None, early_exit=early_exit and source is deployed,
                             surrogate=surrogate)
             if deployed.batch_dependent:  # whole deployment batches or it is another function
                 for i in range(0, len(x), bs):

@@ -39,12 +39,14 @@ from prefect import flow, get_run_logger, task
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
+from pipeline.attacks import ATTACKS
 from pipeline.tracking import RUN_REF
 
 DEFAULT_EXPERIMENT = "bn-adversarial"
 EXPERIMENT_DEPLOYMENT = "experiment/gpu"
-# evaluate@METHOD metrics summarized over seeds (accuracies at the threat eps)
-SUMMARY_METRICS = ("clean", "fgsm", "pgd", "cw", "deepfool", "autoattack", "worst_case")
+# evaluate@METHOD metrics summarized over seeds (accuracies at the threat eps): clean, each
+# attack of the registry under its own name, the worst case
+SUMMARY_METRICS = ("clean", *ATTACKS, "worst_case")
 
 
 # ---------------------------------------------------------------- DVC in a checkout

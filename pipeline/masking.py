@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from pipeline.attacks.pgd import fgsm, pgd
 from pipeline.attacks.square import square
 from pipeline.attacks.transfer import di2_fgsm
-from pipeline.config import ChecksConfig, PGDSpec
+from pipeline.attacks.pgd import PGDSpec
+from pipeline.config import ChecksConfig
 from pipeline.deploy import Deployed
 
 

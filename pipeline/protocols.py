@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pipeline.attacks.specs import AutoAttackSpec, CWSpec, DeepFoolSpec, FGSMSpec, PGDSpec
+from pipeline.attacks.autoattack import AutoAttackSpec
+from pipeline.attacks.cw import CWSpec
+from pipeline.attacks.deepfool import DeepFoolSpec
+from pipeline.attacks.pgd import FGSMSpec, PGDSpec
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import torch
 
 from pipeline.analysis.model_card import build_card, card_markdown, counting_passes
 from pipeline.analysis.plots import accuracy_vs_eps
-from pipeline.config import PGDSpec
+from pipeline.attacks import attack_of
+from pipeline.attacks.pgd import PGDSpec
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
@@ -34,7 +35,7 @@ def cost(target) -> float:
     """Roughly how long a target's evaluation takes: AutoAttack standard and the checks dominate
     the full tier; AFA's adaptive attack runs seven weightings."""
     base = 10.0 if target.tier == "full" else 2.0
-    extra = sum(4.0 if a.name == "afa_adaptive" else 1.0 for a in (target.view.extra_attacks if target.view else []))
+    extra = sum(attack_of(a).cost for a in (target.view.extra_attacks if target.view else []))
     return base + extra
 
 
@@ -136,7 +137,7 @@ def main(argv: list[str]) -> None:
                   tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
         tracker.link_model(scored)
         # the transfer attacks' source, loaded once for the suite's transfer attack and the checks'
-        transfers = any(a.name == "transfer" for a in cfg.attack_list)
+        transfers = any(attack_of(a).surrogate for a in cfg.attack_list)
         is_surrogate = cfg.checks.surrogate.rpartition("/")[2] == model_name
         source = surrogate_model(params, device, required=transfers) if transfers or (cfg.checks.enabled and not is_surrogate) else None
         loaded = Deployed(source) if source is not None else None

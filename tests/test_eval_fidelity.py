@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from pipeline.papers import robmask as paper
 from pipeline.attacks.pgd import pgd
-from pipeline.config import ChecksConfig, EvaluateConfig, PGDSpec, TrainConfig
+from pipeline.attacks.pgd import PGDSpec
+from pipeline.config import ChecksConfig, EvaluateConfig, TrainConfig
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate, wilson
 from pipeline.masking import masking_checks
@@ -137,11 +138,11 @@ def test_variants_of_one_attack_sit_side_by_side_under_their_labels(digits_model
 
 
 def test_cw_linf_is_pgd_on_the_margin_loss(digits_model, digits, monkeypatch):
-    import pipeline.evaluate as ev
+    import pipeline.attacks.pgd as attacks_pgd
 
     seen = []
-    real = ev.pgd
-    monkeypatch.setattr(ev, "pgd", lambda f, x, y, **kw: seen.append(kw["loss"]) or real(f, x, y, **kw))
+    real = attacks_pgd.pgd
+    monkeypatch.setattr(attacks_pgd, "pgd", lambda f, x, y, **kw: seen.append(kw["loss"]) or real(f, x, y, **kw))
     x, y = digits.x_test[:16].float() / 255, digits.y_test[:16]
     evaluate(Deployed(digits_model), x, y, _cfg([{"name": "cw_linf", "steps": 3}]), progress=False)
     assert seen == ["margin"]

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from pipeline.config import ChecksConfig, EvaluateConfig, PGDSpec
+from pipeline.attacks.pgd import PGDSpec
+from pipeline.config import ChecksConfig, EvaluateConfig
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.masking import masking_checks

@@ -6,7 +6,7 @@ import copy
 import pytest
 import torch
 
-from pipeline.attacks.specs import PGDSpec
+from pipeline.attacks.pgd import PGDSpec
 from pipeline.config import TrainConfig
 from pipeline.deploy import Deployed
 from pipeline.methods import METHODS

@@ -336,7 +336,7 @@ def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_co
     from pydantic import ValidationError
 
     from pipeline.attacks import autoattack as aa_module
-    from pipeline.attacks.specs import AutoAttackSpec
+    from pipeline.attacks.autoattack import AutoAttackSpec
     from pipeline.analysis.report import attack_label
 
     with pytest.raises(ValidationError, match="a custom subset of AutoAttack needs a label"):

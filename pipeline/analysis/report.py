@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import divergence
+from pipeline.attacks import attack_of
 from pipeline.config import Params
 from pipeline.io import read_json
 from pipeline.layout import model_dir, result_dir
@@ -76,7 +77,7 @@ def alone_table(results: list, attacks: list, labels: dict, cascade: bool) -> li
 
 def minimal_table(results: list, attacks: list, labels: dict) -> list[str]:
     """CW-L2 and DeepFool unbounded, as the norm-shaping paper reports them."""
-    keys = [a.key for a in attacks if a.name in ("cw", "deepfool")]
+    keys = [a.key for a in attacks if attack_of(a).minimal]
     rows = [r for r in results if r.metrics.get("minimal")]
     if not keys or not rows:
         return []
@@ -141,15 +142,9 @@ def _method(params: Params, name: str) -> str:
     return f"{cfg.method}{_options(cfg)}{extra}"
 
 
-ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD", "cw_linf": "CW-Linf", "cw": "CW-L2", "deepfool": "DeepFool",
-                 "autoattack": "AutoAttack", "transfer": "Transfer", "afa_adaptive": "PGD+Ada"}
-
-
 def attack_label(spec) -> str:
-    if spec.name == "autoattack" and spec.version == "custom":  # never shown as AutoAttack's figure
-        targets = f", {spec.target_classes} target classes" if spec.target_classes != 9 else ""
-        return "+".join(a.upper() for a in spec.attacks) + f" (of AutoAttack{targets})"
-    return spec.label or ATTACK_LABELS[spec.name]
+    """The column heading of an attack entry (its registered attack decides, or the entry's label)."""
+    return attack_of(spec).column(spec)
 
 
 def diverged_row(r: ModelResult, params: Params, columns: int) -> str:
@@ -189,15 +184,7 @@ def build_report(results: list[ModelResult], params: Params, root: Path = Path("
     pgd = next((a for a in attacks if a.name == "pgd"), None)
     desc = []
     for a in attacks:
-        label = labels[a.key]
-        if a.name == "pgd":
-            label += f"-{a.steps} (step {a.rel_step_size:g}·eps, {a.restarts} restart(s), {a.loss} loss)"
-        elif a.name == "cw_linf":
-            label += f" ({a.steps} steps of {a.rel_step_size:g}·eps on the CW margin loss)"
-        elif a.name in ("cw", "deepfool"):
-            label += f" ({a.steps} steps; its minimal L2 perturbation projected onto the eps ball)"
-        elif a.name == "autoattack":
-            label += f" ({a.version}, official code)"
+        label = labels[a.key] + attack_of(a).details(a)
         desc.append(f"{label} {'over the eps grid' if a.at == 'grid' else 'at the threat eps'}")
     cascade_note = ("Threat-eps attacks run in cascade: each column after the grid attacks is the accuracy "
                     "under that attack *and every attack left of it* (worst case per sample)."

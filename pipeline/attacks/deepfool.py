@@ -14,11 +14,14 @@ deployments are refused.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import torch
+from pydantic import Field
 
-from pipeline.attacks.cw import project_linf
+from pipeline.attacks.base import At, Attack, AttackEntry
+from pipeline.attacks.cw import as_linf, minimal_details, project_linf
+from pipeline.schema import PositiveInt
 
 
 def _candidates(logits: torch.Tensor, y: torch.Tensor, top_k: int) -> torch.Tensor:
@@ -73,3 +76,18 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torc
         r_tot[active] += step
         x_adv[active] = (x[active] + (1 + overshoot) * r_tot[active]).clamp(0, 1)
     return project_linf(x, x_adv, eps)
+
+
+class DeepFoolSpec(AttackEntry):
+    """DeepFool: projected onto the L-inf ball of eps for the accuracy at eps, and reported
+    unbounded (success rate, median L2 of the minimal perturbation)."""
+
+    name: Literal["deepfool"]
+    at: At = "threat"
+    steps: PositiveInt = 50
+    overshoot: Annotated[float, Field(ge=0.0)] = 0.02
+
+
+DEEPFOOL = Attack("deepfool", DeepFoolSpec, lambda spec, t: as_linf(lambda x, y: deepfool(
+    t.deployed, x, y, eps=None, max_iter=spec.steps, overshoot=spec.overshoot), t), "DeepFool",
+    details=minimal_details, minimal=True)

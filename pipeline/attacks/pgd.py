@@ -20,10 +20,14 @@ Attacks"), used by training and by evaluation.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+
+from pipeline.attacks.base import At, Attack, AttackEntry, Target
+from pipeline.schema import PositiveInt
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -156,3 +160,50 @@ def fgsm(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torch.Te
          eps: float | torch.Tensor, loss: str | LossFn = "ce") -> torch.Tensor:
     """Fast gradient sign method (Goodfellow et al.): one full step from the clean input."""
     return pgd(f, x, y, eps=eps, step_size=eps, steps=1, random_start=False, loss=loss)
+
+
+# ---------------------------------------------------------------- as evaluation attacks
+
+RelStep = Annotated[float, Field(gt=0.0, le=1.0)]  # step = rel_step_size * eps
+
+
+class FGSMSpec(AttackEntry):
+    name: Literal["fgsm"]
+    at: At = "grid"
+
+
+class PGDSpec(AttackEntry):
+    name: Literal["pgd"]
+    at: At = "grid"
+    steps: PositiveInt = 20
+    rel_step_size: RelStep = 0.25
+    restarts: PositiveInt = 1
+    random_start: bool = True
+    loss: Literal["ce", "margin"] = "ce"
+
+
+class CWLinfSpec(AttackEntry):
+    """CW-Linf: PGD on the CW margin loss max_{j != y} z_j - z_y inside the L-inf ball (the "C&W"
+    of L-inf papers such as AFA)."""
+
+    name: Literal["cw_linf"]
+    at: At = "threat"
+    steps: PositiveInt = 30
+    rel_step_size: RelStep = 0.1
+    restarts: PositiveInt = 1
+    random_start: bool = True
+
+
+def _pgd_run(spec, t: Target, loss: str):
+    return lambda x, y, eps: pgd(t.deployed, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
+                                 random_start=spec.random_start, restarts=spec.restarts, loss=loss,
+                                 early_stop=t.early, eot=t.eot)
+
+
+FGSM = Attack("fgsm", FGSMSpec, lambda spec, t: lambda x, y, eps: fgsm(t.deployed, x, y, eps=eps), "FGSM")
+PGD = Attack("pgd", PGDSpec, lambda spec, t: _pgd_run(spec, t, spec.loss), "PGD",
+             details=lambda a: f"-{a.steps} (step {a.rel_step_size:g}·eps, {a.restarts} restart(s), {a.loss} loss)",
+             words=lambda a: f"PGD-{a.steps}")
+CW_LINF = Attack("cw_linf", CWLinfSpec, lambda spec, t: _pgd_run(spec, t, "margin"), "CW-Linf",
+                 details=lambda a: f" ({a.steps} steps of {a.rel_step_size:g}·eps on the CW margin loss)",
+                 words=lambda a: f"CW-Linf-{a.steps}")

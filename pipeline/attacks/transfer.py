@@ -13,12 +13,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from pipeline.attacks.base import At, Attack, AttackEntry, Target
 from pipeline.attacks.pgd import pgd
+from pipeline.schema import PositiveInt
 
 Model = Callable[[torch.Tensor], torch.Tensor]
 
@@ -76,3 +79,29 @@ def transfer_attack(f_surrogate: Model, f_target: Model, x: torch.Tensor, y: tor
         fooled_surrogate = f_surrogate(x_adv).argmax(1) != y
         fooled_target = f_target(x_adv).argmax(1) != y
     return TransferResult(x_adv, fooled_surrogate, fooled_target)
+
+
+# ---------------------------------------------------------------- as an evaluation attack
+
+
+class TransferSpec(AttackEntry):
+    """PGD crafted on the surrogate model (``evaluate.checks.surrogate``, on its population
+    statistics) and scored on the evaluated deployment: a black-box transfer over the eps grid, as
+    AFA's Table 3 (right) reports it. The target is never differentiated."""
+
+    name: Literal["transfer"]
+    at: At = "grid"
+    steps: PositiveInt = 20
+    rel_step_size: Annotated[float, Field(gt=0.0, le=1.0)] = 0.1
+    random_start: bool = True
+
+
+def _run(spec: TransferSpec, t: Target):
+    if t.surrogate is None:
+        raise ValueError("attack 'transfer' needs a surrogate model (evaluate.checks.surrogate)")
+    return lambda x, y, eps: pgd(t.surrogate, x, y, eps=eps, step_size=spec.rel_step_size * eps, steps=spec.steps,
+                                 random_start=spec.random_start)
+
+
+TRANSFER = Attack("transfer", TransferSpec, _run, "Transfer", words=lambda a: f"transfer PGD-{a.steps}",
+                  details=lambda a: f" (PGD-{a.steps} crafted on the surrogate)", surrogate=True)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 
+from pipeline.attacks import attack_of
 from pipeline.papers import CLAIM_SETTINGS, PAPERS
 from pipeline.papers.built import Built
 from pipeline.papers.ledger import Claim, Paper, Setting, Trend, is_grid_point
@@ -116,13 +117,7 @@ def _refusal(role: str, target: str, needed_by: str, analysis: str | None = None
 
 def attack_name(spec) -> str:
     """An attack and its strength in the papers' words: ``PGD-50``, ``AutoAttack standard``."""
-    steps = getattr(spec, "steps", None)
-    names = {"pgd": "PGD", "fgsm": "FGSM", "cw_linf": "CW-Linf", "cw": "CW-L2", "deepfool": "DeepFool",
-             "transfer": "transfer PGD", "afa_adaptive": "PGD+Ada"}
-    if spec.name == "autoattack":
-        return f"AutoAttack {spec.version}" if spec.version != "custom" else "+".join(spec.attacks) + " of AutoAttack"
-    name = names.get(spec.name, spec.name)
-    return f"{name}-{steps}" if steps and spec.name in ("pgd", "cw_linf", "transfer") else name
+    return attack_of(spec).in_words(spec)
 
 
 def _attack(cfg, metric: str) -> str:
