@@ -55,6 +55,9 @@ from typing import Any, Callable, Iterator, Mapping
 from pipeline.io import read_json, write_json
 
 RUN_REF = "mlflow_run.json"
+#: the run this process's stage runs are children of, where a group runs its items in-process
+#: (:func:`children_of`); else ``PIPELINE_PARENT_RUN_ID`` from the environment (a flow's stages)
+_parent_run: str | None = None
 VERSIONED = ("torch", "torchvision", "numpy", "dvc", "mlflow", "prefect", "pyautoattack", "bn-adversarial")
 SYSTEM_METRICS_INTERVAL_S = 5.0
 ARTIFACTS = "mlartifacts"  # beside mlflow.db: the local store's files
@@ -86,6 +89,18 @@ def reachable(uri: str, timeout: float = 5.0) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+@contextmanager
+def children_of(run_id: str | None) -> Iterator[None]:
+    """Within it, every ``StageRun`` opened in this process is a child of ``run_id`` (a group's
+    run: its items' runs nest under it)."""
+    global _parent_run
+    saved, _parent_run = _parent_run, run_id
+    try:
+        yield
+    finally:
+        _parent_run = saved
 
 
 def read_ref(folder: str | Path) -> dict[str, Any]:
@@ -564,7 +579,7 @@ class StageRun:
         self.model: dict[str, Any] = {}  # the registered model, once log_model has run
         self.scored_model_id: str | None = None  # the logged model an evaluation scored, once linked
         self.uri = tracking_uri()
-        self.parent = os.environ.get("PIPELINE_PARENT_RUN_ID") or None
+        self.parent = _parent_run or os.environ.get("PIPELINE_PARENT_RUN_ID") or None
         self.dvc_exp = os.environ.get("DVC_EXP_NAME", "")
         self._handlers: dict[int, Any] = {}
         if not reachable(self.uri):
@@ -803,8 +818,12 @@ class StageRun:
             print(f"warning: {self.stage}: could not link the logged model {model_id} ({type(err).__name__}); "
                   "its URI is in the run's tags", file=sys.stderr)
 
+    @property
+    def ref(self) -> dict[str, Any]:
+        """Which run this is (and the model it registered): what ``write_ref`` records."""
+        return {"run_id": self.run_id, "experiment_id": self.experiment_id, "experiment": self.experiment,
+                "tracking_uri": self.uri, "stage": self.stage, **self.model}
+
     def write_ref(self, out_dir: Path) -> None:
         """Record which run produced ``out_dir``; part of the stage's outs, so cached with them."""
-        write_json(Path(out_dir) / RUN_REF, {"run_id": self.run_id, "experiment_id": self.experiment_id,
-                                             "experiment": self.experiment, "tracking_uri": self.uri,
-                                             "stage": self.stage, **self.model})
+        write_json(Path(out_dir) / RUN_REF, self.ref)

@@ -5,7 +5,6 @@ model: AFA's stage II after stage I) into results/ablations/GRID/VALUE/model/, a
 result at the screen tier (``evaluate.screen``'s attacks, as its method deploys it) into
 results/ablations/GRID/VALUE/screen/, in one MLflow run."""
 
-import os
 
 from pipeline.analysis.shaping_eval import ratio_sweep
 from pipeline.config import ConfigError
@@ -20,6 +19,7 @@ from pipeline.methods.bn_finetune import freeze_all_but
 from pipeline.norms import replay
 from pipeline.spec import build_from_spec, default_deployment, spec_for_training
 from pipeline.train import to_float, train
+from stages import common
 from stages.common import Item, run, start, write_timing
 from stages.pretrain import cost
 from stages.training import checkpoint_of, train_and_save, with_step
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> None:
 
     train_and_save(item, point / "model", model, spec, final, params, splits, section,
                    registry=f"ablation/{name}/{value}", headline=None, then=evaluate_point, trainable=trainable)
-    if then is not None and not os.environ.get("BNAT_KEEP_CHECKPOINTS"):
+    if then is not None and not common.keep_checkpoints:
         first.unlink(missing_ok=True)
 
 

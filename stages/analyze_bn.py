@@ -13,11 +13,10 @@ from pipeline.analysis.bn_stats import (
     rescaling_table,
 )
 from pipeline.data import load_splits
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import write_csv, write_json
 from pipeline.layout import analysis_dir
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def items(params, group: str) -> list[Item]:
@@ -37,8 +36,8 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     x = to_float(splits.x_test[:cfg.n_samples]).to(device)
 
-    with StageRun(item.label, params.tracking.experiment,
-                  {"analyze_bn": cfg.model_dump(), "pair": pair.model_dump()}) as tracker:
+    section = {"analyze_bn": cfg.model_dump(), "pair": pair.model_dump()}
+    with item_run(item.label, params, section, analysis_dir(params, "analyze_bn", name)) as it:
         layers = bn_layer_table(a, b)
         rescale = rescaling_table(a, b)
         changes = channel_changes(a, b, x, threshold=cfg.off_threshold, magnify=cfg.magnify)
@@ -52,24 +51,19 @@ def main(argv: list[str]) -> None:
         metrics["channels"] = sum(r["channels"] for r in layers)
         ref = trained_model(params, pair.logits_of, device)[0]
         metrics["logits_vs_" + pair.logits_of] = {pair.b: logit_similarity(b, ref, x), pair.a: logit_similarity(a, ref, x)}
-        out = analysis_dir(params, "analyze_bn", name)
-        with atomic_dir(out) as tmp:
-            write_csv(tmp / "layers.csv", layers)
-            write_csv(tmp / "rescaling.csv", rescale)
-            write_json(tmp / "channel_changes.json", changes)
-            write_json(tmp / "metrics.json", metrics)
-            plot_bn_params_first_layer(a, b, (pair.a, pair.b), tmp / "first_bn_layer.png")
-            plot_rescaling_distributions({pair.a: rescaling_by_layer(a), pair.b: rescaling_by_layer(b)},
-                                         tmp / "rescaling.png")
-            imgs = x[:cfg.n_feature_images]
-            first = changes[0]
-            plot_feature_maps(first_block_features(a, imgs), first_block_features(b, imgs), first["off"],
-                              first["magnified"], tmp / "feature_maps.png", labels=(pair.a, pair.b),
-                              layer=f"{layers[0]['layer']} (the first BN)")
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        tracker.log_artifacts(out)
+        write_csv(it.tmp / "layers.csv", layers)
+        write_csv(it.tmp / "rescaling.csv", rescale)
+        write_json(it.tmp / "channel_changes.json", changes)
+        write_json(it.tmp / "metrics.json", metrics)
+        plot_bn_params_first_layer(a, b, (pair.a, pair.b), it.tmp / "first_bn_layer.png")
+        plot_rescaling_distributions({pair.a: rescaling_by_layer(a), pair.b: rescaling_by_layer(b)},
+                                     it.tmp / "rescaling.png")
+        imgs = x[:cfg.n_feature_images]
+        first = changes[0]
+        plot_feature_maps(first_block_features(a, imgs), first_block_features(b, imgs), first["off"],
+                          first["magnified"], it.tmp / "feature_maps.png", labels=(pair.a, pair.b),
+                          layer=f"{layers[0]['layer']} (the first BN)")
+        it.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
 

@@ -12,9 +12,10 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -26,6 +27,9 @@ from pipeline.divergence import ModelDiverged
 from pipeline.io import CheckpointError, WriteError, atomic_dir, write_csv, write_json
 from pipeline.spec import load_model
 from pipeline.train import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from pipeline.tracking import StageRun
 
 PARAMS_FILE = os.environ.get("PIPELINE_PARAMS", "params.yaml")
 
@@ -87,33 +91,47 @@ def seed_everything(seed: int) -> None:
 _work_started = time.time()  # reset by run(): the stage's own work starts once its imports are done
 _item_started: float | None = None  # set by stages.group for an item it runs in one of its processes
 _current: tuple[Params, "Item"] | None = None  # the item this process runs, once start() has read it
+#: set in a group's processes: a training item keeps its last checkpoint until the whole group
+#: has succeeded (stages.group removes them then), so a killed group's rerun resumes every model
+keep_checkpoints = False
 
 
 def run(main: Callable[[list[str]], None], items: Items | None = None, kind: str | None = None) -> None:
-    """Call ``main(argv)`` for one item; with ``items``, a lone GROUP argument runs the whole group
-    (stage ``KIND@GROUP``) instead. Expected failures print one line and exit 2. A training whose
-    loss diverged, and an item that reads a model that did, write the item's folder as diverged
-    and end well (pipeline.divergence), unless ``on_divergence: fail`` makes the former an error."""
+    """A stage module's ``__main__``: ``main(argv)`` for one GROUP/NAME item; with ``items``, a
+    lone GROUP argument runs the whole group (stage ``KIND@GROUP``) instead. Exits with
+    :func:`call`'s code."""
+    argv = sys.argv[1:]
+    if items is not None and len(argv) == 1 and "/" not in argv[0]:
+        from stages.group import run_group
+
+        code = call(lambda args: run_group(kind, args[0], items), argv)
+    else:
+        code = call(main, argv)
+    if code:
+        sys.exit(code)
+
+
+def call(main: Callable[[list[str]], None], argv: list[str]) -> int:
+    """``main(argv)`` (a stage module's, for one item or a group) and its exit code: 0; 2 after one
+    line on stderr for an expected failure; 130 for Ctrl-C. A training whose loss diverged, and an
+    item that reads a model that did, write the item's folder as diverged and end well
+    (pipeline.divergence), unless ``on_divergence: fail`` makes the former an error. Anything else
+    propagates: a bug keeps its traceback."""
     global _work_started, _current
     _work_started = time.time()
     _current = None  # a group's worker runs items one after another
-    argv = sys.argv[1:]
     try:
-        if items is not None and len(argv) == 1 and "/" not in argv[0]:
-            from stages.group import run_group
-
-            run_group(kind, argv[0], items)
-        else:
-            main(argv)
+        main(argv)
     except (NonFiniteLossError, ModelDiverged) as err:
         if not _report_divergence(err):
             print(f"error: {_current[1].label + ' diverged: ' if _current else ''}{err}", file=sys.stderr)
-            sys.exit(2)
+            return 2
     except EXPECTED as err:
         print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        return 2
     except KeyboardInterrupt:
-        sys.exit(130)
+        return 130
+    return 0
 
 
 def group_items(params: Params, items: Items, group: str, where: str) -> list[Item]:
@@ -173,6 +191,35 @@ def _check_trained_as(path: Path, spec: dict, model_path: str) -> None:
     if "@" in made_by and made_by.partition("@")[2] != model_path:
         raise CheckpointError(f"{path}: holds the model that {made_by} trained, not {model_path}; restore it with "
                               f"dvc checkout {path.parent.parent}")
+
+
+@dataclass
+class ItemRun:
+    """An item's open MLflow run (``tracker``) and the temporary folder its outputs go into
+    (``tmp``); ``timing`` adds keys to its timing.json."""
+
+    tracker: "StageRun"
+    tmp: Path
+    timing: dict = field(default_factory=dict)
+
+
+@contextmanager
+def item_run(label: str, params: Params, section: Mapping, out: Path, *, tags: Mapping[str, str] | None = None,
+             log_outputs: bool = True) -> Iterator[ItemRun]:
+    """An item's MLflow run and its output folder, opened and closed as one: the item computes and
+    writes into ``.tmp`` inside the block; on success its run reference and timing.json go in
+    last, the folder replaces ``out`` whole and is logged to the run (``log_outputs``). On failure
+    nothing is written and the run ends FAILED (KILLED on a signal)."""
+    from pipeline.tracking import StageRun
+
+    with StageRun(label, params.tracking.experiment, section, tags=tags) as tracker:
+        with atomic_dir(out) as tmp:
+            handle = ItemRun(tracker, tmp)
+            yield handle
+            tracker.write_ref(tmp)
+            write_timing(tmp, label, **handle.timing)
+        if log_outputs:
+            tracker.log_artifacts(out)
 
 
 def write_timing(folder: Path, stage: str, **extra) -> None:

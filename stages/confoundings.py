@@ -7,11 +7,10 @@ analyses/NAME/confoundings/MODEL/."""
 from pipeline.analysis.confoundings import confoundings
 from pipeline.config import ConfigError
 from pipeline.data import load_splits
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import write_json
 from pipeline.layout import analysis_dir, model_dir
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def items(params, group: str) -> list[Item]:
@@ -29,17 +28,13 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     n = min(cfg.confounding_samples, len(splits.x_train))
     x, y = to_float(splits.x_train[:n]).to(device), splits.y_train[:n].to(device)
-    with StageRun(item.label, params.tracking.experiment,
-                  {"model": name, "n_samples": n, "attack": attack, "ratio": cfg.confounding_ratio}) as tracker:
+    section = {"model": name, "n_samples": n, "attack": attack, "ratio": cfg.confounding_ratio}
+    with item_run(item.label, params, section, analysis_dir(params, "confoundings", name), log_outputs=False) as it:
         metrics = {"model": name, "eps": attack["eps"], "step": attack["step_size"], "steps": attack["steps"],
                    **confoundings(model, x, y, eps=attack["eps"], step=attack["step_size"], steps=attack["steps"],
                                   ratio=cfg.confounding_ratio, seed=params.seed)}
-        out = analysis_dir(params, "confoundings", name)
-        with atomic_dir(out) as tmp:
-            write_json(tmp / "metrics.json", metrics)
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+        write_json(it.tmp / "metrics.json", metrics)
+        it.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     print(f"{name}: " + ", ".join(f"{k} {metrics[k]:+.3f}" for k in ("confounding_I", "confounding_II", "confounding_III")))
 
 

@@ -11,13 +11,12 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import write_csv, write_json
 from pipeline.layout import analysis_dir
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def cost(dial) -> float:
@@ -49,13 +48,13 @@ def main(argv: list[str]) -> None:
         return Deployed(model, how.get("mode", "eval"), route={**(how.get("route") or {}), cfg.key: value})
 
     section = {"dial": cfg.model_dump(), "eps": t, "attacks": [a.key for a in suite.attack_list], "n_samples": n}
-    with StageRun(item.label, params.tracking.experiment, section) as tracker:
+    with item_run(item.label, params, section, analysis_dir(params, "dial", name)) as it:
         robust, rows, crafted = {}, [], []
         for step, v in enumerate(cfg.values):
             r = evaluate(at(v), x, y, suite, seed=params.seed, progress=False)
             robust[v] = r.worst[t].clone()
             rows.append({"value": v, "clean": r.clean.float().mean().item(), "robust": robust[v].float().mean().item()})
-            tracker.log_metrics({"clean": rows[-1]["clean"], "robust": rows[-1]["robust"]}, step=step)
+            it.tracker.log_metrics({"clean": rows[-1]["clean"], "robust": rows[-1]["robust"]}, step=step)
         if cfg.adaptive:
             for row, v in zip(rows, cfg.values):
                 worst = robust[v].clone()
@@ -74,21 +73,16 @@ def main(argv: list[str]) -> None:
                    "robust_violations": monotone_violations([r["robust"] for r in rows], 0.005)}
         if cfg.adaptive:  # how much the white-box figure at the deployed setting overstates
             metrics["max_adaptive_gap"] = max(r["robust"] - r["robust_adaptive"] for r in rows)
-        out = analysis_dir(params, "dial", name)
-        with atomic_dir(out) as tmp:
-            write_csv(tmp / "dial.csv", [{cfg.key: r["value"], **{k: v for k, v in r.items() if k != "value"}}
-                                         for r in rows])
-            write_csv(tmp / "crafted.csv", crafted or [{"deployed": "", "crafted_at": "", "robust": ""}])
-            write_json(tmp / "metrics.json", metrics)
-            points = [{cfg.key: r["value"], "clean": r["clean"], "robust": r["robust"], "series": "white-box"} for r in rows]
-            if cfg.adaptive:
-                points += [{cfg.key: r["value"], "clean": r["clean"], "robust": r["robust_adaptive"],
-                            "series": "crafted at any setting"} for r in rows]
-            plot_tradeoff(points, tmp / "dial.png", title=f"{cfg.model} along {cfg.key}", key=cfg.key)
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        tracker.log_artifacts(out)
+        write_csv(it.tmp / "dial.csv", [{cfg.key: r["value"], **{k: v for k, v in r.items() if k != "value"}}
+                                     for r in rows])
+        write_csv(it.tmp / "crafted.csv", crafted or [{"deployed": "", "crafted_at": "", "robust": ""}])
+        write_json(it.tmp / "metrics.json", metrics)
+        points = [{cfg.key: r["value"], "clean": r["clean"], "robust": r["robust"], "series": "white-box"} for r in rows]
+        if cfg.adaptive:
+            points += [{cfg.key: r["value"], "clean": r["clean"], "robust": r["robust_adaptive"],
+                        "series": "crafted at any setting"} for r in rows]
+        plot_tradeoff(points, it.tmp / "dial.png", title=f"{cfg.model} along {cfg.key}", key=cfg.key)
+        it.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
 
 
 if __name__ == "__main__":

@@ -19,16 +19,16 @@ from pipeline.attacks.pgd import PGDSpec
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, read_json, write_csv, write_headline, write_json, write_text
+from pipeline.io import write_csv, write_headline, write_json, write_text
 from pipeline.config import ConfigError
 from pipeline.layout import RESULTS, headline_file, model_dir, result_dir
 from pipeline.masking import masking_checks
 from pipeline.papers import outcomes
 from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
-from pipeline.tracking import StageRun, _git, read_ref
+from pipeline.tracking import _git, read_ref
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def cost(target) -> float:
@@ -133,9 +133,9 @@ def main(argv: list[str]) -> None:
     out = result_dir(params, name)
     stage = item.label
     scored = read_ref(model_dir(params, model_name))  # the model's training run and registered version
-    with StageRun(stage, params.tracking.experiment, section,
-                  tags={"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}) as tracker:
-        tracker.link_model(scored)
+    tags = {"method": spec.get("method", ""), "device": str(device), "deployment": repr(deployed)}
+    with item_run(stage, params, section, out, tags=tags) as it:
+        it.tracker.link_model(scored)
         # the transfer attacks' source, loaded once for the suite's transfer attack and the checks'
         transfers = any(attack_of(a).surrogate for a in cfg.attack_list)
         is_surrogate = cfg.checks.surrogate.rpartition("/")[2] == model_name
@@ -162,27 +162,24 @@ def main(argv: list[str]) -> None:
             metrics["suspect"] = checks["suspect"]
             metrics["checks"] = checks
         rows = result.curve_rows()
-        with atomic_dir(out) as tmp:
-            write_json(tmp / "metrics.json", metrics)
-            write_csv(tmp / "accuracy.csv", rows)
-            outcomes.save(tmp / outcomes.FILE, outcomes.of_result(result))  # per image: claims compare paired
-            curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
-            accuracy_vs_eps(curves, tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
-            tracker.write_ref(tmp)
-            card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
-                              read_json(tmp / "mlflow_run.json"), cfg=cfg, crafted_on=craft_how, model_ref=scored)
-            write_json(tmp / "model_card.json", card)
-            write_text(tmp / "model_card.md", card_markdown(card))
-            write_timing(tmp, stage, seconds=result.seconds,
+        write_json(it.tmp / "metrics.json", metrics)
+        write_csv(it.tmp / "accuracy.csv", rows)
+        outcomes.save(it.tmp / outcomes.FILE, outcomes.of_result(result))  # per image: claims compare paired
+        curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
+        accuracy_vs_eps(curves, it.tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
+        card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
+                          it.tracker.ref, cfg=cfg, crafted_on=craft_how, model_ref=scored)
+        write_json(it.tmp / "model_card.json", card)
+        write_text(it.tmp / "model_card.md", card_markdown(card))
+        it.timing.update(seconds=result.seconds,
                          samples_attacked={f"{a}@{e:.4f}": k for (a, e), k in result.ran_on.items()})
         write_headline(headline_file(RESULTS, item.group, name), metrics)
-        tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
-        tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})
+        it.tracker.log_metrics({k: v for k, v in metrics.items() if k != "checks"})
+        it.tracker.log_metrics({"suspect": float(metrics.get("suspect", False))})
         if cfg.checks.enabled:
-            tracker.log_metrics({f"check_{k}": v for k, v in metrics["checks"].items() if k != "flags"})
+            it.tracker.log_metrics({f"check_{k}": v for k, v in metrics["checks"].items() if k != "flags"})
         for r in rows:
-            tracker.log_metrics({f"{a}_acc_eps_{r['eps']:.4f}": v for a, v in r.items() if a != "eps" and v != ""})
-        tracker.log_artifacts(out)
+            it.tracker.log_metrics({f"{a}_acc_eps_{r['eps']:.4f}": v for a, v in r.items() if a != "eps" and v != ""})
     summary = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float) and k != "threat_eps")
     print(f"{name}: {summary}" + (" SUSPECT: " + "; ".join(metrics["checks"]["flags"]) if metrics.get("suspect") else ""))
 

@@ -9,7 +9,8 @@ fill both cores where a stage per item would leave one idle.
 
 The worker processes are forked from this one before it opens the MLflow store or runs any torch
 operation (no thread pool, no database connection, no CUDA context to inherit), and each runs
-one item at a time exactly as ``python -m stages STAGE GROUP/NAME`` would, in-process: its own
+one item at a time, calling its stage module's ``main`` as ``python -m stages STAGE GROUP/NAME``
+would: its own
 MLflow run (a child of the group's run), its own outputs, written atomically, and its own
 timing.json. On CUDA the items run one after another in this process.
 
@@ -23,19 +24,18 @@ model where it stopped, finished ones included.
 
 from __future__ import annotations
 
+import importlib
 import os
-import runpy
 import shutil
 import signal
 import sys
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 from pipeline import layout
 from pipeline.config import Params
-from pipeline.tracking import StageRun
+from pipeline.tracking import StageRun, children_of
 from stages import common
 from stages.common import Item, ItemFailed, Items
 
@@ -44,7 +44,6 @@ OUTS = {"pretrain": (layout.MODELS, layout.MODELS), "finetune": (layout.MODELS, 
         "evaluate": (layout.RESULTS, layout.RESULTS), "analyze": (layout.ANALYSES, None),
         "ablation": (layout.ABLATIONS, "ablations")}
 CHECKPOINTS = Path("checkpoints")
-KEEP_CHECKPOINTS = "BNAT_KEEP_CHECKPOINTS"  # set for items a group runs: their checkpoints go when the group succeeds
 BAR_SLOT = "BNAT_BAR_SLOT"  # the worker's number: its progress bars take that line of a terminal
 WORKERS_ENV = "BNAT_WORKERS"  # overrides params' workers on this machine
 
@@ -70,32 +69,23 @@ def worker_count(params: Params, device_type: str, n_items: int) -> int:
 
 
 def run_item(item: Item, parent_run: str | None) -> int:
-    """Run ``item`` as ``python -m stages STAGE GROUP/NAME`` would, in this process; its exit code."""
-    saved_argv, saved_parent = sys.argv, os.environ.get("PIPELINE_PARENT_RUN_ID")
-    if parent_run:
-        os.environ["PIPELINE_PARENT_RUN_ID"] = parent_run
+    """Run ``item`` in this process, its stage module's ``main`` called on GROUP/NAME as
+    ``python -m stages STAGE GROUP/NAME`` would, its MLflow run a child of ``parent_run``; its
+    exit code (a bug prints its traceback and is 1)."""
     common._item_started = time.time()
-    sys.argv = [f"stages.{item.stage}", item.arg]
-    code = 0
     try:
-        with warnings.catch_warnings():  # the module may be imported already (stages.analyze imports its kinds):
-            warnings.filterwarnings("ignore", "'stages.", RuntimeWarning)  # it runs afresh as __main__ all the same
-            runpy.run_module(f"stages.{item.stage}", run_name="__main__", alter_sys=True)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        stage = importlib.import_module(f"stages.{item.stage}")
+        with children_of(parent_run):
+            return common.call(stage.main, [item.arg])
+    except SystemExit as exit_:  # an item that exits, as its own process would
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
     except KeyboardInterrupt:
         raise
     except BaseException:  # noqa: BLE001 - reported as the item's failure, as its own process would
         traceback.print_exc()
-        code = 1
+        return 1
     finally:
-        sys.argv = saved_argv
         common._item_started = None
-        if saved_parent is None:
-            os.environ.pop("PIPELINE_PARENT_RUN_ID", None)
-        else:
-            os.environ["PIPELINE_PARENT_RUN_ID"] = saved_parent
-    return code
 
 
 def _die_with_parent() -> None:
@@ -223,7 +213,7 @@ def run_group(kind: str, group: str, items: Items) -> None:
     device = common.device_of(params)
     n = worker_count(params, device.type, len(todo))
     order = sorted(todo, key=lambda it: -it.cost)  # stable: params' order among equals
-    os.environ[KEEP_CHECKPOINTS] = "1"
+    common.keep_checkpoints = True  # the items' checkpoints go when the whole group has succeeded
     workers = Workers(n) if n > 1 else None  # forked now: no torch work and no MLflow store in this process yet
     stage = f"{kind}@{group}"
     t0 = time.perf_counter()

@@ -9,11 +9,10 @@ from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import write_csv, write_json
 from pipeline.layout import analysis_dir
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def items(params, group: str) -> list[Item]:
@@ -42,29 +41,24 @@ def main(argv: list[str]) -> None:
 
     rows = []
     section = {"interpolate": cfg.model_dump(), "pair": pair.model_dump(), "eps": suite.threat, "attacks": what}
-    with StageRun(item.label, params.tracking.experiment, section) as tracker:
+    with item_run(item.label, params, section, analysis_dir(params, "interpolate", name)) as it:
         for stats in cfg.stats:
             for step, p in enumerate(cfg.p):
                 deployed = Deployed(interpolate_bn(model_a, model_b, p, stats=stats))
                 result = evaluate(deployed, x, y, suite, seed=params.seed, progress=False).headline()
                 row = {"stats": stats, "p": p, "clean": result["clean"], "robust": result["worst_case"]}
                 rows.append(row)
-                tracker.log_metrics({f"clean_stats_{stats}": row["clean"], f"robust_stats_{stats}": row["robust"]}, step=step)
+                it.tracker.log_metrics({f"clean_stats_{stats}": row["clean"], f"robust_stats_{stats}": row["robust"]}, step=step)
                 print(f"{name}: stats={stats} p={p:.2f} clean {row['clean']:.4f} robust {row['robust']:.4f}")
         metrics = {"pair": f"{pair.a} -> {pair.b}", "eps": suite.threat, "n_samples": n, "attacks": what}
         for stats in cfg.stats:
             mine = [r for r in rows if r["stats"] == stats]
             metrics[f"clean_violations_{stats}"] = monotone_violations([r["clean"] for r in mine], 0.005)
             metrics[f"robust_violations_{stats}"] = monotone_violations([r["robust"] for r in mine], 0.005)
-        out = analysis_dir(params, "interpolate", name)
-        with atomic_dir(out) as tmp:
-            write_csv(tmp / "interpolation.csv", rows)
-            write_json(tmp / "metrics.json", metrics)
-            plot_tradeoff([{**r, "series": f"{name}, stats {r['stats']}"} for r in rows], tmp / "tradeoff.png",
-                          title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0), {what}")
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_artifacts(out)
+        write_csv(it.tmp / "interpolation.csv", rows)
+        write_json(it.tmp / "metrics.json", metrics)
+        plot_tradeoff([{**r, "series": f"{name}, stats {r['stats']}"} for r in rows], it.tmp / "tradeoff.png",
+                      title=f"BN interpolation {pair.a} (p=1) -> {pair.b} (p=0), {what}")
 
 
 if __name__ == "__main__":

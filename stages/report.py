@@ -8,12 +8,11 @@ from pathlib import Path
 from pipeline.analysis.analyses_report import analyses_sections
 from pipeline.analysis.plots import accuracy_vs_eps, long_rows
 from pipeline.analysis.report import build_report, load_results
-from pipeline.io import atomic_dir, write_csv, write_json, write_text
+from pipeline.io import write_csv, write_json, write_text
 from pipeline.layout import model_dir
 from pipeline.papers import verdicts
 from pipeline.papers.sections import paper_sections
-from pipeline.tracking import StageRun
-from stages.common import load, run, write_timing
+from stages.common import item_run, load, run
 
 HEADLINE = ("clean", "autoattack", "worst_case")
 
@@ -45,28 +44,24 @@ def main(argv: list[str]) -> None:
     targets = list(params.targets)
     results = load_results(params, targets)
     out = Path("reports")
-    with StageRun("report", params.tracking.experiment, {"targets": targets}) as tracker:
+    with item_run("report", params, {"targets": targets}, out) as it:
         markdown, summary, curve_rows = build_report(results, params)
         claims, trends = verdicts.judge(params), verdicts.judge_trends(params)
         markdown = markdown.replace("\n", f"\n\n{verdicts.summary_line(claims, trends)} ([claims.md](claims.md))\n", 1)
         markdown += "\n".join(paper_sections(params, claims, trends)) + "\n"
-        with atomic_dir(out) as tmp:
-            figures = tmp / "figures"  # one folder, whichever sections the params produce
-            figures.mkdir()
-            markdown += "\n".join(analyses_sections(params, figures)) + "\n"
-            write_text(tmp / "report.md", markdown)
-            write_text(tmp / "claims.md", verdicts.markdown(claims, trends=trends))
-            write_json(tmp / "summary.json", summary)
-            write_csv(figures / "pgd_accuracy.csv", long_rows(curve_rows, "eps", "accuracy"))
-            training_curves(params, figures / "training.csv")
-            curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
-                      for name, t in params.targets.items() if t.tier == "full"}
-            accuracy_vs_eps(curves, figures / "pgd_accuracy.png", "PGD accuracy against eps")
-            tracker.write_ref(tmp)
-            write_timing(tmp, "report")
-        tracker.log_metrics(headline(summary))
-        tracker.log_metrics(verdicts.metrics(claims, trends))
-        tracker.log_artifacts(out)
+        figures = it.tmp / "figures"  # one folder, whichever sections the params produce
+        figures.mkdir()
+        markdown += "\n".join(analyses_sections(params, figures)) + "\n"
+        write_text(it.tmp / "report.md", markdown)
+        write_text(it.tmp / "claims.md", verdicts.markdown(claims, trends=trends))
+        write_json(it.tmp / "summary.json", summary)
+        write_csv(figures / "pgd_accuracy.csv", long_rows(curve_rows, "eps", "accuracy"))
+        training_curves(params, figures / "training.csv")
+        curves = {name: [(row["eps"], row[name]) for row in curve_rows if row.get(name) is not None]
+                  for name, t in params.targets.items() if t.tier == "full"}
+        accuracy_vs_eps(curves, figures / "pgd_accuracy.png", "PGD accuracy against eps")
+        it.tracker.log_metrics(headline(summary))
+        it.tracker.log_metrics(verdicts.metrics(claims, trends))
     print(markdown)
 
 

@@ -7,12 +7,11 @@ suspect. Results go to analyses/NAME/shaping/MODEL/."""
 
 from pipeline.analysis.shaping_eval import MODES, shaping_tables
 from pipeline.data import load_splits
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import write_csv, write_json
 from pipeline.layout import analysis_dir
 from pipeline.papers import outcomes
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def items(params, group: str) -> list[Item]:
@@ -27,7 +26,8 @@ def main(argv: list[str]) -> None:
     n = min(cfg.n_samples, len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
     others = splits.x_test[n:] if len(splits.x_test) - n >= cfg.shaping_refs else splits.x_test
-    with StageRun(item.label, params.tracking.experiment, {"shaping_eval": cfg.model_dump(), "model": name}) as tracker:
+    section = {"shaping_eval": cfg.model_dump(), "model": name}
+    with item_run(item.label, params, section, analysis_dir(params, "shaping", name)) as it:
         per_image: dict = {}
         tables = shaping_tables(model, x, y, to_float(splits.x_train).to(device), to_float(others).to(device),
                                 attacks=cfg.attacks, eps=ev.threat, fgsm_scale=cfg.fgsm_scale, n_ref=ev.deployment.n_ref,
@@ -42,17 +42,12 @@ def main(argv: list[str]) -> None:
                    **tables, "protocol_overstates_by": gap, "suspect": gap > ev.checks.tolerance}
         rows = [{"attack": a, **{m: v for m, v in by_mode.items()}} for a, by_mode in
                 [("clean", tables["clean"]), *tables["protocol"].items(), ("shaping", tables["shaping_attack"])]]
-        out = analysis_dir(params, "shaping", name)
-        with atomic_dir(out) as tmp:
-            write_json(tmp / "metrics.json", metrics)
-            outcomes.save(tmp / outcomes.FILE, {k: v.detach().cpu().numpy() for k, v in per_image.items()})
-            write_csv(tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_metrics({f"{r['attack']}_{m.replace('+', '_')}": r[m] for r in rows for m in MODES if m in r})
-        tracker.log_metrics({f"adaptive_{k}": v for k, v in tables["adaptive"].items()})
-        tracker.log_metrics({"protocol_overstates_by": gap})
-        tracker.log_artifacts(out)
+        write_json(it.tmp / "metrics.json", metrics)
+        outcomes.save(it.tmp / outcomes.FILE, {k: v.detach().cpu().numpy() for k, v in per_image.items()})
+        write_csv(it.tmp / "table.csv", [{"attack": r["attack"], **{m: r.get(m, "") for m in MODES}} for r in rows])
+        it.tracker.log_metrics({f"{r['attack']}_{m.replace('+', '_')}": r[m] for r in rows for m in MODES if m in r})
+        it.tracker.log_metrics({f"adaptive_{k}": v for k, v in tables["adaptive"].items()})
+        it.tracker.log_metrics({"protocol_overstates_by": gap})
     print(f"{name}: clean {tables['clean']}, protocol PGD under BN+Shaping {protocol:.3f}, adaptive {adaptive:.3f}"
           + (" SUSPECT: the paper's protocol overstates robustness" if metrics["suspect"] else ""))
 

@@ -7,12 +7,11 @@ from pipeline.analysis.strength_stats import monotonicity, strength_statistics
 from pipeline.config import ConfigError
 from pipeline.data import load_splits
 from pipeline.deploy import Deployed
-from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.io import write_csv, write_json
 from pipeline.layout import analysis_dir
 from pipeline.spec import default_deployment
-from pipeline.tracking import StageRun
 from pipeline.train import to_float
-from stages.common import Item, run, start, trained_model, write_timing
+from stages.common import Item, item_run, run, start, trained_model
 
 
 def items(params, group: str) -> list[Item]:
@@ -28,29 +27,25 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     n = min(cfg.n_samples, len(splits.x_test))
     x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    with StageRun(item.label, params.tracking.experiment, {"strength_analysis": cfg.model_dump(), "model": name}) as tracker:
+    section = {"strength_analysis": cfg.model_dump(), "model": name}
+    with item_run(item.label, params, section, analysis_dir(params, "strength", name)) as it:
         try:
             stats = strength_statistics(deployed, x, y, cfg.eps, feature=cfg.feature, steps=cfg.steps,
                                         rel_step_size=cfg.rel_step_size, seed=params.seed)
         except ValueError as err:
             raise ConfigError(f"strength_analysis.{err}") from None
         metrics = {"model": name, "feature": cfg.feature, "n_samples": n, "eps": cfg.eps, **monotonicity(stats)}
-        out = analysis_dir(params, "strength", name)
         rows = [{"eps": e, "channel": c, "mean": m[c].item(), "var": v[c].item()}
                 for e, m, v in zip(cfg.eps, stats["mean"], stats["var"]) for c in range(len(m))]
-        with atomic_dir(out) as tmp:
-            write_csv(tmp / "features.csv", rows)
-            write_json(tmp / "metrics.json", metrics)
-            channel_statistics_plot(stats, tmp / "features.png", f"{name}: per-channel statistics of {cfg.feature}")
-            if stats["w1"]:
-                write_csv(tmp / "fusion.csv", [{"eps": e, "w1_mean": w.mean().item(), "w1_std": w.std().item()}
-                                               for e, w in zip(cfg.eps, stats["w1"])])
-                lines_plot({"W1 = 1 - W0 (mean)": [(e * 255, w.mean().item()) for e, w in zip(cfg.eps, stats["w1"])]},
-                           tmp / "fusion.png", f"{name}: fusion weight against eps", "eps (x/255)", ylabel="W1 (%)")
-            tracker.write_ref(tmp)
-            write_timing(tmp, item.label)
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-        tracker.log_artifacts(out)
+        write_csv(it.tmp / "features.csv", rows)
+        write_json(it.tmp / "metrics.json", metrics)
+        channel_statistics_plot(stats, it.tmp / "features.png", f"{name}: per-channel statistics of {cfg.feature}")
+        if stats["w1"]:
+            write_csv(it.tmp / "fusion.csv", [{"eps": e, "w1_mean": w.mean().item(), "w1_std": w.std().item()}
+                                              for e, w in zip(cfg.eps, stats["w1"])])
+            lines_plot({"W1 = 1 - W0 (mean)": [(e * 255, w.mean().item()) for e, w in zip(cfg.eps, stats["w1"])]},
+                       it.tmp / "fusion.png", f"{name}: fusion weight against eps", "eps (x/255)", ylabel="W1 (%)")
+        it.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
     print(f"{name}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float)))
 
 

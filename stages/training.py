@@ -9,7 +9,6 @@ checkpoint stays until the whole group has succeeded (stages.group)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -22,6 +21,7 @@ from pipeline.methods import METHODS
 from pipeline.spec import save_model
 from pipeline.tracking import StageRun
 from pipeline.train import clean_accuracy, train
+from stages import common
 from stages.common import Item, write_timing
 
 CHECKPOINTS = Path("checkpoints")  # resumable state, outside DVC's outs so a killed run keeps it
@@ -93,7 +93,7 @@ def train_and_save(item: Item, out: Path, model: nn.Module, spec: dict, cfg: Tra
         tracker.log_artifacts(out, skip=("model.pt",) if tracker.model else ())  # the logged model holds it
         if then is not None:
             then(tracker)
-    if not os.environ.get("BNAT_KEEP_CHECKPOINTS"):
+    if not common.keep_checkpoints:
         checkpoint.unlink(missing_ok=True)
         run_file.unlink(missing_ok=True)
     print(f"{item.label}: clean test accuracy {metrics['test_acc']:.4f} after {metrics['epochs']} epochs -> {out}")
