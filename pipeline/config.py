@@ -20,7 +20,7 @@ from pipeline.attacks import AttackSpec
 from pipeline.methods import METHODS
 from pipeline.models import ACTIVATIONS, ARCHITECTURES
 from pipeline.protocols import PROTOCOLS
-from pipeline.schema import Eps, PositiveInt, Section, parse_number
+from pipeline.schema import Eps, PositiveInt, Section, first_error, parse_number
 
 __all__ = ["AttackSpec", "ConfigError", "Params", "load_params", "parse_params", "parse_number"]
 
@@ -257,10 +257,8 @@ class AblationConfig(Section):
             try:
                 self.config_for(v)
             except ValidationError as err:
-                first = err.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise ValueError(f"values.{i}: {self.key} = {v!r} gives a bad training entry: {where}: "
-                                 f"{first['msg'].removeprefix('Value error, ')}") from None
+                where, msg = first_error(err)
+                raise ValueError(f"values.{i}: {self.key} = {v!r} gives a bad training entry: {where}: {msg}") from None
         try:
             self.then_config()
         except ValidationError as err:
@@ -847,9 +845,10 @@ class Params(Section):
             for v, view in plan.views.items():  # a view's own attacks and grid must make a valid suite
                 try:
                     EvaluateConfig.model_validate(self.evaluate.for_view(view.tier, view).model_dump())
-                except (ValidationError, ValueError) as err:
-                    msg = err.errors()[0]["msg"] if isinstance(err, ValidationError) else str(err)
-                    raise ValueError(f"{where}.views.{v}: {msg.removeprefix('Value error, ')}") from None
+                except ValidationError as err:
+                    raise ValueError(f"{where}.views.{v}: {': '.join(filter(None, first_error(err)))}") from None
+                except ValueError as err:
+                    raise ValueError(f"{where}.views.{v}: {err}") from None
         surrogate = self.evaluate.checks.surrogate
         group, _, name = surrogate.partition("/")
         if name not in known or known[name][0] != group:
@@ -887,22 +886,6 @@ class Params(Section):
 
 # --------------------------------------------------------------------------------------------
 # loading
-
-
-def first_error(err: ValidationError) -> tuple[str, str]:
-    """The dotted key path of ``err``'s first problem and its message, with the value given."""
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ")
-    # Model-level validators put the offending key at the front of their message.
-    if ": " in msg and " " not in msg.split(": ", 1)[0]:
-        key, msg = msg.split(": ", 1)
-        path = f"{path}.{key}" if path else key
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
-        msg = f"{msg} (got {first['input']!r})"
-    return path, msg
 
 
 def _format_error(err: ValidationError, source: str) -> str:

@@ -10,7 +10,7 @@ import types
 import typing
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 
 def parse_number(value: Any) -> Any:
@@ -81,3 +81,19 @@ class Section(BaseModel):
 
 class NoOptions(Section):
     """The options of a method that has none."""
+
+
+def first_error(err: ValidationError) -> tuple[str, str]:
+    """The dotted key path of ``err``'s first problem and its message, with the value given."""
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ")
+    # Model-level validators put the offending key at the front of their message.
+    if ": " in msg and " " not in msg.split(": ", 1)[0]:
+        key, msg = msg.split(": ", 1)
+        path = f"{path}.{key}" if path else key
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in first and first["type"] not in ("missing",) and not isinstance(first["input"], dict):
+        msg = f"{msg} (got {first['input']!r})"
+    return path, msg

@@ -74,7 +74,7 @@ def main(argv: list[str]) -> None:
         if cfg.adaptive:  # how much the white-box figure at the deployed setting overstates
             metrics["max_adaptive_gap"] = max(r["robust"] - r["robust_adaptive"] for r in rows)
         write_csv(it.tmp / "dial.csv", [{cfg.key: r["value"], **{k: v for k, v in r.items() if k != "value"}}
-                                     for r in rows])
+                                        for r in rows])
         write_csv(it.tmp / "crafted.csv", crafted or [{"deployed": "", "crafted_at": "", "robust": ""}])
         write_json(it.tmp / "metrics.json", metrics)
         points = [{cfg.key: r["value"], "clean": r["clean"], "robust": r["robust"], "series": "white-box"} for r in rows]

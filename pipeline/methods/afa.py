@@ -30,7 +30,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from pipeline.methods.base import Method, StepResult, craft, only
 from pipeline.norms import generators, norm_route, running_stats
-from pipeline.schema import Eps, Fraction, PositiveInt, Section
+from pipeline.schema import Eps, Fraction, PositiveInt, Section, first_error
 
 BASES = ("pgd_at", "trades", "mart", "iat")
 
@@ -51,9 +51,8 @@ class AfaOptions(Section):
         try:
             object.__setattr__(self, "base_options", schema.model_validate(raw or {}))
         except ValidationError as err:
-            first = err.errors()[0]
-            raise ValueError(f"base_options.{'.'.join(map(str, first['loc']))}: {first['msg']} for base "
-                             f"{self.base!r}") from None
+            where, msg = first_error(err)
+            raise ValueError(f"base_options.{where}: {msg} for base {self.base!r}") from None
         if self.xi is not None:
             if len(self.xi) != self.k:
                 raise ValueError(f"xi: give one strength per branch ({self.k}), got {len(self.xi)}")
