@@ -5,12 +5,11 @@ import copy
 import pytest
 import torch
 
-from pipeline.analysis.interpolate import interpolate_bn
 from pipeline.config import FinetuneConfig
 from pipeline.data import Splits
 from pipeline.methods.bn_finetune import bn_parameters, freeze_all_but, share_trained
 from pipeline.norms import batch_norms
-from pipeline.train import to_float, train
+from pipeline.train import train
 
 ATTACK = {"eps": 0.1, "step_size": 0.05, "steps": 2}
 
@@ -81,14 +80,3 @@ def test_share_of_trained_parameters_matches_a_count(digits_model, trainable):
     assert sum(p.numel() for p in trained) == expected
     assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
     assert len(bn_parameters(model)) == 2 * len(batch_norms(model))
-
-
-@pytest.mark.parametrize("stats", ["interpolate", "b"])
-def test_interpolation_ends_reproduce_both_models_exactly(digits, digits_model, stats):
-    tuned = _finetune(digits, digits_model, "bn", method="standard")
-    x = to_float(digits.x_test[:32])
-    with torch.no_grad():
-        assert torch.equal(interpolate_bn(digits_model, tuned, 0.0, stats=stats).eval()(x), tuned.eval()(x))
-        if stats == "interpolate":
-            assert torch.equal(interpolate_bn(digits_model, tuned, 1.0, stats=stats).eval()(x),
-                               digits_model.eval()(x))

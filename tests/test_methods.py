@@ -10,7 +10,7 @@ from pipeline.config import TrainConfig
 from pipeline.methods import METHODS
 from pipeline.methods.mart import mart_weights
 from pipeline.methods.trades import kl_to_clean
-from pipeline.norms import MultiBatchNorm, batch_norms, convert_norms, replay
+from pipeline.norms import replay
 
 ATTACK = {"eps": 0.1, "step_size": 0.025, "steps": 5}
 
@@ -81,33 +81,3 @@ def test_each_loss_decreases_on_a_fixed_batch(digits_model, batch, method, optio
         opt.step()
         losses.append(out.loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
-
-
-def test_advprop_sends_clean_through_the_main_bn_and_adversarial_through_the_auxiliary(digits_model, batch):
-    x, y = batch
-    model = convert_norms(copy.deepcopy(digits_model), "multi", k=2).train()
-    seen = {0: [], 1: []}
-    for norm in (m for m in model.modules() if isinstance(m, MultiBatchNorm)):
-        for b, bn in enumerate(norm.branches):
-            bn.register_forward_hook(lambda mod, inp, out, b=b: seen[b].append(inp[0].shape[0]))
-    stats = [bn.running_mean.clone() for _, bn in batch_norms(model)]
-    first = next(m for m in model.modules() if isinstance(m, MultiBatchNorm))
-    calls = []  # (branch routed, network input) of every forward
-    model.normalize.register_forward_pre_hook(
-        lambda mod, inp: calls.append((first.route.get("branch", 0), inp[0].detach().clone())))
-
-    from pipeline.methods.base import craft
-
-    cfg = _cfg("advprop")
-    torch.manual_seed(0)
-    craft(model, x, y, cfg, route={"branch": 1})  # what the loss does first: crafting alone
-    assert all(torch.equal(a, bn.running_mean) for a, (_, bn) in zip(stats, batch_norms(model)))
-    assert len(seen[0]) == 0 and len(seen[1]) == 9 * 5  # 9 BNs x 5 attack steps, all auxiliary
-    seen[0].clear(), seen[1].clear()
-    torch.manual_seed(0)
-    METHODS["advprop"].batch_loss(model, x, y, cfg)
-    assert seen[0] == [64] * 9  # one clean forward through the main BNs
-    assert seen[1] == [64] * 9 * 6  # 5 crafting steps and one training forward through the auxiliary BNs
-    main = [inp for branch, inp in calls if branch == 0]
-    assert len(main) == 1 and torch.equal(main[0], x)  # the clean batch, unperturbed, through the main BN
-    assert all(not torch.equal(inp, x) for branch, inp in calls if branch == 1)
