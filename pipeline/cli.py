@@ -117,9 +117,8 @@ def _stages(args) -> int:
 def _mlflow_ui(args) -> int:
     import os
 
-    from pipeline.tracking import experiment_page, project_experiment, relocate_if_moved, tracking_uri
+    from pipeline.tracking import experiment_page, project_experiment, tracking_uri
 
-    relocate_if_moved()  # a copied project's store still names the folder it was made in
     print(f"open {experiment_page(f'http://{args.host}:{args.port}', project_experiment())} "
           "(the project's runs and models)", flush=True)
     cmd = ["mlflow", "ui", "--backend-store-uri", tracking_uri(), "--host", args.host, "--port", str(args.port)]

@@ -18,9 +18,11 @@ run is open.
 Lifecycle: a run ends FINISHED, FAILED on an exception, KILLED on Ctrl-C, SIGTERM or SIGHUP. A
 stage given a ``resume`` file (training: beside its checkpoint) continues the run named there, so
 a resumed training is one run. When a run finishes, the earlier runs of the same stage (same
-experiment, same DVC experiment or both none) are superseded: tagged ``superseded_by`` and
-soft-deleted, so the UI's default view holds one run per stage; ``bnat mlflow-sync`` makes the
-runs that the workspace's outs name current again after DVC restored older results.
+experiment, same DVC experiment or both none) are superseded: tagged ``superseded_by`` (the run
+that replaced them) and kept, so every run stays comparable; the view that holds one run per
+stage is the filter :data:`CURRENT_RUNS`, which :func:`experiment_page` puts in the UI's link.
+``bnat mlflow-sync`` makes the runs that the workspace's outs name current again after DVC
+restored older results.
 
 The experiment is tagged as one that trains models (``mlflow.experimentKind``), so MLflow's UI
 opens it on its runs and models. Trained models are logged as MLflow models named after the
@@ -31,9 +33,9 @@ model (:meth:`StageRun.log_model`) and registered as ``EXPERIMENT.NAME``;
 logged model it scored (:meth:`StageRun.link_model`). Params are logged one setting a key
 (:func:`flatten`).
 
-The project's SQLite store keeps absolute artifact locations (MLflow makes every local location
-absolute); a store that moved with its project is rewritten to the new place
-(:func:`relocate_store`), by the first stage that runs there or by ``bnat mlflow-sync``.
+MLflow keeps a local store's artifact locations as absolute paths and has no call that changes
+them, so a project folder moved with its ``mlflow.db`` still reads and writes run files in the
+folder the store was made in: :func:`warn_if_moved` says so in one line, and what to do.
 """
 
 from __future__ import annotations
@@ -125,25 +127,28 @@ def project_experiment(params_file: str | Path | None = None) -> str:
         return DEFAULT_EXPERIMENT
 
 
+#: the runs view of one run per stage (a superseded run is tagged with the run that replaced it)
+CURRENT_RUNS = "tags.superseded_by IS NULL"
+
+
 def experiment_page(base_url: str, experiment: str, uri: str | None = None) -> str:
-    """The UI page that opens ``experiment`` on its runs and models. MLflow 3.17's UI picks an
-    experiment's pages by its "GenAI | Model training" switch (remembered by the browser, GenAI
-    at first), not by the experiment's kind tag, unless the link names the workflow. The
-    experiment's id is read from the project's own store; elsewhere the link is the list."""
-    import sqlite3
+    """The UI page that opens ``experiment`` on its current runs (:data:`CURRENT_RUNS`; clearing
+    the search box shows every run) and its models. MLflow 3.17's UI picks an experiment's pages
+    by its "GenAI | Model training" switch (remembered by the browser, GenAI at first), not by
+    the experiment's kind tag, unless the link names the workflow. The experiment's id is read
+    from the project's own store; elsewhere the link is the list."""
+    from urllib.parse import quote
 
     uri = uri or tracking_uri()
-    db = Path.cwd() / "mlflow.db"
-    page = "#/experiments"
-    if uri == local_uri() and db.is_file():
-        try:
-            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
-                row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?", (experiment,)).fetchone()
-        except sqlite3.Error:
-            row = None
-        if row:
-            page = f"#/experiments/{row[0]}"
-    return f"{base_url.rstrip('/')}/{page}?workflowType=machine_learning"
+    page, query = "#/experiments", "workflowType=machine_learning"
+    if uri == local_uri() and (Path.cwd() / "mlflow.db").is_file():
+        from mlflow.tracking import MlflowClient
+
+        _quiet_mlflow()
+        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+        if found is not None:  # the runs page itself: the experiment's page redirects there, dropping the search
+            page, query = f"#/experiments/{found.experiment_id}/runs", f"searchFilter={quote(CURRENT_RUNS)}&{query}"
+    return f"{base_url.rstrip('/')}/{page}?{query}"
 
 
 def _never_fatal(method: Callable) -> Callable:
@@ -341,27 +346,6 @@ def model_requirements() -> list[str]:
     return pins
 
 
-@contextmanager
-def _requirements_as_given() -> Iterator[None]:
-    """Skip MLflow's check of explicit requirements against the running environment while
-    logging a model: the pins are this environment's own versions, and the check maps every
-    installed distribution to its modules (about 2 s of a stage)."""
-    try:
-        import mlflow.utils.environment as environment
-    except ImportError:
-        yield
-        return
-    check = getattr(environment, "warn_dependency_requirement_mismatches", None)
-    if check is None:
-        yield
-        return
-    environment.warn_dependency_requirement_mismatches = lambda requirements: None
-    try:
-        yield
-    finally:
-        environment.warn_dependency_requirement_mismatches = check
-
-
 class CheckpointModel:
     """What ``mlflow.pyfunc.load_model`` returns for a model logged by :meth:`StageRun.log_model`:
     the network rebuilt by :func:`pipeline.spec.load_model`, run as its spec deploys it by
@@ -398,72 +382,37 @@ def _load_pyfunc(path: str, model_config: dict | None = None) -> CheckpointModel
 # --------------------------------------------------------------------------------------------
 # the project's SQLite store, moved with its project
 
-
-LOCATION_COLUMNS = (("experiments", "artifact_location"), ("runs", "artifact_uri"),
-                    ("logged_models", "artifact_location"), ("model_versions", "storage_location"),
-                    ("model_versions", "source"))
+_warned_moved: set[Path] = set()
 
 
-def _uri_path(location: str) -> Path | None:
+def artifact_root(location: str | None) -> Path | None:
+    """The project folder an experiment's artifact location lies in (the parent of its
+    ``mlartifacts`` folder); None for a location elsewhere (a server's, an object store's)."""
     from urllib.parse import unquote, urlparse
 
-    if location.startswith("file://"):
-        return Path(unquote(urlparse(location).path))
-    return Path(location) if location.startswith("/") else None
-
-
-def store_root(db: Path) -> Path | None:
-    """The project folder the SQLite store ``db`` was made in: where its experiments' ``mlartifacts``
-    folder lies (None for a store without one)."""
-    import sqlite3
-
-    with sqlite3.connect(db) as con:
-        try:
-            rows = con.execute("SELECT artifact_location FROM experiments").fetchall()
-        except sqlite3.Error:
-            return None
-    for (location,) in rows:
-        path = _uri_path(location or "")
-        if path is not None and path.name == ARTIFACTS:
-            return path.parent
-    return None
-
-
-def relocate_store(db: str | Path, new_root: str | Path, old_root: str | Path | None = None) -> Path | None:
-    """Point every artifact location under ``old_root`` (default: where the store was made) into
-    ``new_root`` instead: experiments, runs, logged models and model versions. MLflow stores
-    local locations as absolute paths and has no call that changes them, so this rewrites the
-    SQLite file. Returns the old root, or None when nothing pointed elsewhere."""
-    import sqlite3
-
-    db, new_root = Path(db), Path(new_root).resolve()
-    old = Path(old_root) if old_root is not None else store_root(db)
-    if old is None or old == new_root:
+    if not location:
         return None
-    prefixes = [(old.as_uri() + "/", new_root.as_uri() + "/"), (f"{old}/", f"{new_root}/")]
-    with sqlite3.connect(db) as con:
-        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for table, column in LOCATION_COLUMNS:
-            if table not in tables or column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
-                continue
-            for before, after in prefixes:
-                con.execute(f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
-                            f"WHERE substr({column}, 1, ?) = ?", (after, len(before) + 1, len(before), before))
-    return old
+    path = Path(unquote(urlparse(location).path)) if location.startswith("file://") else Path(location)
+    return path.parent if path.is_absolute() and path.name == ARTIFACTS else None
 
 
-def relocate_if_moved(uri: str | None = None) -> Path | None:
-    """Relocate the project's own store (``mlflow.db`` in the working directory) when it was made
-    in another folder; one line says so. Other stores are left alone."""
-    uri = uri or tracking_uri()
-    db = Path.cwd() / "mlflow.db"
-    if uri != local_uri() or not db.exists():
+def warn_if_moved(experiment, uri: str | None = None) -> Path | None:
+    """The folder the project's own store (``mlflow.db`` in the working directory) was made in,
+    when that is not here, said once a process in one line; None when it is here, or for any
+    other store. ``experiment``: the project's MLflow experiment (None: not made yet)."""
+    if experiment is None or (uri or tracking_uri()) != local_uri():
         return None
-    old = relocate_store(db, Path.cwd())
-    if old is not None:
-        print(f"note: {db} was made in {old}; its artifact locations now point into {Path.cwd().resolve()} "
-              f"(copy {old / ARTIFACTS} along if it is not here)", file=sys.stderr)
-    return old
+    made_in = artifact_root(experiment.artifact_location)
+    here = Path.cwd().resolve()
+    if made_in is None or made_in == here:
+        return None
+    if made_in not in _warned_moved:
+        _warned_moved.add(made_in)
+        print(f"note: mlflow.db was made in {made_in}; MLflow keeps absolute artifact paths, so its runs' "
+              f"files are read from and written to {made_in / ARTIFACTS}. To track here instead, move "
+              f"mlflow.db and {ARTIFACTS} aside (the next stage starts a new store); DVC's outs are "
+              "not affected", file=sys.stderr)
+    return made_in
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,13 +436,13 @@ def _pid_gone(run) -> bool:
 
 
 def supersede(client, experiment_id: str, stage: str, current: str, dvc_exp: str = "") -> list[str]:
-    """Tag every other active run of ``stage`` in the experiment and the same DVC experiment
-    (``dvc_exp``, "" for none) ``superseded_by=current`` and soft-delete it, so the UI's default
-    view shows the current one alone (``mlflow runs restore`` or ``bnat mlflow-sync`` bring one
-    back). A RUNNING run is left alone unless its process is gone (then it is KILLED).
-    Returns the superseded run ids."""
+    """Tag every other current run of ``stage`` in the experiment and the same DVC experiment
+    (``dvc_exp``, "" for none) ``superseded_by=current``: the runs stay, out of the
+    :data:`CURRENT_RUNS` view. A RUNNING run is left alone unless its process is gone (then it
+    is KILLED). Returns the superseded run ids."""
     quoted = stage.replace("'", "\\'")
-    runs = client.search_runs([experiment_id], filter_string=f"tags.stage = '{quoted}'", max_results=1000)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.stage = '{quoted}' and {CURRENT_RUNS}",
+                              max_results=1000)
     done = []
     for run in runs:
         if run.info.run_id == current or run.data.tags.get("dvc_exp_name", "") != dvc_exp:
@@ -503,15 +452,15 @@ def supersede(client, experiment_id: str, stage: str, current: str, dvc_exp: str
                 continue
             client.set_terminated(run.info.run_id, "KILLED")
         client.set_tag(run.info.run_id, "superseded_by", current)
-        client.delete_run(run.info.run_id)
         done.append(run.info.run_id)
     return done
 
 
 def make_current(client, run_id: str) -> list[str]:
-    """Restore ``run_id`` if it was superseded and supersede the other runs of its stage. A run the
-    workspace's outs name that is still RUNNING with its process gone (killed once its outs were
-    written, then restored from DVC's cache) made those outs: it ends FINISHED, tagged so."""
+    """Make ``run_id`` its stage's current run again (drop its ``superseded_by`` tag) and supersede
+    the other runs of its stage. A run the workspace's outs name that is still RUNNING with its
+    process gone (killed once its outs were written, then restored from DVC's cache) made those
+    outs: it ends FINISHED, tagged so. A run deleted by hand in the UI is restored."""
     run = client.get_run(run_id)
     if run.info.lifecycle_stage == "deleted":
         client.restore_run(run_id)
@@ -532,8 +481,8 @@ def sync_workspace(refs: Mapping[str, Mapping]) -> dict[str, list]:
     from mlflow.tracking import MlflowClient
 
     _quiet_mlflow()
-    relocate_if_moved()
     client = MlflowClient(tracking_uri=tracking_uri())
+    warn_if_moved(client.get_experiment_by_name(project_experiment()))
     report: dict[str, list] = {"current": [], "superseded": [], "missing": []}
     for stage, ref in sorted(refs.items()):
         run_id = ref.get("run_id")
@@ -639,9 +588,9 @@ class StageRun:
         from mlflow.exceptions import MlflowException
 
         _quiet_mlflow()
-        relocate_if_moved(self.uri)
         mlflow.set_tracking_uri(self.uri)
         exp = mlflow.get_experiment_by_name(self.experiment)
+        warn_if_moved(exp, self.uri)
         if exp is None:
             location = (Path.cwd() / ARTIFACTS).resolve().as_uri() if self.uri.startswith("sqlite") else None
             self.experiment_id = mlflow.create_experiment(self.experiment, artifact_location=location,
@@ -778,7 +727,7 @@ class StageRun:
             inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, *image_shape))]),
             outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, int(spec["num_classes"])))]))
         registry_name = registered_name(self.experiment, name)
-        with _requirements_as_given(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             info = Model.log(
                 artifact_path=None, name=logged_model_name(name), flavor=CheckpointFlavor(), flavor_name="pytorch",

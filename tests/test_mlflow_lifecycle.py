@@ -20,7 +20,7 @@ from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 
 from pipeline.tracking import (StageRun, dirty_files, make_current, metric_value, registered_name,
-                               relocate_if_moved, sync_workspace)
+                               sync_workspace)
 
 
 @pytest.fixture
@@ -36,10 +36,14 @@ def _client(folder: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
 
 
-def _runs(folder: Path, stage: str, view=ViewType.ACTIVE_ONLY):
+def _runs(folder: Path, stage: str, current: bool = True):
+    """The runs of ``stage``: its current ones (the UI link's search), or all of them."""
+    from pipeline.tracking import CURRENT_RUNS
+
     client = _client(folder)
     exp = client.get_experiment_by_name("exp")
-    return client.search_runs([exp.experiment_id], filter_string=f"tags.stage = '{stage}'", run_view_type=view)
+    query = f"tags.stage = '{stage}'" + (f" and {CURRENT_RUNS}" if current else "")
+    return client.search_runs([exp.experiment_id], filter_string=query, run_view_type=ViewType.ALL)
 
 
 def _advprop_model(digits):
@@ -157,8 +161,9 @@ def test_the_ui_link_opens_the_experiment_on_its_runs(project):
     with StageRun("fetch", "exp", {}):
         pass
     exp_id = _client(project).get_experiment_by_name("exp").experiment_id
-    assert experiment_page("http://127.0.0.1:5000/", "exp") == \
-        f"http://127.0.0.1:5000/#/experiments/{exp_id}?workflowType=machine_learning"
+    assert experiment_page("http://127.0.0.1:5000/", "exp") == (f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs"
+                                                               "?searchFilter=tags.superseded_by%20IS%20NULL"
+                                                               "&workflowType=machine_learning")
 
 
 def test_logged_model_names_hold_no_character_mlflow_refuses():
@@ -279,9 +284,10 @@ def test_a_finished_rebuild_supersedes_the_earlier_runs_of_its_stage_only(projec
         pass
     assert [r.info.run_id for r in _runs(project, "evaluate@a")] == [new.run_id]
     assert [r.info.run_id for r in _runs(project, "evaluate@b")] == [neighbour.run_id]
-    hidden = {r.info.run_id: r for r in _runs(project, "evaluate@a", ViewType.DELETED_ONLY)}
-    assert set(hidden) == {old.run_id, failed.run_id}
-    assert all(r.data.tags["superseded_by"] == new.run_id for r in hidden.values())
+    kept = {r.info.run_id: r for r in _runs(project, "evaluate@a", current=False)}
+    assert set(kept) == {old.run_id, failed.run_id, new.run_id}  # superseded runs are kept, not deleted
+    assert all(r.info.lifecycle_stage == "active" for r in kept.values())
+    assert {r.data.tags.get("superseded_by") for r in kept.values()} == {new.run_id, None}
 
     monkeypatch.setenv("DVC_EXP_NAME", "exp-1")  # a DVC experiment is a result of its own
     with StageRun("evaluate@a", "exp", {}) as experiment:
@@ -385,7 +391,7 @@ def test_the_report_run_logs_the_headline_table():
 # a moved store
 
 
-def test_a_copied_project_reads_and_writes_its_own_artifacts(tmp_path, monkeypatch, digits):
+def test_a_moved_store_is_not_rewritten_and_says_once_where_its_files_go(tmp_path, monkeypatch, capsys, digits):
     import mlflow
 
     from pipeline.spec import save_model
@@ -402,23 +408,30 @@ def test_a_copied_project_reads_and_writes_its_own_artifacts(tmp_path, monkeypat
     with StageRun("pretrain@m", "exp", {}) as run:
         run.log_model(first / "model.pt", "m", spec, (1, 16, 16))
         run.log_artifacts(first / "out")
+    assert "mlflow.db was made in" not in capsys.readouterr().err
     moved = tmp_path / "moved"
     shutil.copytree(first, moved)
-    shutil.rmtree(first)
     monkeypatch.chdir(moved)
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # mlflow.set_tracking_uri exports it; a new stage starts without
-    assert relocate_if_moved() == first
-    assert relocate_if_moved() is None  # once
-    client = _client(moved)
-    assert client.get_run(run.run_id).info.artifact_uri.startswith(moved.as_uri() + "/mlartifacts/")
-    assert client.get_experiment_by_name("exp").artifact_location == (moved / "mlartifacts").as_uri()
-    assert [a.path for a in client.list_artifacts(run.run_id)] == ["metrics.json"]
+    for _ in range(2):
+        with StageRun("pretrain@m", "exp", {}) as again:
+            again.log_artifacts(moved / "out")
+    err = capsys.readouterr().err
+    assert err.count(f"note: mlflow.db was made in {first.resolve()};") == 1  # once a process
+    assert _client(moved).get_run(again.run_id).info.artifact_uri.startswith(first.resolve().as_uri() + "/mlartifacts/")
+    assert _run_count(moved / "mlflow.db") == _run_count(first / "mlflow.db") + 2  # the store is not rewritten
+
     mlflow.set_tracking_uri(f"sqlite:///{moved / 'mlflow.db'}")
     x = digits.x_test[:4].float().div(255).numpy()
-    assert mlflow.pyfunc.load_model("models:/exp.m/1").predict(x).shape == (4, 10)
-    with StageRun("pretrain@m", "exp", {}) as again:  # new runs log into the moved folder
-        again.log_artifacts(moved / "out")
-    assert (moved / "mlartifacts").is_dir() and not first.exists()
+    assert mlflow.pyfunc.load_model("models:/exp.m/1").predict(x).shape == (4, 10)  # read from the first folder
+
+
+def _run_count(db: Path) -> int:
+    """Runs in an MLflow store, read with the store's own client."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    return len(client.search_runs([client.get_experiment_by_name("exp").experiment_id], max_results=100))
 
 
 # ---------------------------------------------------------------------------------------------

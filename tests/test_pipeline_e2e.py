@@ -88,13 +88,15 @@ def test_each_stage_and_item_records_its_mlflow_run(project):
     assert {ref["stage"] for ref in _refs(project)} == STAGES | ITEMS
 
 
-def test_mlflow_server_serves_one_run_per_stage_and_item_with_params_and_metrics(project):
+def test_mlflow_server_serves_one_current_run_per_stage_and_item_with_params_and_metrics(project):
     from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import CURRENT_RUNS
 
     with MlflowServer(project / "mlflow.db", project) as server:
         client = MlflowClient(tracking_uri=server.url)
         exp = client.get_experiment_by_name("bn-adversarial")
-        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        runs = client.search_runs([exp.experiment_id], CURRENT_RUNS, max_results=1000)
         by_stage = {}
         for run in runs:
             by_stage.setdefault(run.data.tags["stage"], []).append(run)
@@ -193,14 +195,17 @@ def test_after_the_reruns_each_stage_and_item_has_one_current_run_named_by_its_o
     from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
+    from pipeline.tracking import CURRENT_RUNS
+
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bn-adversarial")
-    current = client.search_runs([exp.experiment_id], max_results=1000)
+    current = client.search_runs([exp.experiment_id], CURRENT_RUNS, max_results=1000)
     stages = [run.data.tags["stage"] for run in current]
     assert sorted(stages) == sorted(STAGES | ITEMS)  # the reruns reran evaluations and a fine-tuning
-    superseded = client.search_runs([exp.experiment_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000)
+    superseded = client.search_runs([exp.experiment_id], "tags.superseded_by IS NOT NULL", max_results=1000)
     assert {run.data.tags["stage"] for run in superseded} >= EVALUATIONS | {"finetune@bn_only", "report",
                                                                           "finetune@bn_only/bn_params"}
+    assert not client.search_runs([exp.experiment_id], run_view_type=ViewType.DELETED_ONLY)  # kept, not deleted
     ids = {run.info.run_id for run in current}
     stage_of = {run.info.run_id: run.data.tags["stage"] for run in [*current, *superseded]}
     assert all(stage_of[run.data.tags["superseded_by"]] == run.data.tags["stage"] for run in superseded)
