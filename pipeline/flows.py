@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import os
+import queue
 import re
 import statistics
 import subprocess
@@ -182,25 +183,21 @@ def checkout_lock(project_dir: str | Path) -> Iterator[None]:
 
 # ---------------------------------------------------------------- MLflow links
 
-def lock_hash(project_dir: str | Path, stage: str) -> str | None:
-    """A short hash of the stage's entry in dvc.lock: what it was built from and what it made."""
-    from pipeline.lockfile import entries
-
-    entry = entries(project_dir).get(stage)
-    if entry is None:
-        return None
+def lock_hash(entry: dict[str, Any]) -> str:
+    """A short hash of a stage's entry in dvc.lock: what it was built from and what it made."""
     return hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
+def stage_run_refs(project_dir: str | Path, lock: dict[str, dict] | None = None) -> dict[str, dict]:
     """Every MLflow run that the outs of dvc.yaml's stages name in the workspace (their
     mlflow_run.json files), by the name it was logged under: a stage's own run by the DVC stage
     (``evaluate@base``), each of its items' by the item (``evaluate@base/standard``). The lock's
-    entries of stages no longer in dvc.yaml, and outs not in the workspace, are passed over."""
+    entries of stages no longer in dvc.yaml, and outs not in the workspace, are passed over.
+    ``lock``: the lock's current entries where the caller has read them."""
     from pipeline.lockfile import current_entries
 
     refs = {}
-    for stage, entry in current_entries(project_dir).items():
+    for stage, entry in (current_entries(project_dir) if lock is None else lock).items():
         for out in entry.get("outs", []):
             path = Path(project_dir) / out["path"]
             if path.name == RUN_REF:
@@ -217,16 +214,22 @@ def stage_run_refs(project_dir: str | Path) -> dict[str, dict]:
 
 
 def tag_lock_hashes(project_dir: str | Path, stages: list[str]) -> None:
-    """Tag the runs of stages that just ran with their dvc.lock hash (DVC writes it after the run)."""
+    """Tag the runs of stages that just ran with their dvc.lock hash (DVC writes it after the run);
+    the lock is read once."""
     from mlflow.tracking import MlflowClient
 
-    refs = stage_run_refs(project_dir)
+    from pipeline.lockfile import current_entries
+
+    if not stages:
+        return
+    lock = current_entries(project_dir)
+    refs = stage_run_refs(project_dir, lock)
     for stage in stages:
-        ref, digest = refs.get(stage), lock_hash(project_dir, stage)
-        if not ref or not ref.get("run_id") or not digest:
+        ref, entry = refs.get(stage), lock.get(stage)
+        if not ref or not ref.get("run_id") or entry is None:
             continue
         try:
-            MlflowClient(tracking_uri=ref["tracking_uri"]).set_tag(ref["run_id"], "dvc_lock_hash", digest)
+            MlflowClient(tracking_uri=ref["tracking_uri"]).set_tag(ref["run_id"], "dvc_lock_hash", lock_hash(entry))
         except Exception as err:  # noqa: BLE001 - tracking never fails a flow
             get_run_logger().warning("could not tag %s's MLflow run: %s", stage, err)
 
@@ -306,48 +309,52 @@ fetch_stage = run_stage.with_options(name="fetch", retries=4, retry_delay_second
                                      retry_jitter_factor=0.5)
 
 
+#: per project, the worker checkouts no stage is running in now (``reproduce`` with ``workers``)
+_free_checkouts: dict[str, queue.Queue] = {}
+
+
 @task(retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=worth_retrying, tags=["gpu"],
       task_run_name="{stage}")
-def run_stage_in_worker(stage: str, worker: str, env: dict[str, str], parent_run_id: str | None = None,
+def run_stage_in_worker(stage: str, project_dir: str, env: dict[str, str], parent_run_id: str | None = None,
                         push: bool = False) -> str:
-    """Run one stage in a worker checkout (``pipeline.workers``). The stages it reads were built
-    before, in some checkout: ``dvc repro`` restores them from the shared run cache."""
-    out = dvc(["repro", stage], worker, parent_run_id, env)
-    if push:
-        dvc(["push", "--run-cache", stage], worker, env=env)
+    """Run one stage in a free worker checkout of the project (``pipeline.workers``), waiting for
+    one while all are busy. The stages it reads were built before, in some checkout: ``dvc repro``
+    restores them from the shared run cache."""
+    free = _free_checkouts[project_dir]
+    worker = free.get()
+    try:
+        out = dvc(["repro", stage], worker, parent_run_id, env)
+        if push:
+            dvc(["push", "--run-cache", stage], worker, env=env)
+    finally:
+        free.put(worker)
     get_run_logger().info("%s\n%s", stage, "\n".join(out.strip().splitlines()[-15:]))
     return stage
 
 
 def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int, items_at_once: int) -> list[str]:
-    """Every stage in one of ``workers`` worker checkouts, as soon as the stages it reads are built;
-    then one ``dvc repro`` in the project restores them all from the run cache and writes dvc.lock."""
-    import time
+    """Every stage in one of ``workers`` worker checkouts, once the stages it reads are built
+    (Prefect's ``wait_for``; a stage whose upstream failed does not run); then one ``dvc repro`` in
+    the project restores them all from the run cache and writes dvc.lock. Each stage's task waits
+    in a thread of its own, so a stage never waits for a thread behind one waiting for its inputs."""
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     from pipeline import workers as checkouts
 
     order = ordered_stages(project_dir)
     upstream = direct_upstream(project_dir)
-    free = [str(w) for w in checkouts.prepare(project_dir, workers)]
+    free = _free_checkouts[project_dir] = queue.Queue()
+    for worker in checkouts.prepare(project_dir, workers):
+        free.put(str(worker))
     env = checkouts.worker_env(project_dir, items_at_once)
-    pending, running, done = list(order), {}, []
-    while pending or running:
-        for stage in [s for s in pending if upstream.get(s, set()) <= set(done)]:
-            if not free:
-                break
-            worker = free.pop()
-            pending.remove(stage)
-            runner = run_stage_in_worker.with_options(name=f"{stage}", retries=4 if stage == "fetch" else 2)
-            running[runner.submit(stage, worker, env, parent, push)] = (stage, worker)
-        finished = [f for f in running if f.state.is_final()]
-        if not finished:
-            time.sleep(0.2)
-            continue
-        for future in finished:
-            stage, worker = running.pop(future)
-            future.result()  # a failed stage fails the flow (after its retries)
-            done.append(stage)
-            free.append(worker)
+    futures = {}
+    with ThreadPoolTaskRunner(max_workers=len(order)) as runner:
+        for stage in order:
+            task_ = run_stage_in_worker.with_options(name=stage, retries=4 if stage == "fetch" else 2)
+            futures[stage] = runner.submit(
+                task_, {"stage": stage, "project_dir": project_dir, "env": env, "parent_run_id": parent, "push": push},
+                wait_for=[futures[s] for s in sorted(upstream.get(stage, set()))])
+        done = [future.result() for future in futures.values()]  # a failed stage fails the flow (after its retries)
     restored = dvc(["repro"], project_dir, parent)
     tag_lock_hashes(project_dir, done)
     if stages_run(restored):

@@ -43,10 +43,9 @@ def test_stale_entries_are_those_whose_stage_left_dvc_yaml_and_prune_drops_only_
 
 
 def test_run_references_come_from_the_dags_stages_only_and_missing_outs_are_passed_over(project):
-    from pipeline.flows import lock_hash, stage_run_refs
+    from pipeline.flows import stage_run_refs
 
     assert stage_run_refs(project) == {"fetch": {"run_id": "abc", "stage": "fetch", "tracking_uri": "sqlite:///x"}}
-    assert lock_hash(project, "fetch") and lock_hash(project, "pretrain@nothing") is None
 
 
 def test_bnat_prune_lock_and_mlflow_sync_on_a_lock_with_a_removed_stage(project):
