@@ -1,32 +1,17 @@
-"""Typed schema of params.yaml.
-
-Every key is declared here with its type and bounds. Loading fails before any work on an unknown
-key or a bad value, with a one-line message that names the key's path, e.g.
-``params.yaml: pretrain.adversarial.attack.eps: must be <= 1 (got 8.0)``.
-
-Perturbation sizes are in pixel units of [0, 1] images and may be written as fractions
-(``8/255``), which YAML would otherwise read as a string.
-"""
+"""The settings sections of params.yaml, each with its types, bounds and own checks: data and
+model, training, analyses, evaluation, and the groups and plans that name what each stage runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from pipeline.attacks import AttackSpec
 from pipeline.methods import METHODS
 from pipeline.models import ACTIVATIONS, ARCHITECTURES
 from pipeline.protocols import PROTOCOLS
-from pipeline.schema import Eps, PositiveInt, Section, first_error, parse_number
-
-__all__ = ["AttackSpec", "ConfigError", "Params", "load_params", "parse_params", "parse_number"]
-
-
-class ConfigError(ValueError):
-    """A params file that cannot be used; ``str(err)`` is the one-line message for the user."""
+from pipeline.schema import Eps, PositiveInt, Section, first_error
 
 
 def _known(name: str, registry: dict, what: str) -> str:
@@ -574,6 +559,14 @@ class EvaluationPlan(Section):
     views: dict[str, ViewConfig] = {}
 
 
+#: analysis kind (also its stage module) -> (its key in an analyses plan, the top-level section
+#: holding its settings; None: its plan entry holds them)
+ANALYSIS_KINDS: dict[str, tuple[str, str | None]] = {
+    "interpolate": ("interpolate", "interpolate"), "analyze_bn": ("analyze_bn", "analyze_bn"),
+    "dial": ("dials", None), "strength": ("strength", "strength_analysis"),
+    "shaping": ("shaping", "shaping_eval"), "confoundings": ("confoundings", "shaping_eval")}
+
+
 class AnalysisPlan(Section):
     """What ``analyze@GROUP`` measures besides the attack suite (analyses/GROUP/KIND/NAME/): BN
     interpolations and BN statistics of model pairs, dials, feature statistics against eps, norm
@@ -586,11 +579,14 @@ class AnalysisPlan(Section):
     shaping: list[str] = []
     confoundings: list[str] = []
 
+    def entries(self, kind: str) -> dict[str, Any]:
+        """The analyses of ``kind``: name -> its plan entry (a pair, a dial, or the model name)."""
+        entry = getattr(self, ANALYSIS_KINDS[kind][0])
+        return dict(entry) if isinstance(entry, dict) else {name: name for name in entry}
+
     def items(self) -> list[tuple[str, str]]:
-        """(kind, name) of each analysis; kind is also its stage module."""
-        return ([("interpolate", n) for n in self.interpolate] + [("analyze_bn", n) for n in self.analyze_bn]
-                + [("dial", n) for n in self.dials] + [("strength", n) for n in self.strength]
-                + [("shaping", n) for n in self.shaping] + [("confoundings", n) for n in self.confoundings])
+        """(kind, name) of each analysis."""
+        return [(kind, name) for kind in ANALYSIS_KINDS for name in self.entries(kind)]
 
 
 class Target(Section):
@@ -601,386 +597,3 @@ class Target(Section):
     model: str
     tier: Tier
     view: ViewConfig | None = None
-
-
-class Params(Section):
-    seed: Annotated[int, Field(ge=0)] = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    # torch's CPU threads in each item's process: part of every result (a float sum splits by thread)
-    threads: PositiveInt = 1
-    # items of a stage run side by side: auto is one process a CPU core (one at a time on CUDA)
-    workers: Literal["auto"] | PositiveInt = "auto"
-    # a training whose loss turns NaN or Inf: `report` writes its folder as diverged (diverged.json,
-    # no model) and its group goes on, `fail` stops the group. Read by the training stages, which
-    # list it as a DVC param: what they write for a diverged model depends on it.
-    on_divergence: Literal["report", "fail"] = "report"
-    data: DataConfig
-    model: ModelConfig  # the default architecture of pretrain entries
-    # Shared training settings: entries inherit them with YAML's merge key (``<<: *train``), so
-    # DVC sees each entry's effective settings and reruns exactly the entries a change reaches.
-    train_defaults: dict[str, Any] | None = None
-    pretrain: Annotated[dict[str, PretrainGroup], Field(min_length=1)]
-    finetune: dict[str, FinetuneGroup] = {}
-    evaluations: Annotated[dict[str, EvaluationPlan], Field(min_length=1)]  # the report is over these
-    analyses: dict[str, AnalysisPlan] = {}
-    interpolate: InterpolateConfig | None = None
-    analyze_bn: AnalyzeBNConfig | None = None
-    ablations: dict[str, AblationConfig] = {}
-    strength_analysis: StrengthAnalysisConfig | None = None
-    shaping_eval: ShapingEvalConfig | None = None
-    evaluate: EvaluateConfig
-    tracking: TrackingConfig = TrackingConfig()
-    ledger: LedgerConfig | None = None
-
-    # ----------------------------------------------------------------------------------------
-    # the catalog: models, groups, targets and analyses by name
-
-    @property
-    def groups(self) -> dict[str, PretrainGroup | FinetuneGroup]:
-        return {**self.pretrain, **self.finetune}
-
-    @property
-    def trained(self) -> dict[str, tuple[str, TrainConfig]]:
-        """Every trained model: name -> (its group, its training entry)."""
-        return {name: (group, cfg) for group, g in self.groups.items() for name, cfg in g.models.items()}
-
-    @property
-    def model_names(self) -> list[str]:
-        return list(self.trained)
-
-    def group_of(self, name: str) -> str:
-        return self.trained[name][0]
-
-    def model_path(self, name: str) -> str:
-        """GROUP/NAME: where the model lives under models/."""
-        return f"{self.group_of(name)}/{name}"
-
-    def training(self, name: str) -> TrainConfig:
-        return self.trained[name][1]
-
-    def is_finetune(self, name: str) -> bool:
-        return self.group_of(name) in self.finetune
-
-    def start_of(self, name: str) -> str | None:
-        cfg = self.training(name)
-        return cfg.start if isinstance(cfg, FinetuneConfig) else None
-
-    def architecture(self, name: str) -> ModelConfig:
-        """The architecture a trained model ``name`` has (a fine-tune: its first ancestor's)."""
-        while (start := self.start_of(name)) is not None:
-            name = start
-        return self.training(name).model or self.model
-
-    def conversions(self, name: str) -> list[dict]:
-        """The conversions trained model ``name`` is built with, as its spec records them: its
-        architecture's blocks and its method's, after its start model's for a fine-tune (one the
-        start has already is not applied twice)."""
-        start, cfg = self.start_of(name), self.training(name)
-        done = self.architecture(name).conversions() if start is None else self.conversions(start)
-        return [*done, *(c for c in METHODS[cfg.method].conversions(cfg) if c not in done)]
-
-    def branches_of(self, name: str) -> int:
-        """How many BN branches a route's ``branch`` picks from in model ``name`` (0: none)."""
-        k = 0
-        for c in self.conversions(name):
-            if c["kind"] == "multi":
-                k = c["k"]
-            elif c["kind"] == "select" and k:
-                k = len(c["branches"]) if len(c["branches"]) > 1 else 0  # one branch left: plain BN
-            elif c["kind"] in ("afa", "robmask", "group"):  # fused, strength and group norms route otherwise
-                k = 0
-        return k
-
-    def check_branch(self, where: str, model: str, values: Any) -> None:
-        """A route's or a dial's ``branch`` values (one, or one per sample) must be branches of ``model``."""
-        k = self.branches_of(model)
-        for v in values if isinstance(values, list) else [values]:
-            if not (float(v).is_integer() and 0 <= v < k):
-                has = f"has {k} BN branches (0 to {k - 1})" if k else "has no multi-branch BN"
-                raise ValueError(f"{where}: {v:g} is not a branch: model {model!r} {has}")
-
-    @property
-    def targets(self) -> dict[str, Target]:
-        """Every evaluated model and view, in plan order: name -> where and how it is evaluated."""
-        out: dict[str, Target] = {}
-        for group, plan in self.evaluations.items():
-            for tier in ("full", "screen"):
-                for name in getattr(plan, tier):
-                    out[name] = Target(name=name, group=group, model=name, tier=tier)
-            for name, view in plan.views.items():
-                out[name] = Target(name=name, group=group, model=view.model, tier=view.tier, view=view)
-        return out
-
-    def target_path(self, name: str) -> str:
-        return f"{self.targets[name].group}/{name}"
-
-    def evaluation_config(self, name: str) -> EvaluateConfig:
-        """The settings target ``name`` is evaluated with (its tier's, plus a view's extras)."""
-        t = self.targets[name]
-        return self.evaluate.for_view(t.tier, t.view)
-
-    @property
-    def analysis_items(self) -> dict[tuple[str, str], str]:
-        """(kind, name) of every analysis -> the group whose plan lists it."""
-        return {item: group for group, plan in self.analyses.items() for item in plan.items()}
-
-    def analysis(self, kind: str, name: str):
-        """The plan entry of analysis ``name`` of ``kind`` (a pair, a dial, or the model name)."""
-        group = self.analysis_items[(kind, name)]
-        entry = getattr(self.analyses[group], {"dial": "dials"}.get(kind, kind))
-        return entry[name] if isinstance(entry, dict) else name
-
-    def analyses_of(self, kind: str) -> dict:
-        """Every analysis of ``kind`` in any plan: name -> its plan entry."""
-        return {name: self.analysis(kind, name) for k, name in self.analysis_items if k == kind}
-
-    @field_validator("data")
-    @classmethod
-    def _data_where_the_stages_read_it(cls, data: DataConfig) -> DataConfig:
-        """dvc.yaml's fetch stage writes, and every stage reads, data/prepared: with another root
-        the dataset would go where DVC does not track it and no stage looks."""
-        from pipeline.layout import DATA
-
-        if Path(data.root) != Path(DATA):
-            raise ValueError(f"root: {data.root!r}, but dvc.yaml's stages write and read {DATA}/prepared; keep "
-                             f"root: {DATA} (to download elsewhere, make {DATA}/raw a link to that folder)")
-        return data
-
-    @field_validator("train_defaults")
-    @classmethod
-    def _defaults_are_train_settings(cls, value: dict | None) -> dict | None:
-        if value:  # each key must be a valid training setting on its own
-            TrainConfig.model_validate({"method": "standard", "epochs": 0, **value})
-        return value
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> Params:
-        self._check_groups()
-        self._check_evaluations()
-        self._check_analyses()
-        self._check_ledger()
-        if any(g.values for g in self.ablations.values()) and self.evaluate.screen is None:
-            raise ValueError("evaluate.screen: ablations are evaluated at the screen tier; add a screen section")
-        return self
-
-    def _check_groups(self) -> None:
-        from pipeline.layout import RESERVED
-
-        clash = sorted(set(self.pretrain) & set(self.finetune))
-        if clash:
-            raise ValueError(f"finetune.{clash[0]}: the group name is already a pretrain group (models/{clash[0]}/)")
-        for group in self.groups:
-            if group in RESERVED:
-                section = "finetune" if group in self.finetune else "pretrain"
-                raise ValueError(f"{section}.{group}: {group!r} is reserved (results/{group}/ holds every {group[:-1]}); "
-                                 "name the group otherwise")
-        seen: dict[str, str] = {}
-        for group, g in self.groups.items():
-            for name in g.models:
-                if name in seen:
-                    raise ValueError(f"{'finetune' if group in self.finetune else 'pretrain'}.{group}.models.{name}: "
-                                     f"the name is already a model of group {seen[name]!r} (model names are unique)")
-                seen[name] = group
-        for group, g in self.finetune.items():
-            if g.after not in self.groups or g.after == group:
-                raise ValueError(f"finetune.{group}.after: no other group named {g.after!r} in pretrain or finetune")
-            after, chain = g.after, {group}
-            while after in self.finetune:
-                if after in chain:
-                    raise ValueError(f"finetune.{group}.after: the chain of groups loops back to {after!r}")
-                chain.add(after)
-                after = self.finetune[after].after
-            for name, cfg in g.models.items():
-                if cfg.start not in self.groups[g.after].models:
-                    raise ValueError(f"finetune.{group}.models.{name}.start: no model named {cfg.start!r} in group "
-                                     f"{g.after!r} (the group's after)")
-                if cfg.trainable != "all" and self.architecture(name).norm != "batch":
-                    raise ValueError(f"finetune.{group}.models.{name}.trainable: {cfg.trainable!r} selects BatchNorm "
-                                     f"layers, but {cfg.start!r} has norm {self.architecture(name).norm!r} (no BatchNorm)")
-
-    def _check_ledger(self) -> None:
-        from pipeline.papers import PAPERS
-        from pipeline.papers.verdicts import check_roles
-
-        if self.ledger is None:
-            return
-        roles = {r for p in PAPERS.values() for r in p.roles()}
-        for role in self.ledger.roles:
-            if role not in roles:
-                raise ValueError(f"ledger.roles: {role!r} is no source of a table or claim of the ledger (docs/ledger.md)")
-        for role in self.ledger.not_run:
-            if role not in roles and role not in PAPERS:
-                raise ValueError(f"ledger.not_run: {role!r} is neither a paper ({', '.join(PAPERS)}) nor a source of a "
-                                 "table or claim of the ledger (docs/ledger.md)")
-        check_roles(self)
-
-    def _check_evaluations(self) -> None:
-        known = self.trained
-        seen: dict[str, str] = {}
-        for group, plan in self.evaluations.items():
-            where = f"evaluations.{group}"
-            if group not in self.groups:
-                raise ValueError(f"{where}: no group named {group!r} in pretrain or finetune")
-            if not (plan.full or plan.screen or plan.views):
-                raise ValueError(f"{where}: nothing to evaluate (give full, screen or views)")
-            refs = [(f"{tier}.{i}", n) for tier in ("full", "screen") for i, n in enumerate(getattr(plan, tier))]
-            refs += [(f"views.{v}.model", view.model) for v, view in plan.views.items()]
-            for path, name in refs:
-                if name not in self.groups[group].models:
-                    raise ValueError(f"{where}.{path}: no model named {name!r} in group {group!r}")
-            for key, name in [*((k, n) for k, n in refs if not k.startswith("views.")), *((f"views.{v}", v) for v in plan.views)]:
-                if name in seen:
-                    raise ValueError(f"{where}.{key}: {name!r} is already evaluated by evaluations.{seen[name]} "
-                                     "(one row, and one tier, per name)")
-                seen[name] = f"{group}"
-            for v in plan.views:
-                if v in known:
-                    raise ValueError(f"{where}.views.{v}: the name is already a model")
-            if self.evaluate.screen is None and (plan.screen or any(v.tier == "screen" for v in plan.views.values())):
-                raise ValueError(f"{where}: the screen tier needs an evaluate.screen section")
-            for v, view in plan.views.items():
-                for route, key in ((view.route, "route"), (view.craft.route if view.craft else {}, "craft.route")):
-                    if "branch" in route:
-                        self.check_branch(f"{where}.views.{v}.{key}.branch", view.model, route["branch"])
-            for v, view in plan.views.items():  # a view's own attacks and grid must make a valid suite
-                try:
-                    EvaluateConfig.model_validate(self.evaluate.for_view(view.tier, view).model_dump())
-                except ValidationError as err:
-                    raise ValueError(f"{where}.views.{v}: {': '.join(filter(None, first_error(err)))}") from None
-                except ValueError as err:
-                    raise ValueError(f"{where}.views.{v}: {err}") from None
-        surrogate = self.evaluate.checks.surrogate
-        group, _, name = surrogate.partition("/")
-        if name not in known or known[name][0] != group:
-            raise ValueError(f"evaluate.checks.surrogate: no model {surrogate!r}; name it as GROUP/NAME "
-                             f"(e.g. {next(iter(known))!r} is {self.model_path(next(iter(known)))!r})")
-
-    def _check_analyses(self) -> None:
-        known = self.trained
-        seen: dict[tuple[str, str], str] = {}
-        for group, plan in self.analyses.items():
-            where = f"analyses.{group}"
-            refs = [(f"{kind}.{pair}.{f}", getattr(p, f)) for kind in ("interpolate", "analyze_bn")
-                    for pair, p in getattr(plan, kind).items() for f in ("a", "b", "logits_of") if hasattr(p, f)]
-            refs += [(f"dials.{d}.model", dial.model) for d, dial in plan.dials.items()]
-            refs += [(f"{kind}.{i}", m) for kind in ("strength", "shaping", "confoundings")
-                     for i, m in enumerate(getattr(plan, kind))]
-            for path, name in refs:
-                if name not in known:
-                    raise ValueError(f"{where}.{path}: no model named {name!r} in pretrain or finetune")
-            for d, dial in plan.dials.items():
-                if dial.key == "branch":
-                    self.check_branch(f"{where}.dials.{d}.values", dial.model, dial.values)
-            for item in plan.items():
-                if item in seen:
-                    raise ValueError(f"{where}.{item[0]}: {item[1]!r} is already analysed by analyses.{seen[item]}")
-                seen[item] = group
-            needs = {"interpolate": self.interpolate, "analyze_bn": self.analyze_bn,
-                     "strength": self.strength_analysis, "shaping": self.shaping_eval, "confoundings": self.shaping_eval}
-            for kind, section in needs.items():
-                if getattr(plan, kind) and section is None:
-                    top = {"strength": "strength_analysis", "shaping": "shaping_eval",
-                           "confoundings": "shaping_eval"}.get(kind, kind)
-                    raise ValueError(f"{where}.{kind}: needs the {top} section (its settings)")
-
-
-# --------------------------------------------------------------------------------------------
-# loading
-
-
-def _format_error(err: ValidationError, source: str) -> str:
-    path, msg = first_error(err)
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {path or '<root>'}: {msg}{more}"
-
-
-def parse_params(raw: Any, source: str = "params.yaml") -> Params:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
-
-
-class DuplicateKeyError(yaml.YAMLError):
-    """A key given twice in one mapping."""
-
-    def __init__(self, path: str, line: int, first: int):
-        super().__init__(f"line {line}: {path}: duplicate key (first given on line {first})")
-        self.path, self.line, self.first = path, line, first
-
-
-_FAST = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser where PyYAML has it: ~20x faster
-
-
-def refuse_repeated_keys(node: yaml.Node, keys: tuple = ()) -> None:
-    """Raise :class:`DuplicateKeyError` for a key given twice in one mapping at any depth, as DVC
-    does (PyYAML would keep the last value silently). Keys beside a merge key (``<<: *train``)
-    override the merged ones: they are not repeats, since the check runs on the mappings as
-    written (the composed nodes), before merging. An anchor's node is checked where it is defined."""
-    seen: set[int] = set()
-    stack = [(node, keys)]
-    while stack:
-        node, keys = stack.pop()
-        if id(node) in seen:  # an alias: the same node again
-            continue
-        seen.add(id(node))
-        if isinstance(node, yaml.MappingNode):
-            first: dict = {}
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    earlier = first.setdefault((key.tag, key.value), key)
-                    if earlier is not key:
-                        path = ".".join(str(k) for k in [*keys, key.value])
-                        raise DuplicateKeyError(path, key.start_mark.line + 1, earlier.start_mark.line + 1)
-                stack.append((value, (*keys, key.value if isinstance(key, yaml.ScalarNode) else "?")))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((item, (*keys, i)) for i, item in enumerate(node.value))
-
-
-def read_yaml(text: str, source: str) -> Any:
-    """``text`` parsed as YAML, refusing repeated keys (:func:`refuse_repeated_keys`); any problem is
-    a one-line ConfigError."""
-    try:
-        loader = _FAST(text)  # parsed once: the check reads the nodes the values are built from
-        try:
-            node = loader.get_single_node()
-            if node is None:
-                return None
-            refuse_repeated_keys(node)
-            return loader.construct_document(node)
-        finally:
-            loader.dispose()
-    except DuplicateKeyError as err:
-        raise ConfigError(f"{source}: {err}") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{source}:{where}: not valid YAML") from None
-
-
-def require_device(device: str, source: str) -> None:
-    """Fail at validation rather than when a stage starts: ``device: cuda`` needs a CUDA device here."""
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{source}: device: 'cuda' requested but no CUDA device is available")
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """The params file at ``path``, validated, on a machine that can run it (its device exists)."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; give the params file (a YAML file such as params.yaml)") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a text file; a params file is YAML text (such as params.yaml)") from None
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot be read: {err.strerror or err}") from None
-    params = parse_params(read_yaml(text, str(path)), str(path))
-    require_device(params.device, str(path))
-    return params
