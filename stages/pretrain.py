@@ -12,10 +12,9 @@ from stages.training import train_and_save
 
 
 def cost(cfg) -> float:
-    """Forward and backward passes per example, over the epochs: how long it trains, roughly."""
-    steps = cfg.attack.steps * cfg.attack.restarts if cfg.attack else 0
-    branches = getattr(cfg.options, "k", 1)
-    return max(cfg.epochs, 0.1) * (1 + steps) * branches
+    """Forward passes per example over the epochs (the method's count per step): how long it
+    trains, roughly."""
+    return max(cfg.epochs, 0.1) * METHODS[cfg.method].forwards(cfg)
 
 
 def items(params, group: str) -> list[Item]:

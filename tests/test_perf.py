@@ -151,30 +151,6 @@ def test_each_step_runs_k_attack_forwards_and_one_training_forward(digits, steps
         assert _forwards_per_step(tuned, tuned, adv, x, y, keep) == steps + 1, trainable
 
 
-def _papers_count(cfg) -> int:
-    """Forward passes of one step as the papers count them: every attack step of every attack the
-    step crafts, then one forward per loss term's input (clean and adversarial: two; K-branch
-    methods: one per branch)."""
-    k = cfg.attack.steps * cfg.attack.restarts if cfg.attack else 0
-    o = cfg.options
-    if cfg.method == "standard":
-        return 1
-    if cfg.method in ("pgd_at", "clean_ratio", "afa_fusion"):  # one batch: adversarial (and clean) examples
-        return k + 1
-    if cfg.method in ("trades", "mart", "iat"):
-        return k + 2
-    if cfg.method == "advprop":  # one attack and one forward per auxiliary BN, and the clean forward
-        aux = len(o.aux_eps or [None])
-        return aux * k + aux + 1
-    if cfg.method == "robmask":
-        return k + 1 + int(o.clean_pass)
-    if cfg.method == "afa":  # branches 1..K-1 each crafted and trained, branch 0 clean
-        return (o.k - 1) * k + o.k
-    if cfg.method == "norm_shaping":
-        return k + (2 if o.base == "trades" else 1)
-    raise AssertionError(f"no count for {cfg.method}")
-
-
 def _built_for_training(params, name, digits):
     """The network of ``name`` as its training stage receives it (a fine-tune: its start's network
     with the fine-tune's conversions replayed), in train mode."""
@@ -194,7 +170,7 @@ def _built_for_training(params, name, digits):
 
 def test_every_method_of_the_default_computes_each_forward_once(digits):
     """No forward computed twice in any method's step: each training entry and grid point of the
-    default runs exactly the passes the papers count."""
+    default runs exactly the passes the papers count (each method's ``forwards``)."""
     from pipeline.config import load_params
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -220,7 +196,7 @@ def test_every_method_of_the_default_computes_each_forward_once(digits):
         trainable = method.trainable(model, cfg) if method.trainable else None
         if getattr(cfg, "trainable", "all") != "all":
             trainable = freeze_all_but(model, cfg.trainable)
-        assert _forwards_per_step(model, model, cfg, x, y, trainable) == _papers_count(cfg), name
+        assert _forwards_per_step(model, model, cfg, x, y, trainable) == method.forwards(cfg), name
     assert {m for m, *_ in seen} >= {"standard", "pgd_at", "trades", "mart", "iat", "advprop", "robmask", "afa",
                                      "afa_fusion", "norm_shaping", "clean_ratio"}
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from pipeline.methods.base import Method, StepResult, craft
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft
 from pipeline.norms import norm_route
 from pipeline.schema import Eps, Section
 
@@ -78,4 +78,6 @@ def _loss(model, x, y, cfg) -> StepResult:
 
 
 ADVPROP = Method("advprop", _loss, adversarial=True, options=AdvPropOptions, conversions=lambda cfg: [{"kind": "multi", "k": 1 + len(branches_of(cfg))}],
-                 deployment={"mode": "eval", "route": {"branch": MAIN}})
+                 deployment={"mode": "eval", "route": {"branch": MAIN}},
+                 # one crafting and one forward per auxiliary BN, and the clean forward
+                 forwards=lambda cfg: len(branches_of(cfg)) * (attack_forwards(cfg) + 1) + 1)

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.methods.base import Method, StepResult, craft, only
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft, only
 from pipeline.norms import generators, norm_route, running_stats
 from pipeline.schema import Eps, Fraction, PositiveInt, Section, first_error
 
@@ -95,7 +95,9 @@ def _loss(model, x, y, cfg) -> StepResult:
 
 AFA = Method("afa", _loss, adversarial=True, options=AfaOptions,
              conversions=lambda cfg: [{"kind": "multi", "k": cfg.options.k}],
-             deployment={"mode": "eval", "route": {"branch": 0}})
+             deployment={"mode": "eval", "route": {"branch": 0}},
+             # branches 1..K-1 each crafted and trained, branch 0 clean
+             forwards=lambda cfg: (cfg.options.k - 1) * attack_forwards(cfg) + cfg.options.k)
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,6 +33,16 @@ def _no_conversions(cfg: "TrainConfig") -> list[dict]:
     return []
 
 
+def attack_forwards(cfg: "TrainConfig") -> int:
+    """Forward passes of one crafting of the training attack: its steps times its restarts (0
+    without an attack)."""
+    return cfg.attack.steps * cfg.attack.restarts if cfg.attack else 0
+
+
+def _attack_then_one_forward(cfg: "TrainConfig") -> int:
+    return attack_forwards(cfg) + 1
+
+
 # The adversarial part of a method's loss, for composite methods that apply a base method per BN
 # branch (AFA's stage I): ``(model, x, y, cfg, clean_logits=, route=, scale=) -> (loss, adv_logits)``,
 # with the examples crafted and classified through ``route`` at ``scale`` times the attack's eps.
@@ -59,6 +69,10 @@ class Method:
     # Settings the method needs beyond its options: raises ValueError("key: why") for a config it
     # cannot train with (checked when params load, before any work).
     check: Callable[["TrainConfig"], None] | None = None
+    # Forward passes one training step makes, as the papers count them: every step of every
+    # crafting, then one per loss input (default: one crafting, one batch). tests/test_perf.py
+    # counts them on the real step; the training stages weigh their items by them.
+    forwards: Callable[["TrainConfig"], int] = _attack_then_one_forward
 
 
 def routed(model: nn.Module, route: dict | None):

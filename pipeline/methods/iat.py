@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft, routed
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft, routed
 from pipeline.schema import Section
 
 
@@ -50,4 +50,5 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult((1 - o.adv_weight) * clean + adv, logits_adv, dominant)
 
 
-IAT = Method("iat", _loss, adversarial=True, options=IatOptions, adversarial_term=adversarial_term)
+IAT = Method("iat", _loss, adversarial=True, options=IatOptions, adversarial_term=adversarial_term,
+             forwards=lambda cfg: attack_forwards(cfg) + 2)  # clean and adversarial

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft, routed
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft, routed
 from pipeline.schema import Section
 
 
@@ -46,4 +46,5 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(loss, logits_adv, y)
 
 
-MART = Method("mart", _loss, adversarial=True, options=MartOptions, adversarial_term=adversarial_term)
+MART = Method("mart", _loss, adversarial=True, options=MartOptions, adversarial_term=adversarial_term,
+              forwards=lambda cfg: attack_forwards(cfg) + 2)  # clean and adversarial

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult
+from pipeline.methods.base import Method, StepResult, attack_forwards
 from pipeline.schema import Section
 
 
@@ -122,4 +122,5 @@ def _loss(model, x, y, cfg) -> StepResult:
 
 
 NORM_SHAPING = Method("norm_shaping", _loss, adversarial=True, options=NormShapingOptions,
-                      deployment={"mode": "shaping"})
+                      deployment={"mode": "shaping"},
+                      forwards=lambda cfg: attack_forwards(cfg) + (2 if cfg.options.base == "trades" else 1))

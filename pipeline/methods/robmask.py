@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft
 from pipeline.norms import StrengthBatchNorm, norm_route, routed_norms
 from pipeline.schema import PositiveInt, Section
 
@@ -76,4 +76,5 @@ def _trainable(model, cfg) -> list[dict]:
 
 
 ROBMASK = Method("robmask", _loss, adversarial=True, options=RobMaskOptions, conversions=_conversions,
-                 trainable=_trainable, deployment={"mode": "eval", "route": {"strength": 0.0}})
+                 trainable=_trainable, deployment={"mode": "eval", "route": {"strength": 0.0}},
+                 forwards=lambda cfg: attack_forwards(cfg) + 1 + int(cfg.options.clean_pass))

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from pipeline.methods.base import Method, StepResult, craft, routed
+from pipeline.methods.base import Method, StepResult, attack_forwards, craft, routed
 from pipeline.schema import Section
 
 
@@ -61,4 +61,5 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(F.cross_entropy(logits, y) + robust, logits_adv, y)
 
 
-TRADES = Method("trades", _loss, adversarial=True, options=TradesOptions, adversarial_term=adversarial_term)
+TRADES = Method("trades", _loss, adversarial=True, options=TradesOptions, adversarial_term=adversarial_term,
+                forwards=lambda cfg: attack_forwards(cfg) + 2)  # clean and adversarial
