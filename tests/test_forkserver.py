@@ -1,6 +1,7 @@
 """The fork server (pipeline/forkserver.py) on real stages: the same outs as a stage in its own
 process, the same exit codes and error lines, a killed caller ends its stage, edited project
-code is what runs, and a server that does not fit the client is not used."""
+code is what runs, a server that does not fit the client is not used, and one whose loaded
+libraries changed on disk retires."""
 
 import json
 import os
@@ -255,3 +256,48 @@ def test_a_changed_fork_server_or_disabling_it_runs_the_stage_in_its_own_process
         assert _launched(out) == "process"
     finally:
         source.write_text(source.read_text().removesuffix("\n# edited\n"))
+
+
+def test_a_library_file_edited_in_place_retires_the_server(project, tmp_path):
+    """A module the server loaded at start-up (here a sitecustomize on PYTHONPATH, as a library
+    file of site-packages would be) changes on disk: the server refuses the next stage, which runs
+    in its own process, and exits; the server after it loads the file as it is now."""
+    proj, _ = project
+    servers, lib = tmp_path / "servers", tmp_path / "lib"
+    lib.mkdir()
+    site = lib / "sitecustomize.py"
+    site.write_text("VALUE = 1\n")
+    out = proj / "models" / "base" / "random_init"
+
+    def stage() -> str:
+        done = _stage(proj, servers, "pretrain", "base/random_init", PYTHONPATH=str(lib))
+        assert done.returncode == 0, done.stderr
+        return _launched(out)
+
+    assert stage() == "process"
+    _wait_for_server(servers)
+    (old,) = _servers(servers)
+    assert stage() == "forkserver"
+    site.write_text("VALUE = 2\n")  # the same size: the modification time tells
+    os.utime(site, ns=(time.time_ns(), time.time_ns() + 10**9))
+    assert stage() == "process"  # the same key: refused, as its loaded file changed
+    deadline = time.time() + 60
+    while old in _servers(servers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert old not in _servers(servers)
+    if not _servers(servers):  # the refused stage's own spawn lost the race with the exiting server
+        assert stage() == "process"
+    _wait_for_server(servers)
+    assert stage() == "forkserver" and old not in _servers(servers)
+    _stop_servers(servers)
+
+
+def test_without_cpythons_exit_handlers_call_a_stage_exits_through_the_interpreter(tmp_path):
+    """``atexit._run_exitfuncs`` is a CPython internal: where it is missing, run_as_main exits the
+    interpreter's own way, still with the stage's code and its atexit handlers run."""
+    (tmp_path / "probe_exit.py").write_text("import atexit, sys\natexit.register(print, 'handler ran')\nsys.exit(3)\n")
+    code = ("import atexit, sys; del atexit._run_exitfuncs; sys.path[:0] = [sys.argv[1], sys.argv[2]]; "
+            "from pipeline.forkserver import run_as_main; run_as_main('probe_exit', [])")
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT), str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert (done.returncode, done.stdout) == (3, "handler ran\n"), done.stderr
