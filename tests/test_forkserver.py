@@ -5,9 +5,11 @@ libraries changed on disk retires."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -263,7 +265,7 @@ def test_a_library_file_edited_in_place_retires_the_server(project, tmp_path):
     file of site-packages would be) changes on disk: the server refuses the next stage, which runs
     in its own process, and exits; the server after it loads the file as it is now."""
     proj, _ = project
-    servers, lib = tmp_path / "servers", tmp_path / "lib"
+    servers, lib = Path(tempfile.mkdtemp(prefix="bnat-fs-")), tmp_path / "lib"  # short: it holds a socket's path
     lib.mkdir()
     site = lib / "sitecustomize.py"
     site.write_text("VALUE = 1\n")
@@ -274,6 +276,14 @@ def test_a_library_file_edited_in_place_retires_the_server(project, tmp_path):
         assert done.returncode == 0, done.stderr
         return _launched(out)
 
+    try:
+        _retired_when_its_library_changes(stage, servers, site)
+    finally:
+        _stop_servers(servers)
+        shutil.rmtree(servers, ignore_errors=True)
+
+
+def _retired_when_its_library_changes(stage, servers: Path, site: Path) -> None:
     assert stage() == "process"
     _wait_for_server(servers)
     (old,) = _servers(servers)
@@ -289,7 +299,6 @@ def test_a_library_file_edited_in_place_retires_the_server(project, tmp_path):
         assert stage() == "process"
     _wait_for_server(servers)
     assert stage() == "forkserver" and old not in _servers(servers)
-    _stop_servers(servers)
 
 
 def test_without_cpythons_exit_handlers_call_a_stage_exits_through_the_interpreter(tmp_path):
