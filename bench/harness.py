@@ -24,9 +24,9 @@ import torch  # noqa: E402
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Splits, channel_stats, prepare  # noqa: E402
+from pipeline.layout import model_dir  # noqa: E402
 from pipeline.models import build_model  # noqa: E402
 from pipeline.spec import load_model  # noqa: E402
-from pipeline.layout import model_dir  # noqa: E402
 from pipeline.train import to_float, train  # noqa: E402
 
 

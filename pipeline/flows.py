@@ -348,13 +348,16 @@ def _side_by_side(project_dir: str, parent: str | None, push: bool, workers: int
         free.put(str(worker))
     env = checkouts.worker_env(project_dir, items_at_once)
     futures = {}
-    with ThreadPoolTaskRunner(max_workers=len(order)) as runner:
-        for stage in order:
-            task_ = run_stage_in_worker.with_options(name=stage, retries=4 if stage == "fetch" else 2)
-            futures[stage] = runner.submit(
-                task_, {"stage": stage, "project_dir": project_dir, "env": env, "parent_run_id": parent, "push": push},
-                wait_for=[futures[s] for s in sorted(upstream.get(stage, set()))])
-        done = [future.result() for future in futures.values()]  # a failed stage fails the flow (after its retries)
+    try:
+        with ThreadPoolTaskRunner(max_workers=len(order)) as runner:
+            for stage in order:
+                task_ = run_stage_in_worker.with_options(name=stage, retries=4 if stage == "fetch" else 2)
+                futures[stage] = runner.submit(
+                    task_, {"stage": stage, "project_dir": project_dir, "env": env, "parent_run_id": parent, "push": push},
+                    wait_for=[futures[s] for s in sorted(upstream.get(stage, set()))])
+            done = [future.result() for future in futures.values()]  # a failed stage fails the flow (after its retries)
+    finally:
+        _free_checkouts.pop(project_dir, None)
     restored = dvc(["repro"], project_dir, parent)
     tag_lock_hashes(project_dir, done)
     if stages_run(restored):

@@ -145,7 +145,10 @@ def experiment_page(base_url: str, experiment: str, uri: str | None = None) -> s
         from mlflow.tracking import MlflowClient
 
         _quiet_mlflow()
-        found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+        try:
+            found = MlflowClient(tracking_uri=uri).get_experiment_by_name(experiment)
+        except Exception:  # noqa: BLE001 - a store MLflow cannot read: the list page, where the UI says why
+            found = None
         if found is not None:  # the runs page itself: the experiment's page redirects there, dropping the search
             page, query = f"#/experiments/{found.experiment_id}/runs", f"searchFilter={quote(CURRENT_RUNS)}&{query}"
     return f"{base_url.rstrip('/')}/{page}?{query}"

@@ -5,7 +5,6 @@ model: AFA's stage II after stage I) into results/ablations/GRID/VALUE/model/, a
 result at the screen tier (``evaluate.screen``'s attacks, as its method deploys it) into
 results/ablations/GRID/VALUE/screen/, in one MLflow run."""
 
-
 from pipeline.analysis.shaping_eval import ratio_sweep
 from pipeline.config import ConfigError
 from pipeline.data import load_splits

@@ -164,6 +164,8 @@ def test_the_ui_link_opens_the_experiment_on_its_runs(project):
     assert experiment_page("http://127.0.0.1:5000/", "exp") == (f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs"
                                                                "?searchFilter=tags.superseded_by%20IS%20NULL"
                                                                "&workflowType=machine_learning")
+    (project / "mlflow.db").write_bytes(b"not a database")  # a store MLflow cannot read: the list page
+    assert experiment_page("http://127.0.0.1:5000", "exp") == "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 
 
 def test_logged_model_names_hold_no_character_mlflow_refuses():

@@ -14,7 +14,6 @@ class Catalog:
     """Look-ups by name, mixed into :class:`pipeline.config.params.Params` (which holds the
     sections they read: ``pretrain``, ``finetune``, ``evaluations``, ``analyses``, ``evaluate``)."""
 
-
     @property
     def groups(self) -> dict[str, PretrainGroup | FinetuneGroup]:
         return {**self.pretrain, **self.finetune}
