@@ -27,7 +27,6 @@ IGNORED = (".venv", ".git", "mlruns", "mlartifacts", "mlflow.db", "checkpoints",
 
 def copy_built(src: Path, dest: Path) -> Path:
     """A built project (code, dvc.lock, outs and the DVC cache) in a fresh git repo."""
-
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(*IGNORED), symlinks=True)
     sh(["git", "init", "-q"], dest)
     sh(["git", "add", "-A"], dest)
@@ -36,7 +35,6 @@ def copy_built(src: Path, dest: Path) -> Path:
 
 
 def _dvc_repro(project: Path) -> str:
-
     return sh(["dvc", "repro"], project, timeout=7200).stdout
 
 
@@ -62,7 +60,6 @@ def build_from_empty(b: Bench, params_file: Path, workdir: Path) -> tuple[Path, 
     own, so that the first stage finds no server: its folder, the repro's wall seconds and its
     output lines, each with the second it arrived."""
     if b.from_empty is None:
-
         project = workdir / "project"
         shutil.rmtree(project, ignore_errors=True)
         project.mkdir(parents=True)
@@ -119,7 +116,6 @@ IDLE = {"method": "standard", "epochs": 0}  # a group whose one model trains 0 e
 def _no_work_stage(b: Bench, project: Path) -> Section:
     """A stage whose one item trains 0 epochs, run every way, interleaved: its wall against its
     own work."""
-
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["pretrain"]["idle"] = {"models": {"idle": IDLE}}
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -162,7 +158,6 @@ def _no_work_stage(b: Bench, project: Path) -> Section:
 def _trivial_dag(dest: Path, n: int, code_deps: list[str]) -> Path:
     """A git+DVC project with this checkout's code and ``n`` chained stages that each write one
     small file (no Python): a stage's cost there is DVC's alone."""
-
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for pkg in ("pipeline", "stages"):
@@ -268,7 +263,6 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
 
 def tiny_params(workdir: Path) -> Path:
     """The tests' tiny cut of params.yaml (a few stages, seconds of work) as a file in ``workdir``."""
-
     path = workdir / "tiny-params.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(sweep_params(tiny_raw(yaml.safe_load((ROOT / "params.yaml").read_text()))),

@@ -324,20 +324,23 @@ def _preload() -> None:
             _log(f"not preloaded: {name} ({type(err).__name__}: {err})")
 
 
+def _stamp(path: str) -> tuple[int, int] | None:
+    """(mtime_ns, size) of ``path``; None where it is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
+
+
 def _module_files() -> dict[str, tuple[int, int] | None]:
     """Every file a loaded module came from, the project's own aside (each child imports those
-    afresh): path -> (mtime_ns, size), None where it is gone."""
+    afresh), with its :func:`_stamp`."""
     found = {}
     for name, module in list(sys.modules.items()):
-        if name.split(".")[0] in PROJECT:
-            continue
         path = getattr(module, "__file__", None)
-        if isinstance(path, str) and os.path.isabs(path):
-            try:
-                st = os.stat(path)
-                found[path] = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                found[path] = None
+        if name.split(".")[0] not in PROJECT and isinstance(path, str) and os.path.isabs(path):
+            found[path] = _stamp(path)
     return found
 
 
@@ -429,15 +432,8 @@ class _Server:
         """Why this server must not fork again (a loaded file changed on disk, or its age), or None."""
         if time.monotonic() - self.born > self.max_age_s:
             return f"older than BNAT_FORKSERVER_MAX_AGE={self.max_age_s:g} s"
-        for path, was in self.files.items():
-            try:
-                st = os.stat(path)
-                now = (st.st_mtime_ns, st.st_size)
-            except OSError:
-                now = None
-            if now != was:
-                return f"{path} changed on disk since it was loaded"
-        return None
+        changed = next((path for path, was in self.files.items() if _stamp(path) != was), None)
+        return f"{changed} changed on disk since it was loaded" if changed else None
 
     def loop(self):
         """Accept and fork until idle; returns None in the server, (conn, request) in a child."""

@@ -7,7 +7,6 @@ the full tier or the screen tier, or a view (a model with another mode or norm r
 attacked through another deployment: ``craft``). Each writes results/GROUP/TARGET/.
 """
 
-
 import sys
 
 import torch
