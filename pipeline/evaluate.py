@@ -135,7 +135,8 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
     cascade = cfg.cascade if cascade is None else cascade
     cascade = cascade and not deployed.batch_dependent
     bs = cfg.deployment.batch_size if deployed.batch_dependent else cfg.batch_size
-    clean = correct(deployed, x, y, bs)
+    with deployed.held():
+        clean = correct(deployed, x, y, bs)
     result = EvalResult(n=len(x), threat_eps=cfg.threat, clean=clean)
     grid = cfg.eps_grid
     jobs = [(spec, eps) for eps in grid for spec in cfg.attack_list
@@ -156,13 +157,14 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
             run = attack_fn(spec, source, cfg.deployment.eot, result.autoattack_flags,
                             minimal if source is deployed else None, early_exit=early_exit and source is deployed,
                             surrogate=surrogate)
-            if deployed.batch_dependent:  # whole deployment batches or it is another function
-                for i in range(0, len(x), bs):
-                    part = slice(i, i + bs)
-                    ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs) & standing[part]
-            else:
-                for part in standing.nonzero().squeeze(1).split(bs):
-                    ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
+            with source.held():  # one entry of its mode and route for the whole run
+                if deployed.batch_dependent:  # whole deployment batches or it is another function
+                    for i in range(0, len(x), bs):
+                        part = slice(i, i + bs)
+                        ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs) & standing[part]
+                else:
+                    for part in standing.nonzero().squeeze(1).split(bs):
+                        ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
         result.ran_on[(key, eps)] = int(standing.sum()) if eps > 0 else 0
         if torch.equal(standing, clean):  # it ran on every sample it could fool: its own figure
             result.alone[(key, eps)] = ok.clone()

@@ -120,3 +120,52 @@ def test_norm_route_on_a_model_without_routed_norms_fails():
     with pytest.raises(ValueError, match="no routed norms"):
         with norm_route(_model(), branch=1):
             pass
+
+
+@pytest.mark.parametrize("mode", ["eval", "batch"])
+def test_a_held_deployment_computes_what_per_call_entry_computes_and_restores_everything(mode):
+    model = _model()
+    model.bn1 = TwoBranchBN(model.bn1)
+    with torch.no_grad():
+        model.bn1.branches[1].weight.mul_(3.0)
+    model.eval()
+    model.conv1.weight.requires_grad_(False)  # a frozen layer stays frozen after the block
+    grads_before = {n for n, p in model.named_parameters() if p.requires_grad}
+    before = _stats(model)
+    d = Deployed(model, mode, route={"branch": 1})
+    x = torch.rand(8, 1, 16, 16)
+
+    def out_and_input_grad():
+        xs = x.clone().requires_grad_(True)
+        out = d(xs)
+        return out.detach(), torch.autograd.grad(out.logsumexp(1).sum(), xs)[0]
+
+    per_call = out_and_input_grad()
+    with d.held():
+        assert not any(p.requires_grad for p in model.parameters())
+        assert model.bn1.route == {"branch": 1} and model.training == (mode != "eval")
+        held = out_and_input_grad()
+        d(x.clone().requires_grad_(True)).sum().backward()  # a backward (FAB's) leaves the weights' .grad alone
+    assert torch.equal(per_call[0], held[0]) and torch.equal(per_call[1], held[1])
+    assert all(p.grad is None for p in model.parameters())
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == grads_before
+    assert model.bn1.route == {} and not any(m.training for m in model.modules())
+    assert _same_stats(before, _stats(model))
+
+
+def test_another_deployment_of_a_held_model_runs_in_its_own_mode_and_a_second_hold_is_refused():
+    model = _model()
+    model.bn1 = TwoBranchBN(model.bn1)
+    with torch.no_grad():
+        model.bn1.branches[1].weight.mul_(3.0)
+    x = torch.rand(4, 1, 16, 16)
+    main, aux = Deployed(model, route={"branch": 0}), Deployed(model, route={"branch": 1})
+    expected = main(x), aux(x)
+    with aux.held():
+        assert torch.equal(main(x), expected[0])  # enters branch 0 and gives the route back
+        assert torch.equal(aux(x), expected[1])
+        with pytest.raises(RuntimeError, match="already holds this model"):
+            with main.held():
+                pass
+    with main.held():  # free again once the first hold ended
+        assert torch.equal(main(x), expected[0])

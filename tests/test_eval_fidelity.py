@@ -18,16 +18,11 @@ from pipeline.evaluate import evaluate, wilson
 from pipeline.masking import masking_checks
 
 
-class Probabilities:
+class Probabilities(Deployed):
     """A deployment that returns softmax outputs instead of logits: AutoAttack warns about it."""
 
-    batch_dependent = randomized = False
-
-    def __init__(self, model):
-        self.model = model
-
     def __call__(self, x):
-        return F.softmax(self.model(x), 1)
+        return F.softmax(super().__call__(x), 1)
 
 
 def test_autoattack_warnings_reach_the_result_and_the_checks(digits_model, digits):

@@ -1,5 +1,6 @@
 """The evaluation suite: cascade, masking checks, and deployments left as they were found."""
 
+import contextlib
 import copy
 
 import pytest
@@ -130,3 +131,39 @@ def test_autoattack_in_the_suite_equals_a_direct_call_of_the_official_code(digit
     with torch.no_grad():
         direct = d(x_adv).argmax(1) == y
     assert torch.equal(ours, direct)
+
+
+class _PerCall(Deployed):
+    """A deployment that enters its mode on every call, as evaluation did before it held them."""
+
+    @contextlib.contextmanager
+    def held(self):
+        yield self
+
+
+def test_holding_the_deployment_gives_the_per_sample_outcome_of_per_call_entry(digits, digits_model):
+    """Every attack of the suite, with the model's BN routed and crafted on the other route (a
+    second deployment of the same model, interleaved with the held one), per sample identical."""
+    from tests.test_deploy import TwoBranchBN
+
+    x, y = _data(digits, 48)
+    model = copy.deepcopy(digits_model)
+    model.bn1 = TwoBranchBN(model.bn1)
+    cfg = _cfg(attacks=[{"name": "fgsm"}, {"name": "pgd", "steps": 10, "rel_step_size": 0.25},
+                        {"name": "deepfool", "steps": 20}, {"name": "cw", "steps": 30, "lr": 0.05},
+                        {"name": "autoattack", "version": "custom", "attacks": ["fab-t"], "label": "fab",
+                         "target_classes": 2}], eps=[0.0, 0.01, 0.02], threat_eps=0.02)
+    results = []
+    for kind in (_PerCall, Deployed):
+        model.zero_grad(set_to_none=True)  # per-call FAB fills every weight's .grad; held, none
+        d, craft = kind(model, route={"branch": 0}), kind(model, route={"branch": 1})
+        results.append([evaluate(d, x, y, cfg, progress=False, seed=1),
+                        evaluate(d, x, y, cfg, progress=False, seed=1, craft_on=craft)])
+    for old, new in zip(*results):
+        assert old.robust.keys() == new.robust.keys()
+        for key in old.robust:
+            assert torch.equal(old.robust[key], new.robust[key]), key
+        assert old.minimal == new.minimal
+        assert new.ran_on[("fab", 0.02)] > 0  # each threat attack had samples left to attack
+    assert all(p.grad is None and p.requires_grad for p in model.parameters())
+    assert model.bn1.route == {}
