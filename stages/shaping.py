@@ -14,6 +14,17 @@ from pipeline.train import to_float
 from stages.common import Item, item_run, run, start, trained_model
 
 
+def attacked_and_unchanged(x_test, y_test, n_samples: int, shaping_refs: int):
+    """The first ``n_samples`` test images (and labels) to attack, and the rest: the pool of the
+    shaping attack's unchanged clean images, never one being attacked. The attacked side gives way
+    so that the pool holds at least ``shaping_refs``."""
+    n = min(n_samples, len(x_test) - shaping_refs)
+    if n < 1:
+        raise ValueError(f"shaping_eval.shaping_refs: {shaping_refs} unchanged images leave none of the "
+                         f"{len(x_test)} test images to attack")
+    return x_test[:n], y_test[:n], x_test[n:]
+
+
 def items(params, group: str) -> list[Item]:
     return [Item("shaping", group, name, 6.0) for name in params.analyses[group].shaping]
 
@@ -23,9 +34,9 @@ def main(argv: list[str]) -> None:
     name, cfg, ev = item.name, params.shaping_eval, params.evaluate
     model, spec = trained_model(params, name, device)
     splits = load_splits(params.data)
-    n = min(cfg.n_samples, len(splits.x_test))
-    x, y = to_float(splits.x_test[:n]).to(device), splits.y_test[:n].to(device)
-    others = splits.x_test[n:] if len(splits.x_test) - n >= cfg.shaping_refs else splits.x_test
+    x, y, others = attacked_and_unchanged(splits.x_test, splits.y_test, cfg.n_samples, cfg.shaping_refs)
+    n = len(x)
+    x, y = to_float(x).to(device), y.to(device)
     section = {"shaping_eval": cfg.model_dump(), "model": name}
     with item_run(item.label, params, section, analysis_dir(params, "shaping", name)) as it:
         per_image: dict = {}
@@ -38,6 +49,8 @@ def main(argv: list[str]) -> None:
         adaptive = min(tables["adaptive"][k] for k in ("known_references", "own_references", "eot"))
         gap = protocol - adaptive
         metrics = {"model": name, "method": spec.get("method", ""), "n_samples": n, "threat_eps": ev.threat,
+                   "n_unchanged": len(others),
+                   "images": f"{n} attacked; the shaping attack's unchanged images from {len(others)} others",
                    "shaping_refs": cfg.shaping_refs, "fgsm_scale": cfg.fgsm_scale,
                    **tables, "protocol_overstates_by": gap, "suspect": gap > ev.checks.tolerance}
         rows = [{"attack": a, **{m: v for m, v in by_mode.items()}} for a, by_mode in

@@ -170,3 +170,21 @@ def test_confoundings_and_the_ratio_sweep_run_and_measure(digits_model, digits):
     sweep = ratio_sweep(model, to_float(digits.x_test[:20]), digits.y_test[:20], to_float(digits.x_train), [0, 1, 3],
                         PGDSpec(name="pgd", at="threat", steps=2), 0.1, batch=10, seed=0)
     assert set(sweep) == {0, 1, 3} and all(0 <= v["robust"] <= v["clean"] <= 1 for v in sweep.values())
+
+
+def test_norm_shaping_crafting_on_running_statistics_is_an_error_at_load():
+    with pytest.raises(ValueError, match="attack_bn: norm_shaping crafts on the training batch's statistics"):
+        TrainConfig(method="norm_shaping", epochs=1, attack=PGD, attack_bn="eval")
+    TrainConfig(method="norm_shaping", epochs=1, attack=PGD, attack_bn="train")
+
+
+def test_the_shaping_attacks_unchanged_images_are_never_the_attacked_ones():
+    from stages.shaping import attacked_and_unchanged
+
+    x, y = torch.arange(20).float()[:, None], torch.arange(20)
+    for n_samples in (5, 19, 20, 500):  # up to and past the whole split
+        xa, ya, pool = attacked_and_unchanged(x, y, n_samples, shaping_refs=3)
+        assert len(pool) >= 3 and len(xa) == min(n_samples, 17) and torch.equal(ya, xa[:, 0].long())
+        assert not set(xa[:, 0].tolist()) & set(pool[:, 0].tolist())
+    with pytest.raises(ValueError, match="leave none of the 20 test images to attack"):
+        attacked_and_unchanged(x, y, 10, shaping_refs=20)

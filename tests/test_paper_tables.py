@@ -154,8 +154,10 @@ def test_norm_shaping_confoundings_are_numbered_as_the_paper_and_its_accuracy_is
     cfg = _config("cifar10_wrn32_10_normshaping.yaml")
     _, text = _table(cfg, "shaping", "Table I")
     assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in text
-    _, text = _table(cfg, "shaping", "Table IV")  # the 1:3 row is said not run, never left out
-    assert "| 1:3 | not run in this config |" in text
+    _, text = _table(cfg, "shaping", "Table IV")  # every training ratio of the paper's, 1:3 (its best) included
+    for ratio in (1, 2, 3, 7):
+        assert f"| 1:{ratio} | shaping_ratio={ratio} |" in text
+    assert "not run in this config" not in text
 
 
 def test_the_overlap_sentence_names_pairs_and_never_chains_rows_whose_intervals_do_not_overlap():

@@ -121,6 +121,15 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(loss, logits[mask], ys[mask])
 
 
+def _check(cfg) -> None:
+    """The attack shapes the adversarial part through the mixed batch's statistics (Eq. 5; Eq. 4
+    attacks a whole batch on its own statistics): under running statistics the clean part would
+    not touch the adversarial examples at all."""
+    if cfg.attack_bn != "train":
+        raise ValueError("attack_bn: norm_shaping crafts on the training batch's statistics (the paper's "
+                         "Eq. 4-5); with running statistics its clean part does nothing; set attack_bn: train")
+
+
 NORM_SHAPING = Method("norm_shaping", _loss, adversarial=True, options=NormShapingOptions,
-                      deployment={"mode": "shaping"},
+                      deployment={"mode": "shaping"}, check=_check,
                       forwards=lambda cfg: attack_forwards(cfg) + (2 if cfg.options.base == "trades" else 1))

@@ -121,6 +121,8 @@ def render(paper: Paper, table: Table, built: Built, sources: dict[str, str | No
         values = row_figures(built, table, row, src)
         tier = (built.metrics(src) or {}).get("tier") if row.analysis is None else None
         where = f"{src}" + (f" ({row.analysis})" if row.analysis else f", {tier}" if tier else "")
+        if row.analysis and (images := (built.analysis(row.analysis, src) or {}).get("images")):
+            where += f": {images}"  # which test images the analysis attacked and which it kept aside
         scales = [c.scale for c in table.columns] + [100.0] * (table.average is not None)
         lines.append(f"| {row.label} | {where} | " + " | ".join(
             f"{pct(v, scale=k)} / {num(p)}" for v, p, k in zip(values, row.paper, scales)) + " |")
