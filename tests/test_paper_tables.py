@@ -97,13 +97,18 @@ def test_same_setting_appears_only_when_every_field_of_every_row_matches():
     assert "Comparability: same setting." in text
 
 
-def test_robmask_tables_5_and_6_name_the_deployment_difference_in_the_resnet18_config():
+def test_robmask_tables_5_and_6_read_the_papers_deployments_and_a_fallback_names_the_difference():
     cfg = _config("cifar10_resnet18_robmask_paper.yaml")
-    for where in ("Table 5", "Table 6"):
-        _, text = _table(cfg, "masking", where)
-        assert "same setting" not in text
-        assert "deployment: branch 1, strength 1 vs as its method deploys it" in text, text
-        assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in text
+    for params in (PARAMS, cfg):  # RobMask at p = 1 and AdvProp through its auxiliary BN, as the paper ran them
+        for where in ("Table 5", "Table 6"):
+            _, text = _table(params, "masking", where)
+            assert "| AdvProp | advprop_aux" in text and "| RobMask | robmask_max" in text, text
+            assert "deployment:" not in text and "same setting" not in text
+            assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in text
+    raw = copy.deepcopy(RAW)  # without the views the rows fall back to Table 3's deployments, and say so
+    del raw["evaluations"]["strength"]["views"]
+    _, text = _table(parse_params(raw), "masking", "Table 5")
+    assert "| RobMask | robmask |" in text and "deployment: strength 1 vs as its method deploys it" in text
     _, text = _table(cfg, "masking", "Table 1")
     assert "same setting" not in text and "metric:" in text
 
@@ -214,3 +219,31 @@ def test_norm_shaping_claims_pair_the_analysis_per_image_outcomes(tmp_path):
     t3 = verdicts["shaping.t3.known_references"]  # 2 points below the protocol: too few images differ to call it
     assert t3.verdict == "inconclusive" and t3.result.diff == pytest.approx(-0.02)
     assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in t1.setting
+
+
+def test_robmask_readings_count_the_claims_ours_point_the_papers_way_and_bad_readings_are_refused():
+    from pipeline.papers.ledger import Reading
+    from pipeline.papers.sections import readings_lines
+    from pipeline.papers.stats import Paired
+    from pipeline.papers.verdicts import Verdict
+
+    paper = PAPERS["masking"]
+    claims = {c.id: c for c in paper.claims}
+
+    def verdict(cid, diff, verdict):
+        r = Paired(n=100, diff=diff, low=diff - 0.05, high=diff + 0.05, p_value=0.5, detectable=0.05)
+        return Verdict(paper, claims[cid], claims[cid].a, claims[cid].b, "clean", r, verdict)
+
+    lines = readings_lines(paper, [verdict("robmask.t3.robmask.clean", 0.02, "inconclusive"),
+                                   verdict("robmask.t3.robmask_vs_advprop", -0.08, "fails"),
+                                   verdict("robmask.t3.alg1.clean", 0.09, "holds"),
+                                   verdict("robmask.t3.alg1_vs_advprop", 0.01, "inconclusive")])
+    assert lines == [
+        "- Reading with the clean pass through u(0) (`robmask`, the default): ours points the paper's way in 1 of 2 "
+        "of its claims (0 hold).",
+        "- Reading Algorithm 1 as printed (`robmask_alg1`): ours points the paper's way in 2 of 2 of its claims "
+        "(1 hold)."]
+    assert readings_lines(paper, [])[1] == "- Reading Algorithm 1 as printed (`robmask_alg1`): not run in this config."
+    with pytest.raises(ValueError, match="unknown claims"):
+        replace(paper, readings=(Reading("x", ("robmask.t3.nothing",)),))
+    assert "robmask_alg1" in PARAMS.targets and not PARAMS.training("robmask_alg1").options.clean_pass

@@ -191,6 +191,15 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Reading:
+    """One reading of a method the paper leaves open (RobMask with or without its clean pass),
+    and the claims that test it: the report says, per reading, how many of them ours point the
+    paper's way, so that a reader sees which reading is closer to the paper's tables in direction."""
+    label: str  # "Algorithm 1 as printed (`robmask_alg1`)"
+    claims: tuple[str, ...]  # claim ids of the paper
+
+
+@dataclass(frozen=True)
 class Paper:
     key: str
     title: str
@@ -199,6 +208,14 @@ class Paper:
     tables: tuple[Table, ...] = ()
     trends: tuple[Trend, ...] = ()
     short: str = ""  # how the report names it ("Adversarial Masking")
+    readings: tuple[Reading, ...] = ()
+
+    def __post_init__(self):
+        ids = {c.id for c in self.claims}
+        for reading in self.readings:
+            unknown = [i for i in reading.claims if i not in ids]
+            if unknown or not reading.claims:
+                raise ValueError(f"{self.key}: reading {reading.label!r} names no claim or unknown claims {unknown}")
 
     def roles(self) -> set[str]:
         """Every source of its claims and table rows."""

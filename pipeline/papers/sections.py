@@ -53,6 +53,26 @@ def _own(built: Built, sources: dict, row) -> bool:
                                   else (row.analysis, found) in built.params.analysis_items)
 
 
+def _where(paper, claim_id: str) -> str:
+    return next(c.where for c in paper.claims if c.id == claim_id)
+
+
+def readings_lines(paper, verdicts: Sequence[Verdict]) -> list[str]:
+    """Per reading of the paper's method, how many of its claims ours point the paper's way."""
+    by_id = {v.claim.id: v for v in verdicts if v.paper is paper}
+    out = []
+    for reading in paper.readings:
+        judged = [by_id[i] for i in reading.claims if i in by_id and by_id[i].result is not None]
+        if not judged:
+            out.append(f"- Reading {reading.label}: not run in this config.")
+            continue
+        same_way = sum(v.result.diff * v.claim.direction > 0 for v in judged)
+        held = sum(v.verdict == "holds" for v in judged)
+        out.append(f"- Reading {reading.label}: ours points the paper's way in {same_way} of {len(judged)} of its "
+                   f"claims ({held} hold).")
+    return out
+
+
 def paper_sections(params, verdicts: Sequence[Verdict], trends: Sequence[TrendVerdict],
                    root: Path | str = Path(".")) -> list[str]:
     """Markdown for every paper table params run, with its claims' and trends' verdicts."""
@@ -62,12 +82,16 @@ def paper_sections(params, verdicts: Sequence[Verdict], trends: Sequence[TrendVe
         return our_setting(params, src, measure.split(".")[0] if analysis else measure, analysis)
 
     lines: list[str] = []
-    shown: set[str] = set()
+    shown: set[str] = set()  # claims and trends laid under a table
+    read: set[str] = set()  # papers whose readings are laid
     for paper, table in chosen_tables(params, root):
         here = [claim_line(v) for v in verdicts if v.paper is paper and v.claim.where == table.where]
         here += [trend_line(v) for v in trends if v.paper is paper and v.trend.where == table.where]
         shown |= {v.claim.id for v in verdicts if v.paper is paper and v.claim.where == table.where}
         shown |= {v.trend.id for v in trends if v.paper is paper and v.trend.where == table.where}
+        if paper.readings and paper.key not in read and table.where == _where(paper, paper.readings[0].claims[0]):
+            here += readings_lines(paper, verdicts)  # once, under the table its claims are drawn from
+            read.add(paper.key)
         lines += render(paper, table, built, sources, setting, here)
     rest = [claim_line(v) for v in verdicts if v.claim.id not in shown and v.verdict != "not run"]
     rest += [trend_line(v) for v in trends if v.trend.id not in shown and v.verdict != "not run"]
