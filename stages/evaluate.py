@@ -27,6 +27,7 @@ from pipeline.norms import routed_norms
 from pipeline.spec import default_deployment
 from pipeline.tracking import _git, read_ref
 from pipeline.train import to_float
+from pipeline.norms.fused import fused_counts
 from stages.common import Item, item_run, run, start, trained_model
 
 
@@ -167,7 +168,7 @@ def main(argv: list[str]) -> None:
         curves = {a: [(r["eps"], r[a]) for r in rows if r[a] != ""] for a in rows[0] if a != "eps"}
         accuracy_vs_eps(curves, it.tmp / "accuracy.png", f"{name} ({spec.get('method', '')}, {deployed!r})")
         card = build_card(name, model_name, metrics, params, spec, how, passes, _git("rev-parse", "HEAD"),
-                          it.tracker.ref, cfg=cfg, crafted_on=craft_how, model_ref=scored)
+                          it.tracker.ref, cfg=cfg, crafted_on=craft_how, model_ref=scored, fusion=fused_counts(model))
         write_json(it.tmp / "model_card.json", card)
         write_text(it.tmp / "model_card.md", card_markdown(card))
         it.timing.update(seconds=result.seconds,

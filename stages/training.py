@@ -37,7 +37,8 @@ def with_step(spec: dict, stage: str, cfg: TrainConfig) -> dict:
     method = METHODS[cfg.method]
     step = {"stage": stage, "method": cfg.method, "options": cfg.options.model_dump(),
             "trainable": getattr(cfg, "trainable", "all"),
-            "attack": cfg.attack.model_dump() if cfg.attack is not None else None}
+            "attack": cfg.attack.model_dump() if cfg.attack is not None else None,
+            **({"amp": True} if cfg.amp else {})}  # bf16 autocast (on CUDA): the model card says it
     deployment = method.deployment if method.deployment is not None else spec.get("deployment")
     return {**spec, "steps": [*spec.get("steps", []), step], "method": cfg.method,
             "deployment": deployment or {"mode": "eval"}}

@@ -209,7 +209,16 @@ def test_model_card_says_what_ran_how_the_model_was_trained_and_where_it_is_regi
     assert not any(c in text for c in "{}[]") and "None" not in text and "True" not in text  # no Python reprs
     checked = build_card("adversarial", "adversarial", {**metrics, "tier": "full", "suspect": False, "checks": {"flags": []}},
                          params, spec, {"mode": "eval"}, passes, "abc", None)
-    assert "Masking checks: ran, no flag" in card_markdown(checked)
+    assert "Masking checks: ran, no flag" in card_markdown(checked) and "Fusion" not in card_markdown(checked)
+    for fusion, line in (((9, 9), "- Fusion (AFA): the weight generator drives 9 of the 9 BNs"),
+                         ((6, 9), "- Fusion (AFA): the weight generator drives 6 of the 9 BNs; the 3 before it run a "
+                                  "fixed weight (option `before`)")):
+        afa = build_card("afa", "afa", metrics, params, spec, {"mode": "eval"}, passes, "abc", None, fusion=fusion)
+        assert line in card_markdown(afa).splitlines() and afa["fusion"]["driven"] == fusion[0]
+    assert "autocast" not in text  # trained in fp32; a bf16-autocast step says so
+    amp = {**spec, "steps": [{**spec["steps"][0], "amp": True}]}
+    assert "bf16 autocast on CUDA (none of the papers trains with it)" in card_markdown(
+        build_card("adversarial", "adversarial", metrics, params, amp, {"mode": "eval"}, passes, "abc", None))
 
 
 def test_minimal_summary_when_the_cascade_left_nothing_to_attack():

@@ -247,3 +247,15 @@ def test_robmask_readings_count_the_claims_ours_point_the_papers_way_and_bad_rea
     with pytest.raises(ValueError, match="unknown claims"):
         replace(paper, readings=(Reading("x", ("robmask.t3.nothing",)),))
     assert "robmask_alg1" in PARAMS.targets and not PARAMS.training("robmask_alg1").options.clean_pass
+
+
+def test_an_afa_row_says_how_many_bns_its_weight_generator_drives(tmp_path):
+    from pipeline.io import write_json
+    from pipeline.layout import result_dir
+
+    folder = result_dir(PARAMS, "afa_pgd_at_adaptive", tmp_path)
+    write_json(folder / "metrics.json", {"clean": 0.96, "n_samples": 100, "tier": "screen"})
+    write_json(folder / "model_card.json", {"fusion": {"driven": 9, "fused": 9}})
+    _, text = _table(PARAMS, "afa", "Table 1", tmp_path)
+    assert "| PGD-AT + AFA | afa_pgd_at_adaptive, screen; fuses 9 of 9 BNs |" in text
+    assert "| TRADES + AFA | afa_trades_adaptive |" in text  # not built: nothing said

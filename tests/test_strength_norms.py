@@ -230,6 +230,34 @@ def test_the_fused_output_is_bn0_at_w0_one_and_bn_last_at_w0_zero(digits, batch)
         assert w0.shape == (len(x), 1) and ((w0 > 0) & (w0 < 1)).all()
 
 
+def test_by_default_the_generator_reads_the_stem_and_drives_every_bn_and_stage_0_leaves_the_first_unfused(digits, batch):
+    from pipeline.norms.fused import fused_counts
+
+    x, _ = batch
+
+    def stem_bn(model):
+        """The stem BN's output and its two branches' outputs on the same input, in one forward."""
+        seen = {}
+        hook = model.bn1.register_forward_hook(lambda m, inp, out: seen.update(out=out.clone(), b0=m.branches[0](inp[0]),
+                                                                                b1=m.branches[1](inp[0])))
+        with torch.no_grad():
+            model(x)
+        hook.remove()
+        return seen, generators(model)[0].last[:, 0].reshape(-1, 1, 1, 1)
+
+    stage1, fused, _ = _stage_two(digits, k=3)  # the default: read_after stem
+    assert fused_counts(fused) == (9, 9) and fused_counts(stage1) is None  # resnet_small: 9 BNs, every one fused
+    seen, w0 = stem_bn(fused)
+    assert torch.allclose(seen["out"], w0 * seen["b0"] + (1 - w0) * seen["b1"], atol=1e-6)
+    assert not torch.allclose(seen["out"], seen["b0"], atol=1e-3)
+    stage0 = _stage_two(digits, k=3, read_after=0)[1]
+    assert fused_counts(stage0) == (6, 9)  # the stem's BN and stage 0's two run BN_0
+    seen, _ = stem_bn(stage0)
+    assert torch.equal(seen["out"], seen["b0"])
+    with pytest.raises(ValueError, match="read_after is 'stem' or a stage 0..2"):
+        _stage_two(digits, k=3, read_after=3)
+
+
 @pytest.mark.parametrize("weights", ["scalar", "per_layer", "per_channel"])
 def test_stage_two_trains_the_weight_generator_alone(digits, weights):
     _, fused, cfg2 = _stage_two(digits, weights=weights)

@@ -66,10 +66,12 @@ def masking_summary(metrics: dict, tier: str, crafted_on: dict | None) -> dict:
 
 def build_card(name: str, model_name: str, metrics: dict, params, spec: dict, deployment: dict,
                passes: PassCounter, commit: str | None, run_ref: dict | None, *, cfg=None,
-               crafted_on: dict | None = None, model_ref: dict | None = None) -> dict:
+               crafted_on: dict | None = None, model_ref: dict | None = None,
+               fusion: tuple[int, int] | None = None) -> dict:
     """``cfg``: the evaluate settings the row ran with (its tier's); ``crafted_on``: the
     deployment a transfer view's attacks were crafted on; ``model_ref``: the scored model's
-    ``mlflow_run.json`` (its registered version and training run)."""
+    ``mlflow_run.json`` (its registered version and training run); ``fusion``: (BNs its weight
+    generator drives, fused BNs) of an AFA stage-II model."""
     cfg = cfg or params.evaluate
     n = metrics["n_samples"]
     attacks = [a.key for a in cfg.attack_list]
@@ -97,6 +99,7 @@ def build_card(name: str, model_name: str, metrics: dict, params, spec: dict, de
         "tier": tier,
         "passes_per_test_image": {"gradient": round(passes.gradient / n, 1), "forward_only": round(passes.forward_only / n, 1)},
         "masking_checks": masking_summary(metrics, tier, crafted_on),
+        "fusion": None if fusion is None else {"driven": fusion[0], "fused": fusion[1]},
         "training": {"architecture": {"arch": spec.get("arch"), **spec.get("options", {})},
                      "conversions": spec.get("conversions", []),
                      "steps": [{**step, "epochs": _epochs(params, step)} for step in spec.get("steps", [])]},
@@ -148,6 +151,8 @@ def step_text(step: dict) -> str:
         parts.append(f"trains {step['trainable']}")
     if step.get("epochs") is not None:
         parts.append(f"{step['epochs']} epoch{'' if step['epochs'] == 1 else 's'}")
+    if step.get("amp"):
+        parts.append("bf16 autocast on CUDA (none of the papers trains with it)")
     return f"{step['stage']}: " + ", ".join(parts)
 
 
@@ -155,6 +160,12 @@ def masking_text(checks: dict) -> str:
     if not checks.get("ran", checks.get("suspect") is not None):
         return f"not run ({checks.get('not_run_because') or 'none ran'})"
     return "SUSPECT: " + "; ".join(checks["flags"]) if checks["suspect"] else "ran, no flag"
+
+
+def fusion_text(fusion: dict) -> str:
+    driven, fused = fusion["driven"], fusion["fused"]
+    rest = "" if driven == fused else f"; the {fused - driven} before it run a fixed weight (option `before`)"
+    return f"- Fusion (AFA): the weight generator drives {driven} of the {fused} BNs{rest}"
 
 
 def card_markdown(card: dict) -> str:
@@ -185,6 +196,7 @@ def card_markdown(card: dict) -> str:
         f"- Effort: {card['passes_per_test_image']['gradient']} gradient passes and "
         f"{card['passes_per_test_image']['forward_only']} prediction passes per test image",
         f"- Masking checks: {masking_text(card['masking_checks'])}",
+        *([fusion_text(card["fusion"])] if card.get("fusion") else []),
         f"- Code: git {card['git_commit'] or 'unknown'}; evaluation's MLflow run {card['mlflow_run'] or '—'}",
         "",
     ]

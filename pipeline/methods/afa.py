@@ -105,7 +105,9 @@ AFA = Method("afa", _loss, adversarial=True, options=AfaOptions,
 
 
 class AfaFusionOptions(Section):
-    read_after: Annotated[int, Field(ge=0)] = 0  # the residual stage whose output the generator reads
+    # where the generator reads: the stem convolution's output, before every BN (every BN fused, Eq. 1-2),
+    # or the output of residual stage k (the norms before it run ``before``)
+    read_after: Literal["stem"] | Annotated[int, Field(ge=0)] = "stem"
     weights: Literal["scalar", "per_layer", "per_channel"] = "scalar"
     before: Fraction = 1.0  # W0 of the norms before the generator (1: BN_0)
     hidden: PositiveInt | None = None  # generator width (None: the channels it reads)

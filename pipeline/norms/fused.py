@@ -9,8 +9,12 @@ stage's features on unchanged, and predicts the weights of every fused norm afte
 
 Readings the paper leaves open, as options of the ``afa`` conversion:
 
-- ``read_after``: the residual stage whose output the generator reads (default 0, the first:
-  every later stage is fused);
+- ``read_after``: where the generator reads. ``stem`` (default): the stem convolution's output,
+  before the first BN, so that every BN of the network is fused as Eq. 1-2 write it; the stem is
+  the one place that comes before every BN, and one generator keeps Fig. 5's design (a
+  generator per BN reading its own input would be 25 generators in WRN-28-10). A number k: the
+  output of residual stage k, the norms before it running ``before`` (stage 0 leaves 8 of 25 BNs
+  of WRN-28-10 and 4 of 13 of WRN-16-8 unfused);
 - ``weights``: ``scalar`` (one W0 per sample for every fused layer, the paper's Eq. 2), ``per_layer``
   (one per fused layer) or ``per_channel`` (one per channel of every fused layer);
 - ``before``: the W0 of the norms before the generator, which cannot depend on its output:
@@ -104,10 +108,17 @@ def generators(model: nn.Module) -> list[WeightGenerator]:
     return [m for m in model.modules() if isinstance(m, WeightGenerator)]
 
 
-def insert_fusion(model: nn.Module, read_after: int = 0, weights: str = "scalar", before: float = 1.0,
+def fused_counts(model: nn.Module) -> tuple[int, int] | None:
+    """(fused norms the weight generator drives, all fused norms) of an AFA stage-II model; None
+    for a model without fused norms."""
+    fused = [m for m in model.modules() if isinstance(m, FusedBatchNorm)]
+    return (sum(bool(m._source) for m in fused), len(fused)) if fused else None
+
+
+def insert_fusion(model: nn.Module, read_after: int | str = "stem", weights: str = "scalar", before: float = 1.0,
                   hidden: int | None = None) -> nn.Module:
-    """The ``afa`` conversion: two-branch BNs -> fused norms, and a weight generator after stage
-    ``read_after`` that drives the fused norms after it."""
+    """The ``afa`` conversion: two-branch BNs -> fused norms, and a weight generator after the
+    stem convolution (``stem``) or after stage ``read_after`` that drives the fused norms after it."""
     from pipeline.norms.multi import MultiBatchNorm
 
     if weights not in WEIGHTS:
@@ -115,10 +126,13 @@ def insert_fusion(model: nn.Module, read_after: int = 0, weights: str = "scalar"
     if not 0.0 <= before <= 1.0:
         raise ValueError(f"conversion 'afa': before is a weight in [0, 1], got {before}")
     stages = getattr(model, "layers", None)
-    if not isinstance(stages, nn.Sequential):
+    if read_after == "stem":
+        if not isinstance(getattr(model, "conv1", None), nn.Conv2d):
+            raise ValueError(f"conversion 'afa': {type(model).__name__} has no stem convolution (model.conv1)")
+    elif not isinstance(stages, nn.Sequential):
         raise ValueError(f"conversion 'afa': {type(model).__name__} has no residual stages (model.layers)")
-    if not 0 <= read_after < len(stages):
-        raise ValueError(f"conversion 'afa': read_after {read_after} out of range; the model has {len(stages)} stages")
+    elif not isinstance(read_after, int) or not 0 <= read_after < len(stages):
+        raise ValueError(f"conversion 'afa': read_after is 'stem' or a stage 0..{len(stages) - 1}, got {read_after!r}")
     found = 0
 
     def walk(module: nn.Module) -> None:
@@ -136,17 +150,23 @@ def insert_fusion(model: nn.Module, read_after: int = 0, weights: str = "scalar"
     walk(model)
     if not found:
         raise ValueError("conversion 'afa': the model has no two-branch BN to fuse")
-    channels = [m.out_channels for m in stages[read_after].modules() if isinstance(m, nn.Conv2d)][-1]
     device = next(model.parameters()).device
-    placeholder = nn.Identity()
-    stages[read_after].append(placeholder)  # marks the generator's place in module order
+    placeholder = nn.Identity()  # marks the generator's place in module order
+    if read_after == "stem":  # the stem convolution, then the generator (an identity on the features)
+        channels = model.conv1.out_channels
+        model.conv1 = nn.Sequential(model.conv1, placeholder)
+        where = model.conv1
+    else:
+        channels = [m.out_channels for m in stages[read_after].modules() if isinstance(m, nn.Conv2d)][-1]
+        stages[read_after].append(placeholder)
+        where = stages[read_after]
     order = list(model.modules())
     after = [m for m in order[order.index(placeholder):] if isinstance(m, FusedBatchNorm)]
     if not after:
         raise ValueError(f"conversion 'afa': no fused norm after stage {read_after} for the generator to drive")
     sizes = [1] * len(after) if weights == "per_layer" else [m.num_features for m in after] if weights == "per_channel" else [1]
     generator = WeightGenerator(channels, sum(sizes), hidden).to(device)
-    stages[read_after][-1] = generator
+    where[-1] = generator
     start = 0
     for i, norm in enumerate(after):
         norm._source = [generator]

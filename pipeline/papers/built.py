@@ -64,8 +64,15 @@ class Built:
         return result_dir(self.params, source, self.root) if source in self.params.targets else None
 
     def _metrics(self, source: str | None) -> dict | None:
+        return self._json(source, "metrics.json")
+
+    def card(self, source: str | None) -> dict | None:
+        """The model card of a target or grid point (None: not built)."""
+        return self._json(source, "model_card.json")
+
+    def _json(self, source: str | None, file: str) -> dict | None:
         folder = self.folder(source) if source else None
-        path = folder / "metrics.json" if folder else None
+        path = folder / file if folder else None
         return read_json(path) if path and path.exists() else None
 
     def _curve(self, source: str | None) -> dict[float, dict]:

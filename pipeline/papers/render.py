@@ -123,6 +123,8 @@ def render(paper: Paper, table: Table, built: Built, sources: dict[str, str | No
         where = f"{src}" + (f" ({row.analysis})" if row.analysis else f", {tier}" if tier else "")
         if row.analysis and (images := (built.analysis(row.analysis, src) or {}).get("images")):
             where += f": {images}"  # which test images the analysis attacked and which it kept aside
+        if not row.analysis and (fusion := (built.card(src) or {}).get("fusion")):
+            where += f"; fuses {fusion['driven']} of {fusion['fused']} BNs"  # AFA: the BNs its generator drives
         scales = [c.scale for c in table.columns] + [100.0] * (table.average is not None)
         lines.append(f"| {row.label} | {where} | " + " | ".join(
             f"{pct(v, scale=k)} / {num(p)}" for v, p, k in zip(values, row.paper, scales)) + " |")
