@@ -188,6 +188,51 @@ def section_cascade(b: Bench) -> Section:
 
 
 # --------------------------------------------------------------------------------------------
+# 4b. AutoAttack through the pipeline against the official code run alone
+
+
+def section_autoattack(b: Bench) -> Section:
+    """Official standard AutoAttack on the clean-correct test images, called as the package's
+    users call it (the model entering its deployment on every call) and as the pipeline runs it
+    (the deployment held for the run: ``Deployed.held``), interleaved; the examples must be
+    identical."""
+    from pipeline.attacks.autoattack import autoattack
+
+    cfg = b.params.evaluate
+    x, y = b.eval_data(b.sizes.pgd_n)
+    s = Section("AutoAttack: the pipeline against the official code run alone",
+                f"Standard AutoAttack (the official `pyautoattack`, seed 0) at the threat eps {cfg.threat:g} on the "
+                f"clean-correct images of the first {len(x)} test images, one batch: per call (the deployment entered "
+                "on every forward, as a user of the package would wrap the model) and as `pipeline/evaluate.py` runs "
+                "it (the mode and route held for the whole run, the weights' gradients off). Cost per robust image: "
+                "the run's seconds over the images AutoAttack leaves robust.",
+                ["model", "clean-correct images", "robust %", "official, per call s", "pipeline, held s", "speed-up",
+                 "s per robust image (official / pipeline)", "identical examples"])
+    for name, model, origin in b.reference_models():
+        deployed = Deployed(model)
+        keep = deployed.predict(x) == y
+        xs, ys = x[keep], y[keep]
+
+        adv = {}
+
+        def official():
+            adv["official"] = autoattack(deployed, xs, ys, eps=cfg.threat, batch_size=len(xs)).x_adv
+
+        def pipeline_run():
+            with deployed.held():
+                adv["pipeline"] = autoattack(deployed, xs, ys, eps=cfg.threat, batch_size=len(xs)).x_adv
+
+        t = timed({"official": official, "pipeline": pipeline_run}, 1, warmup=0)  # whole runs: one each
+        robust = int((deployed.predict(adv["pipeline"]) == ys).sum())
+        s.rows.append([name, len(xs), 100 * robust / len(x), t["official"], t["pipeline"],
+                       f"{t['official'] / t['pipeline']:.2f}x",
+                       f"{t['official'] / max(robust, 1):.2f} / {t['pipeline'] / max(robust, 1):.2f}",
+                       "yes" if torch.equal(adv["official"], adv["pipeline"]) else "NO"])
+        s.notes.append(f"{name}: {origin}")
+    return s
+
+
+# --------------------------------------------------------------------------------------------
 # 5. the speed options
 
 

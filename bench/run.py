@@ -4,7 +4,8 @@
 
 Sections: train (step throughput against (k+1) forward+backward), flops (achieved GFLOP/s
 against this machine's SGEMM), pgd (the pipeline's PGD against torchattacks.PGD), cascade (the
-evaluation suite with and without early exit and cascade), options (channels_last, compile,
+evaluation suite with and without early exit and cascade), autoattack (the official AutoAttack run
+alone against the pipeline's held deployment: time, cost per robust image, identical examples), options (channels_last, compile,
 amp, data on the device), dvc (DVC's own cost per stage against the number of stages, on
 trivial stages), dag (a `dvc repro` from empty of --params in a fresh copy: its wall time against
 the stages' own work, where the rest goes, how busy the cores were, the most expensive stages, a
@@ -38,7 +39,7 @@ import dag  # noqa: E402
 import kernels  # noqa: E402
 from harness import FULL, QUICK, ROOT, Bench, Section, write_report  # noqa: E402
 
-SECTIONS = ("dag", "dvc", "train", "cores", "flops", "pgd", "cascade", "options", "pipeline")  # dag first: the others use its models
+SECTIONS = ("dag", "dvc", "train", "cores", "flops", "pgd", "cascade", "autoattack", "options", "pipeline")  # dag first: the others use its models
 
 # --------------------------------------------------------------------------------------------
 
@@ -72,7 +73,8 @@ def _run(args, argv: list[str], out: Path, params_file: Path) -> list[Section]:
     b = Bench(sizes, params_file)
     workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="bench-"))
     runners = {"train": kernels.section_train, "cores": kernels.section_cores, "flops": kernels.section_flops,
-               "pgd": kernels.section_pgd, "cascade": kernels.section_cascade, "options": kernels.section_options,
+               "pgd": kernels.section_pgd, "cascade": kernels.section_cascade,
+               "autoattack": kernels.section_autoattack, "options": kernels.section_options,
                "dag": lambda b: dag.section_dag(b, params_file, workdir), "dvc": lambda b: dag.section_dvc(b, workdir),
                "pipeline": lambda b: dag.section_pipeline(b, args.from_empty, params_file, workdir)}
     names = args.only or [n for n in SECTIONS if n != "dag" or args.from_empty]

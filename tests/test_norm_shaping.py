@@ -142,6 +142,12 @@ def test_the_protocol_crafts_on_population_statistics_and_adaptive_on_the_deploy
                **{f"adaptive/{k}": v for k, v in out["adaptive"].items()}}
     assert set(per_image) == set(figures)
     assert all(per_image[k].float().mean().item() == pytest.approx(v) and len(per_image[k]) == 20 for k, v in figures.items())
+    # the paper's R.Acc: right on the attacked input, whatever the clean one got; never below ours
+    for ours, paper in ((out["protocol"]["pgd"], out["attacked"]["protocol"]["pgd"]),
+                        (out["shaping_attack"], out["attacked"]["shaping_attack"])):
+        assert set(paper) == {"BN", "PN", "BN+Shaping"} and all(paper[m] >= ours[m] for m in ours)
+    wrong_clean = ~per_image["clean/PN"]
+    assert out["attacked"]["protocol"]["pgd"]["PN"] <= out["protocol"]["pgd"]["PN"] + wrong_clean.float().mean().item() + 1e-9
 
 
 def test_statistics_of_normalizes_with_the_given_batch(digits_model, digits):

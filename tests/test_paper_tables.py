@@ -157,7 +157,9 @@ def test_norm_shaping_confoundings_are_numbered_as_the_paper_and_its_accuracy_is
     assert labels[0].startswith("II: FGSM logit error") and labels[1].startswith("III: PGD perturbation size")
     assert labels[2].startswith("Sec. V") and shaping.CONFOUNDINGS.rows[0].paper == (63.0, 17.0, 41.0)
     cfg = _config("cifar10_wrn32_10_normshaping.yaml")
-    _, text = _table(cfg, "shaping", "Table I")
+    _, text = _table(cfg, "shaping", "Table I")  # its robust cells are the paper's R.Acc: the metrics agree
+    assert "metric:" not in text and "R.Acc" in text
+    _, text = _table(cfg, "shaping", "Table III")  # the adaptive attacks are ours: right on clean and attacked
     assert "metric: correct on the attacked input vs correct on the clean and the attacked input" in text
     _, text = _table(cfg, "shaping", "Table IV")  # every training ratio of the paper's, 1:3 (its best) included
     for ratio in (1, 2, 3, 7):

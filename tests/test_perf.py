@@ -225,10 +225,15 @@ def test_gpu_epoch_benchmark_runs_on_cpu_at_a_tiny_size(tmp_path):
 
 def test_quick_bench_writes_its_sections(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
-    _load("run").main(["--quick", "--only", "train", "--only", "flops", "--only", "pgd", "--out", str(out)])
+    _load("run").main(["--quick", "--only", "train", "--only", "flops", "--only", "pgd", "--only", "autoattack",
+                       "--out", str(out)])
     text = out.read_text()
-    for heading in ("Train-step throughput", "FLOP/s", "PGD evaluation", "python bench/run.py"):
+    for heading in ("Train-step throughput", "FLOP/s", "PGD evaluation", "python bench/run.py",
+                    "AutoAttack: the pipeline against the official code run alone"):
         assert heading in text
+    autoattack = text.split("## AutoAttack", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in autoattack.splitlines() if line.startswith(("| standard |", "| adversarial |"))]
+    assert len(rows) == 2 and all(row.rstrip(" |").endswith("yes") for row in rows), autoattack
 
 
 def test_the_dag_section_reads_each_stage_window_from_dvc_output():

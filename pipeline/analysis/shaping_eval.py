@@ -15,7 +15,9 @@ every mode:
   are fixed and shared with it: the paper's Table III), the attacker shapes with other training
   images of its own (Table III, "slightly weaker"), and EOT over the random references.
 
-A sample is robust under a mode when that mode classifies it right, clean and attacked.
+A sample is robust under a mode when that mode classifies it right, clean and attacked; the
+paper's R.Acc (right on the attacked input, whatever the clean one got) is kept beside it
+(``attacked``), and the paper's Tables I-II are laid with it.
 """
 
 from __future__ import annotations
@@ -44,14 +46,19 @@ def craft(source: Deployed, spec, x: torch.Tensor, y: torch.Tensor, eps: float, 
 
 
 def score(modes: dict[str, Deployed], x_adv: torch.Tensor, y: torch.Tensor, clean: dict[str, torch.Tensor],
-          batch: int, per_image: dict[str, torch.Tensor] | None = None, key: str = "") -> dict[str, float]:
+          batch: int, per_image: dict[str, torch.Tensor] | None = None, key: str = "",
+          attacked: dict[str, float] | None = None) -> dict[str, float]:
     """Accuracy under each mode (correct on the clean and the attacked input); ``per_image`` gets
-    each mode's outcome per image as ``KEY/MODE``."""
+    each mode's outcome per image as ``KEY/MODE``. ``attacked`` (if given) gets the paper's R.Acc
+    per mode: correct on the attacked input, whatever the clean one got."""
     out = {}
     for name, d in modes.items():
-        ok = correct(d, x_adv, y, batch) & clean[name]
+        hit = correct(d, x_adv, y, batch)
+        ok = hit & clean[name]
         if per_image is not None:
             per_image[f"{key}/{name}"] = ok
+        if attacked is not None:
+            attacked[name] = hit.float().mean().item()
         out[name] = ok.float().mean().item()
     return out
 
@@ -69,18 +76,21 @@ def shaping_tables(model, x: torch.Tensor, y: torch.Tensor, train_refs: torch.Te
     modes = inference_modes(model, train_refs, n_ref, seed)
     clean = {name: correct(d, x, y, batch) for name, d in modes.items()}
     per_image.update({f"clean/{name}": c for name, c in clean.items()})
-    out: dict = {"clean": {name: c.float().mean().item() for name, c in clean.items()}, "protocol": {}}
+    # the paper's R.Acc (correct on the attacked input) beside ours, where an attack's figures are
+    attacked: dict = {"protocol": {}, "shaping_attack": {}}
+    out: dict = {"clean": {name: c.float().mean().item() for name, c in clean.items()}, "protocol": {},
+                 "attacked": attacked}
     pn = modes["PN"]
     for spec in attacks:
         e = eps * fgsm_scale if spec.name == "fgsm" else eps
         progress(f"{spec.key} on PN")
         out["protocol"][spec.key] = score(modes, craft(pn, spec, x, y, e, eot=1, batch=batch, seed=seed), y, clean, batch,
-                                          per_image, f"protocol/{spec.key}")
+                                          per_image, f"protocol/{spec.key}", attacked["protocol"].setdefault(spec.key, {}))
     pgd = next(s for s in attacks if s.name == "pgd")
     progress("shaping attack")
     shaping = Deployed(model, "shaping", references=test_refs, n_ref=shaping_refs, fixed_references=True, seed=seed + 1)
     out["shaping_attack"] = score(modes, craft(shaping, pgd, x, y, eps, eot=1, batch=batch, seed=seed), y, clean, batch,
-                                  per_image, "shaping")
+                                  per_image, "shaping", attacked["shaping_attack"])
     adaptive = {}
     progress("adaptive: BN")
     adaptive["BN"] = score({"BN": modes["BN"]}, craft(modes["BN"], pgd, x, y, eps, eot=1, batch=batch, seed=seed),

@@ -38,9 +38,14 @@ def source_of(row: Row, sources: dict[str, str | None], built: Built) -> str | N
     return None
 
 
+def row_measure(row: Row, measure: str) -> str:
+    """A column's measure for ``row`` (its ``measure_args`` filled in)."""
+    return measure.format(**dict(row.measure_args)) if row.measure_args else measure
+
+
 def figure(built: Built, row: Row, source: str | None, column: Column) -> float | None:
     """Our figure for one cell, as a fraction (an error where the column prints errors)."""
-    measure = column.measure.format(**dict(row.measure_args)) if row.measure_args else column.measure
+    measure = row_measure(row, column.measure)
     v = built.value(source, measure, column.eps, analysis=row.analysis)
     return None if v is None else (1 - v if column.error else v)
 
@@ -100,7 +105,7 @@ def render(paper: Paper, table: Table, built: Built, sources: dict[str, str | No
     ``our_setting(source, measure)`` gives the setting our figure comes from."""
     filled = [(row, source_of(row, sources, built)) for row in table.rows]
     measure = principal_measure(table)
-    ours = [(row, our_setting(src, measure, row.analysis)) for row, src in filled if src is not None]
+    ours = [(row, our_setting(src, row_measure(row, measure), row.analysis)) for row, src in filled if src is not None]
     if any(row.analysis is None and (built.metrics(src) or {}).get("tier") == "screen" for row, src in filled if src):
         table_note = " Rows of tier `screen` ran the cheaper attack suite (evaluate.screen)."
     else:

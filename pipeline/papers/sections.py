@@ -10,7 +10,7 @@ from typing import Sequence
 from pipeline.papers import PAPERS
 from pipeline.papers.built import Built
 from pipeline.papers.ledger import Table
-from pipeline.papers.render import principal_measure, render, source_of, table_differences
+from pipeline.papers.render import principal_measure, render, row_measure, source_of, table_differences
 from pipeline.papers.verdicts import (TrendVerdict, Verdict, claim_line, our_setting, papers_not_run, resolve,
                                       trend_line)
 
@@ -20,7 +20,7 @@ def _ours(params, built: Built, sources: dict, table: Table) -> list:
     for row in table.rows:
         src = source_of(row, sources, built)
         if src is not None:
-            measure = principal_measure(table)
+            measure = row_measure(row, principal_measure(table))
             out.append((row, our_setting(params, src, measure.split(".")[0] if row.analysis else measure, row.analysis)))
     return out
 

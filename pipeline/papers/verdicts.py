@@ -155,12 +155,14 @@ def our_setting(params, source: str, metric: str, analysis: str | None = None) -
         d = params.evaluate.deployment
         deployment = f"BN (batches of {d.batch_size}), PN and BN+Shaping ({d.n_ref} clean images)"
         attack = "none (clean accuracy)" if clean else ", ".join(attack_name(a) for a in params.shaping_eval.attacks)
+    metric_text = CLEAN_METRIC if clean else ATTACKED_METRIC if metric.startswith("attacked") else OUR_METRIC
     return Setting(dataset=params.data.dataset, arch=arch, epochs=epochs, threat_eps=ecfg.threat, attack=attack,
-                   deployment=deployment, metric=CLEAN_METRIC if clean else OUR_METRIC)
+                   deployment=deployment, metric=metric_text)
 
 
 OUR_METRIC = "correct on the clean and the attacked input"
 CLEAN_METRIC = "correct on the clean input"
+ATTACKED_METRIC = "correct on the attacked input"  # norm shaping's R.Acc (``attacked`` of its analysis)
 
 
 def deployment_of(target) -> str:
