@@ -1,8 +1,8 @@
 """confoundings NAME/MODEL: norm shaping's three confoundings of BN in adversarial training (Sec. IV of
-"Achieving Both Model Accuracy and Robustness by Adversarial Training with Batch Norm Shaping"),
-measured on training images of MODEL (one of ``analyses.NAME.confoundings``) with the attack its
-training used, as its saved spec records it (``pipeline.analysis.confoundings``), into
-analyses/NAME/confoundings/MODEL/."""
+"Achieving Both Model Accuracy and Robustness by Adversarial Training with Batch Norm Shaping") and
+Sec. V's case for the shaping attack, measured on MODEL (one of ``analyses.NAME.confoundings``) in
+batches of its training batch size, with the attack its training used, as its saved spec records
+it (``pipeline.analysis.confoundings``), into analyses/NAME/confoundings/MODEL/."""
 
 from pipeline.analysis.confoundings import confoundings
 from pipeline.config import ConfigError
@@ -28,14 +28,20 @@ def main(argv: list[str]) -> None:
     splits = load_splits(params.data)
     n = min(cfg.confounding_samples, len(splits.x_train))
     x, y = to_float(splits.x_train[:n]).to(device), splits.y_train[:n].to(device)
-    section = {"model": name, "n_samples": n, "attack": attack, "ratio": cfg.confounding_ratio}
+    batch_size = params.training(name).batch_size  # the batches the model trained on, as the paper measures
+    section = {"model": name, "n_samples": n, "attack": attack, "ratio": cfg.confounding_ratio, "batch_size": batch_size}
     with item_run(item.label, params, section, analysis_dir(params, "confoundings", name), log_outputs=False) as it:
-        metrics = {"model": name, "eps": attack["eps"], "step": attack["step_size"], "steps": attack["steps"],
-                   **confoundings(model, x, y, eps=attack["eps"], step=attack["step_size"], steps=attack["steps"],
-                                  ratio=cfg.confounding_ratio, seed=params.seed)}
+        try:
+            measured = confoundings(model, x, y, to_float(splits.x_test).to(device), splits.y_test.to(device),
+                                    eps=attack["eps"], step=attack["step_size"], steps=attack["steps"],
+                                    ratio=cfg.confounding_ratio, batch_size=batch_size, seed=params.seed)
+        except ValueError as err:
+            raise ConfigError(f"shaping_eval.confounding_samples: {err}") from None
+        metrics = {"model": name, "eps": attack["eps"], "step": attack["step_size"], "steps": attack["steps"], **measured}
         write_json(it.tmp / "metrics.json", metrics)
         it.tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
-    print(f"{name}: " + ", ".join(f"{k} {metrics[k]:+.3f}" for k in ("confounding_I", "confounding_II", "confounding_III")))
+    print(f"{name}: " + ", ".join(f"{k} {metrics[k]:+.3f}" for k in ("confounding_I", "confounding_II", "confounding_III",
+                                                                       "design_sec_v")))
 
 
 if __name__ == "__main__":

@@ -169,10 +169,22 @@ def test_confoundings_and_the_ratio_sweep_run_and_measure(digits_model, digits):
     from pipeline.analysis.shaping_eval import ratio_sweep
 
     model = copy.deepcopy(digits_model)
-    x, y = to_float(digits.x_train[:64]), digits.y_train[:64]
-    c = confoundings(model, x, y, eps=0.1, step=0.025, steps=3, ratio=3)
-    assert c["pgd_l2_pn"] > 0 and c["pgd_l2_shaping"] > 0 and c["n_samples"] == 64
-    assert c["confounding_II"] == pytest.approx(c["pgd_l2_pn"] / c["pgd_l2_bn"] - 1)
+    x, y = to_float(digits.x_train[:72]), digits.y_train[:72]
+    x_test, y_test = to_float(digits.x_test[:40]), digits.y_test[:40]
+    sizes = []
+    hook = model.register_forward_pre_hook(lambda m, inp: sizes.append(len(inp[0])))
+    c = confoundings(model, x, y, x_test, y_test, eps=0.1, step=0.025, steps=3, ratio=3, batch_size=16)
+    hook.remove()
+    assert set(sizes) <= {16, 4}, sorted(set(sizes))  # batches of the training size (4: the shaping attack's part)
+    assert c["pgd_l2_pn"] > 0 and c["pgd_l2_shaping"] > 0 and c["n_samples"] == 64 and c["n_test"] == 32
+    # numbered as the paper: I accuracy under BN of clean test batches vs PN, II the FGSM logit error,
+    # III the PN-vs-BN perturbation size; Sec. V's design figure on its own
+    assert c["confounding_I"] == pytest.approx(c["clean_acc_bn"] / c["clean_acc_pn"] - 1, abs=1e-5)
+    assert c["confounding_II"] == pytest.approx(c["fgsm_logit_error_clean_stats"] / c["fgsm_logit_error_own_stats"] - 1, abs=1e-5)
+    assert c["confounding_III"] == pytest.approx(c["pgd_l2_pn"] / c["pgd_l2_bn"] - 1, abs=1e-5)
+    assert c["design_sec_v"] == pytest.approx(c["pgd_l2_shaping"] / c["pgd_l2_default"] - 1, abs=1e-5)
+    with pytest.raises(ValueError, match="batches of 128 need at least that many"):
+        confoundings(model, x, y, x_test, y_test, eps=0.1, step=0.025, steps=3, ratio=3, batch_size=128)
     sweep = ratio_sweep(model, to_float(digits.x_test[:20]), digits.y_test[:20], to_float(digits.x_train), [0, 1, 3],
                         PGDSpec(name="pgd", at="threat", steps=2), 0.1, batch=10, seed=0)
     assert set(sweep) == {0, 1, 3} and all(0 <= v["robust"] <= v["clean"] <= 1 for v in sweep.values())
