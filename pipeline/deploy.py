@@ -13,8 +13,11 @@ Modes:
   Adversarial Training with Batch Norm Shaping"): each query is grouped with ``n_ref`` clean
   reference samples and normalized with that group's batch statistics; only the query's output
   is kept. References are drawn at random for every call (``fixed_references=False``, a
-  randomized deployment: evaluate it with EOT) or are one fixed set known to the attacker
-  (``fixed_references=True``, the paper's adaptive threat model).
+  randomized deployment: evaluate it with EOT), are one fixed set for every query
+  (``fixed_references=True``), or each query of a batch has its own fixed set (``per_query``:
+  indices into ``references``, one row per position in the batch; the paper's adaptive threat
+  model, where the attacker knows each query's shaping images). A query's output then depends on
+  its position in the batch, so ``batch_dependent`` is true: attacks keep the batch whole.
 
 ``route`` (a dict such as ``{"branch": 0}``) holds a norm route for multi-branch norms during
 every call, through :func:`pipeline.norms.norm_route`.
@@ -42,7 +45,7 @@ _HOLDERS: dict[int, "Deployed"] = {}  # id(model) -> the deployment holding it (
 class Deployed:
     def __init__(self, model: nn.Module, mode: Mode = "eval", *, route: dict | None = None,
                  references: torch.Tensor | None = None, n_ref: int = 9, fixed_references: bool = False,
-                 seed: int = 0):
+                 per_query: torch.Tensor | None = None, seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown deployment mode {mode!r}; known: {', '.join(MODES)}")
         if mode == "shaping":
@@ -50,8 +53,14 @@ class Deployed:
                 raise ValueError(f"shaping needs at least n_ref={n_ref} clean reference images")
             if n_ref < 1:
                 raise ValueError("shaping needs n_ref >= 1")
+            if per_query is not None and (per_query.dim() != 2 or per_query.shape[1] != n_ref):
+                raise ValueError(f"per_query: one row of n_ref={n_ref} reference indices per query, got "
+                                 f"shape {tuple(per_query.shape)}")
+        elif per_query is not None:
+            raise ValueError("per_query references belong to the shaping mode")
         self.model, self.mode, self.route = model, mode, dict(route or {})
         self.references, self.n_ref, self.fixed_references = references, n_ref, fixed_references
+        self.per_query = per_query
         self._gen = torch.Generator().manual_seed(seed)
         self._held = False
         if mode == "shaping" and fixed_references:
@@ -59,18 +68,22 @@ class Deployed:
 
     @property
     def batch_dependent(self) -> bool:
-        """One sample's output depends on the other samples of its batch."""
-        return self.mode == "batch"
+        """One sample's output depends on the other samples of its batch (or its place in it)."""
+        return self.mode == "batch" or self.per_query is not None
 
     @property
     def randomized(self) -> bool:
         """Two calls on the same input may differ (attack it with EOT)."""
-        return self.mode == "shaping" and not self.fixed_references
+        return self.mode == "shaping" and not self.fixed_references and self.per_query is None
 
     def _shaping_batch(self, x: torch.Tensor) -> torch.Tensor:
         """(B, ...) queries -> (B * (n_ref + 1), ...): each query after its own references."""
         b, n = len(x), self.n_ref
-        if self.fixed_references:
+        if self.per_query is not None:
+            if b != len(self.per_query):
+                raise ValueError(f"per_query references are set for batches of {len(self.per_query)}, got {b}")
+            refs = self.references[self.per_query.to(self.references.device)].to(x.device, x.dtype)
+        elif self.fixed_references:
             refs = self._fixed.to(x.device, x.dtype).expand(b, *self._fixed.shape)
         else:
             idx = torch.randint(0, len(self.references), (b, n), generator=self._gen)
@@ -136,7 +149,8 @@ class Deployed:
     def __repr__(self) -> str:
         extra = f", route={self.route}" if self.route else ""
         if self.mode == "shaping":
-            extra += f", n_ref={self.n_ref}, fixed_references={self.fixed_references}"
+            extra += f", n_ref={self.n_ref}, " + ("per_query" if self.per_query is not None
+                                                  else f"fixed_references={self.fixed_references}")
         return f"Deployed({type(self.model).__name__}, mode={self.mode!r}{extra})"
 
 

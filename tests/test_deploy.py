@@ -87,6 +87,27 @@ def test_shaping_groups_each_query_with_its_own_references():
     assert rnd.randomized and not torch.equal(rnd(x), rnd(x))
 
 
+def test_per_query_references_shape_each_query_with_its_own_set_and_keep_the_batch_whole():
+    model = _model()
+    refs = torch.rand(30, 1, 16, 16)
+    x = torch.rand(3, 1, 16, 16)
+    idx = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]])
+    d = Deployed(model, "shaping", references=refs, n_ref=4, per_query=idx)
+    out = d(x)
+    with torch.no_grad(), frozen_bn_stats(model):
+        model.train()
+        loop = torch.stack([model(torch.cat([refs[idx[i]], x[i:i + 1]]))[-1] for i in range(len(x))])
+    model.eval()
+    assert torch.allclose(out, loop, atol=1e-5) and torch.equal(d(x), out)
+    assert d.batch_dependent and not d.randomized  # a query's references go with its place in the batch
+    with pytest.raises(ValueError, match="set for batches of 3, got 2"):
+        d(x[:2])
+    with pytest.raises(ValueError, match="one row of n_ref=4 reference indices per query"):
+        Deployed(model, "shaping", references=refs, n_ref=4, per_query=idx[:, :3])
+    with pytest.raises(ValueError, match="belong to the shaping mode"):
+        Deployed(model, "eval", per_query=idx)
+
+
 def test_shaping_needs_references():
     with pytest.raises(ValueError, match="reference"):
         Deployed(_model(), "shaping", references=torch.rand(2, 1, 16, 16), n_ref=9)

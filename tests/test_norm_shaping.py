@@ -126,20 +126,26 @@ def test_the_protocol_crafts_on_population_statistics_and_adaptive_on_the_deploy
     per_image = {}
     out = se.shaping_tables(copy.deepcopy(digits_model), x, y, to_float(digits.x_train), to_float(digits.x_test[20:]),
                             attacks=[spec], eps=0.1, fgsm_scale=2.0, n_ref=9, shaping_refs=3, eot=2, batch=10, seed=0,
-                            per_image=per_image)
+                            per_image=per_image, known_draws=2)
     assert sources[0] == ("eval", False, None, 1)  # the paper's protocol: PGD on PN ...
     assert set(out["protocol"]["pgd"]) == {"BN", "PN", "BN+Shaping"}  # ... scored under every mode
     assert sources[1] == ("shaping", True, 3, 1)  # the shaping attack: 3 unchanged test images per query
     assert ("batch", False, None, 1) in sources  # BN attacked white-box on whole batches
-    assert ("shaping", True, 9, 1) in sources  # the attacker with known (or its own) shaping images
+    assert ("shaping", True, 9, 1) in sources  # the attacker with its own shaping images
+    # the attacker who knows each query's own shaping images: per query, on whole batches, two draws
+    known = [s for s in sources if s[0] == "shaping" and s[1] is False and s[3] == 1]
+    assert len(known) == 2 * 2  # 2 draws x 2 batches of 10
+    draws = out["adaptive"]["known_references_draws"]
+    assert len(draws) == 2 and out["adaptive"]["known_references_mean"] == pytest.approx(sum(draws) / 2)
+    assert out["adaptive"]["known_references"] == draws[0]
     assert ("shaping", False, 9, 2) in sources  # EOT over the random shaping images
     assert out["adaptive"]["PN"] == out["protocol"]["pgd"]["PN"]
-    assert all(0 <= v <= 1 for v in out["adaptive"].values())
+    assert all(0 <= v <= 1 for k, v in out["adaptive"].items() if k != "known_references_draws")
     # every figure has its per-image outcomes (the ledger's paired claims read them), and they give the figure
     figures = {**{f"clean/{m}": v for m, v in out["clean"].items()},
                **{f"protocol/pgd/{m}": v for m, v in out["protocol"]["pgd"].items()},
                **{f"shaping/{m}": v for m, v in out["shaping_attack"].items()},
-               **{f"adaptive/{k}": v for k, v in out["adaptive"].items()}}
+               **{f"adaptive/{k}": v for k, v in out["adaptive"].items() if not k.startswith("known_references_")}}
     assert set(per_image) == set(figures)
     assert all(per_image[k].float().mean().item() == pytest.approx(v) and len(per_image[k]) == 20 for k, v in figures.items())
     # the paper's R.Acc: right on the attacked input, whatever the clean one got; never below ours

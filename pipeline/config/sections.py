@@ -321,6 +321,7 @@ class ShapingEvalConfig(Section):
     fgsm_scale: Annotated[float, Field(gt=0.0)] = 2.0
     shaping_refs: PositiveInt = 3  # the shaping attack: unchanged clean test images per attacked one
     eot: PositiveInt = 5  # gradient samples per step against the random shaping images
+    known_draws: PositiveInt = 3  # the known-references attack: draws of each query's own shaping images
     confounding_samples: PositiveInt = 128
     confounding_ratio: PositiveInt = 3  # the shaping attack's n:1 in confounding III
 
