@@ -156,3 +156,9 @@ def test_every_params_key_of_every_stage_is_in_each_params_file(path):
         for part in key.split("."):
             assert isinstance(node, dict) and part in node, f"{path.name}: stage {stage} lists the params key {key}"
             node = node[part]
+
+
+def test_the_smooth_activation_config_trains_the_theses_pgd_1_fgsm_with_random_initialization():
+    cfg = load_params(ROOT / "configs" / "cifar10_resnet50_smooth.yaml")
+    attack = cfg.ablations["activation"].config_for("relu").attack
+    assert attack.steps == 1 and attack.random_start and attack.step_size == attack.eps
