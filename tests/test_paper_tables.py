@@ -263,3 +263,14 @@ def test_an_afa_row_says_how_many_bns_its_weight_generator_drives(tmp_path):
     _, text = _table(PARAMS, "afa", "Table 1", tmp_path)
     assert "| PGD-AT + AFA | afa_pgd_at_adaptive, screen; fuses 9 of 9 BNs |" in text
     assert "| TRADES + AFA | afa_trades_adaptive |" in text  # not built: nothing said
+
+
+def test_groupnorm_trains_on_the_theses_mixture_and_is_laid_beside_bn_on_the_same_mixture():
+    for params in (PARAMS, _config("cifar10_resnet50_mbn.yaml")):
+        gn = params.training("adversarial_gn")
+        assert gn.method == "clean_ratio" and gn.options.clean_fraction == 1.0
+        assert params.architecture("adversarial_gn").norm == "group"
+    _, text = _table(PARAMS, "thesis", "Sec. 6.4.2")
+    assert "| BN, 100% adv + 100% clean | clean_ratio=1.0 |" in text
+    claim = next(c for c in thesis.PAPER.claims if c.id == "thesis.gn.mixture")
+    assert (claim.a, claim.b, claim.metric) == ("adversarial_gn", "clean_ratio=1.0", "pgd")
