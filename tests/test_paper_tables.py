@@ -274,3 +274,10 @@ def test_groupnorm_trains_on_the_theses_mixture_and_is_laid_beside_bn_on_the_sam
     assert "| BN, 100% adv + 100% clean | clean_ratio=1.0 |" in text
     claim = next(c for c in thesis.PAPER.claims if c.id == "thesis.gn.mixture")
     assert (claim.a, claim.b, claim.metric) == ("adversarial_gn", "clean_ratio=1.0", "pgd")
+
+
+def test_the_confoundings_compare_their_own_setting_not_the_shaping_tables_attacks():
+    _, text = _table(PARAMS, "shaping", "Sec. IV")
+    comparability = next(line for line in text.splitlines() if line.startswith("Comparability:"))
+    assert "arch:" in comparability and not any(f in comparability for f in ("attack:", "deployment:", "metric:"))
+    assert "figures are ratios minus one" in text and "an accuracy counts" not in text

@@ -114,7 +114,8 @@ def render(paper: Paper, table: Table, built: Built, sources: dict[str, str | No
     s = table.setting
     lines = ["", f"## {table.title} ({paper.short}, {table.where})", "",
              f"Paper: {s.dataset}, {s.arch}, {_show(s.epochs)} epochs, {s.attack} at {eps_label(s.threat_eps)}, "
-             f"{s.deployment}; an accuracy counts {s.metric}. Cells: ours / paper, in %"
+             f"{s.deployment}; " + (f"an accuracy counts {s.metric}" if s.metric.startswith("correct")
+                                    else f"figures are {s.metric}") + ". Cells: ours / paper, in %"
              + (" (errors: 100 minus accuracy)" if any(c.error for c in table.columns) else "") + ".",
              "", f"Comparability: {comparability(table, ours)}." + (f" {table.note}" if table.note else "") + table_note, "",
              "| row | ours | " + " | ".join(heads) + " |", "|---|---|" + "---|" * len(heads)]

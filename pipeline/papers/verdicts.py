@@ -21,6 +21,7 @@ from pipeline.attacks import attack_of
 from pipeline.papers import CLAIM_SETTINGS, PAPERS
 from pipeline.papers.built import Built
 from pipeline.papers.ledger import Claim, Paper, Setting, Trend, is_grid_point
+from pipeline.papers.shaping import CONFOUNDING_ATTACK, CONFOUNDING_DEPLOYMENT, CONFOUNDING_METRIC
 from pipeline.papers.stats import Paired, paired_over_seeds, trend_verdict, verdict
 from pipeline.papers.stats import Trend as TrendResult
 from pipeline.papers.stats import trend as spearman_trend
@@ -156,6 +157,8 @@ def our_setting(params, source: str, metric: str, analysis: str | None = None) -
         deployment = f"BN (batches of {d.batch_size}), PN and BN+Shaping ({d.n_ref} clean images)"
         attack = "none (clean accuracy)" if clean else ", ".join(attack_name(a) for a in params.shaping_eval.attacks)
     metric_text = CLEAN_METRIC if clean else ATTACKED_METRIC if metric.startswith("attacked") else OUR_METRIC
+    if analysis == "confoundings":  # ratios of the model's training attack, as the paper's Sec. IV
+        attack, deployment, metric_text = CONFOUNDING_ATTACK, CONFOUNDING_DEPLOYMENT, CONFOUNDING_METRIC
     return Setting(dataset=params.data.dataset, arch=arch, epochs=epochs, threat_eps=ecfg.threat, attack=attack,
                    deployment=deployment, metric=metric_text)
 
