@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pipeline.attacks.autoattack import AutoAttackSpec
 from pipeline.attacks.cw import CWSpec
 from pipeline.attacks.deepfool import DeepFoolSpec
-from pipeline.attacks.pgd import FGSMSpec, PGDSpec
+from pipeline.attacks.pgd import CWLinfSpec, FGSMSpec, PGDSpec
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,13 @@ PROTOCOLS: dict[str, Protocol] = {
         [PGDSpec(name="pgd", steps=100, rel_step_size=0.2), AutoAttackSpec(name="autoattack", at="grid")],
     ),
     # "Adaptive Feature Alignment for Adversarial Training": eps in {0, 1, 2, 4, 8}/255 for PGD,
-    # FGSM, PGD and CW at 8/255.
+    # FGSM, PGD and C&W at 8/255. Its C&W is the L-inf one of its bases' papers (PGD on the CW
+    # margin), measured by itself (``alone``), as Table 3 reports it beside PGD.
     "afa": Protocol(
-        "FGSM, PGD-20 over eps {0,1,2,4,8}/255; CW at 8/255",
+        "FGSM, PGD-20 over eps {0,1,2,4,8}/255; CW-Linf (PGD-30 on the CW margin) at 8/255, by itself",
         [0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255], 8 / 255,
         [FGSMSpec(name="fgsm", at="threat"), PGDSpec(name="pgd", steps=20, rel_step_size=0.25),
-         CWSpec(name="cw", steps=100)],
+         CWLinfSpec(name="cw_linf", steps=30, rel_step_size=0.1, alone=True)],
     ),
     # "On Fragile Features and Batch Normalization in Adversarial Training": AutoAttack at 8/255.
     "poster": Protocol(

@@ -281,3 +281,12 @@ def test_the_confoundings_compare_their_own_setting_not_the_shaping_tables_attac
     comparability = next(line for line in text.splitlines() if line.startswith("Comparability:"))
     assert "arch:" in comparability and not any(f in comparability for f in ("attack:", "deployment:", "metric:"))
     assert "figures are ratios minus one" in text and "an accuracy counts" not in text
+
+
+def test_protocol_afa_measures_cw_linf_by_itself_not_a_projected_cw_l2():
+    from pipeline.protocols import PROTOCOLS
+
+    attacks = {a.name: a for a in PROTOCOLS["afa"].attacks}
+    assert "cw" not in attacks and attacks["cw_linf"].alone and attacks["cw_linf"].at == "threat"
+    cfg = _config("cifar10_wrn28_10_afa.yaml")
+    assert any(a.key == "cw_linf" and a.alone for a in cfg.evaluate.attack_list)
