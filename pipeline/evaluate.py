@@ -49,6 +49,16 @@ class EvalResult:
     alone: dict[tuple[str, float], torch.Tensor] = field(default_factory=dict)
     # minimal-perturbation attacks (CW-L2, DeepFool), unbounded: per attack, success and L2 norms
     minimal: dict[str, dict[str, list]] = field(default_factory=dict)
+    # an attack made of parts (AFA's adaptive attack: its weightings): each part's own outcome per sample
+    parts: dict[tuple[str, float], dict[str, torch.Tensor]] = field(default_factory=dict)
+
+    def best_single(self, attack: str, eps: float) -> tuple[str, torch.Tensor] | None:
+        """The part of ``attack`` that leaves fewest samples robust by itself, and its outcome."""
+        parts = self.parts.get((attack, eps))
+        if not parts:
+            return None
+        name = min(parts, key=lambda k: (int(parts[k].sum()), list(parts).index(k)))
+        return name, parts[name]
 
     def accuracy(self, attack: str, eps: float) -> float:
         return self.robust[(attack, eps)].float().mean().item()
@@ -65,6 +75,10 @@ class EvalResult:
                 out[f"{attack}_alone"] = ok.float().mean().item()
         if self.minimal:
             out["minimal"] = {a: minimal_summary(m) for a, m in self.minimal.items()}
+        for attack, eps in self.parts:
+            if eps == t and (best := self.best_single(attack, eps)) is not None:
+                out[f"{attack}_best_single"] = best[1].float().mean().item()
+                out[f"{attack}_best_single_part"] = best[0]
         counts = {"clean": self.clean, "worst_case": self.worst[t],
                   **{a: ok for (a, eps), ok in self.robust.items() if eps == t}}
         out["ci95"] = {k: [round(v, 4) for v in wilson(int(ok.sum()), self.n)] for k, ok in counts.items()}
@@ -95,16 +109,17 @@ def _seed_for(seed: int, attack: str, eps: float) -> int:
 
 def attack_fn(spec, deployed: Deployed, eot: int, flags: list[str] | None = None,
               minimal: dict[str, list] | None = None, early_exit: bool = True,
-              surrogate: Deployed | None = None) -> Run:
+              surrogate: Deployed | None = None, parts: dict[str, list] | None = None) -> Run:
     """``(x, y, eps) -> x_adv`` for one attack spec of params.yaml against ``deployed`` (its
     registered attack builds it). AutoAttack's own warnings about the model go to ``flags``; the
     unbounded outcome of a minimal-perturbation attack (success, L2 norm per sample) to
     ``minimal``. ``early_exit: False`` keeps attacking samples ``deployed`` already misclassifies
     (a transfer, whose success is decided on another deployment). ``surrogate``: the model
-    transfer attacks are crafted on. ``eot`` applies to a randomized deployment only."""
+    transfer attacks are crafted on. ``eot`` applies to a randomized deployment only. ``parts``: an
+    attack made of parts records each part's own outcome there (robust per sample)."""
     early = early_exit and not deployed.batch_dependent and not deployed.randomized
     target = Target(deployed, eot=eot if deployed.randomized else 1, early=early, surrogate=surrogate,
-                    flags=flags, minimal=minimal)
+                    flags=flags, minimal=minimal, parts=parts)
     return attack_of(spec).build(spec, target)
 
 
@@ -153,10 +168,11 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
         standing = result.worst[eps] if (cascade and spec.at == "threat" and not spec.alone) else clean
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
         minimal = result.minimal.setdefault(key, {}) if attack_of(spec).minimal and eps > 0 else None
+        parts: dict[str, list] = {}
         if eps > 0 and standing.any():
             run = attack_fn(spec, source, cfg.deployment.eot, result.autoattack_flags,
                             minimal if source is deployed else None, early_exit=early_exit and source is deployed,
-                            surrogate=surrogate)
+                            surrogate=surrogate, parts=parts if source is deployed else None)
             with source.held():  # one entry of its mode and route for the whole run
                 if deployed.batch_dependent:  # whole deployment batches or it is another function
                     for i in range(0, len(x), bs):
@@ -165,6 +181,10 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
                 else:
                     for part in standing.nonzero().squeeze(1).split(bs):
                         ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
+        if parts:  # in the order the samples were attacked: whole batches, or the standing ones
+            where = torch.arange(len(x)) if deployed.batch_dependent else standing.nonzero().squeeze(1)
+            result.parts[(key, eps)] = {name: torch.zeros_like(clean).index_put_(
+                (where,), torch.tensor(robust, dtype=torch.bool)) & standing for name, robust in parts.items()}
         result.ran_on[(key, eps)] = int(standing.sum()) if eps > 0 else 0
         if torch.equal(standing, clean):  # it ran on every sample it could fool: its own figure
             result.alone[(key, eps)] = ok.clone()

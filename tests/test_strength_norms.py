@@ -302,8 +302,20 @@ def test_afa_adaptive_attack_reads_the_generator_and_pushes_w0_up(digits, batch)
     cfg = EvaluateConfig.model_validate({
         "eps": [0.0, 0.1], "threat_eps": 0.1, "checks": {"surrogate": "g/m"},
         "attacks": [{"name": "pgd", "steps": 3}, {"name": "afa_adaptive", "steps": 3, "alone": True}]})
-    result = evaluate(deployed, x, y, cfg, progress=False).headline()
+    full = evaluate(deployed, x, y, cfg, progress=False)
+    result = full.headline()
     assert result["worst_case"] <= min(result["pgd"], result["afa_adaptive_alone"])
+    # each of the seven weightings by itself on every image: the paper's best single weighting, which the
+    # per-image union (robust only if every weighting fails) can only undercut
+    parts = full.parts[("afa_adaptive", 0.1)]
+    assert list(parts) == ["10:1", "5:1", "2:1", "1:1", "1:2", "1:5", "1:10"]
+    union = full.alone[("afa_adaptive", 0.1)]
+    assert all(torch.equal(union & part, union) and not (part & ~full.clean).any() for part in parts.values())
+    best = result["afa_adaptive_best_single"]
+    assert best == min(p.float().mean().item() for p in parts.values()) >= result["afa_adaptive_alone"]
+    assert parts[result["afa_adaptive_best_single_part"]].float().mean().item() == best
+    from pipeline.papers import outcomes
+    assert outcomes.of_result(full)["robust/afa_adaptive_best_single"].mean() == pytest.approx(best)
     with pytest.raises(ValueError, match="needs a model with a weight generator"):
         attack_fn(spec, Deployed(_stage_two(digits, k=3)[0]), eot=1)
 

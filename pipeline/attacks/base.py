@@ -43,8 +43,10 @@ class AttackEntry(Section):
 class Target:
     """What an attack runs against: ``deployed`` (the deployment it differentiates), ``eot``
     gradient samples per step for a randomized deployment, whether a sample may stop once fooled
-    (``early``), the surrogate a transfer crafts on, and where AutoAttack's warnings (``flags``)
-    and a minimal attack's unbounded outcome per sample (``minimal``: success, L2) go."""
+    (``early``), the surrogate a transfer crafts on, and where AutoAttack's warnings (``flags``),
+    a minimal attack's unbounded outcome per sample (``minimal``: success, L2) and the outcome of
+    each part of an attack made of parts, by itself (``parts``: part -> robust per sample, in the
+    order of the samples attacked) go."""
 
     deployed: "Deployed"
     eot: int = 1
@@ -52,6 +54,7 @@ class Target:
     surrogate: "Deployed | None" = None
     flags: list[str] | None = None
     minimal: dict[str, list] | None = None
+    parts: dict[str, list] | None = None  # an attack of several parts: each part's own outcome per sample
 
 
 def _no_details(spec: AttackEntry) -> str:

@@ -80,8 +80,9 @@ class Claim:
         if self.direction not in (1, -1):
             raise ValueError(f"claim {self.id}: direction is +1 or -1, not {self.direction!r}")
         for m in (self.metric, self.metric_b or self.metric):
-            if self.analysis is None and m not in METRICS and not m.endswith("_alone"):
-                raise ValueError(f"claim {self.id}: metric {m!r} is not one of {METRICS} or an attack's KEY_alone")
+            if self.analysis is None and m not in METRICS and not m.endswith(("_alone", "_best_single")):
+                raise ValueError(f"claim {self.id}: metric {m!r} is not one of {METRICS}, an attack's KEY_alone "
+                                 "or KEY_best_single")
         if (self.paper_a is None) != (self.paper_b is None):
             raise ValueError(f"claim {self.id}: give both of the paper's figures or neither")
         if self.paper_a is not None and (self.paper_a - self.paper_b) * self.direction <= 0:

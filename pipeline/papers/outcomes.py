@@ -24,6 +24,7 @@ def of_result(result) -> dict[str, np.ndarray]:
     out = {"clean": result.clean, "worst_case": result.worst[t]}
     out.update({f"robust/{key}": ok for (key, eps), ok in result.robust.items() if eps == t})
     out.update({f"alone/{key}": ok for (key, eps), ok in result.alone.items() if eps == t})
+    out.update({f"robust/{key}_best_single": result.best_single(key, eps)[1] for key, eps in result.parts if eps == t})
     return {k: v.detach().cpu().numpy().astype(bool) for k, v in out.items()}
 
 
