@@ -413,3 +413,24 @@ def test_a_custom_autoattack_subset_needs_its_own_label_and_runs_the_standard_co
     assert attack_label(fewer) == "APGD-CE+APGD-T (of AutoAttack, 3 target classes)"
     with pytest.raises(ValidationError, match="only a custom subset"):
         AutoAttackSpec(name="autoattack", version="standard", target_classes=3)
+
+
+def test_fig_6_transfers_examples_from_another_model_and_fig_3_reads_the_stage_one_model(digits, batch, default_raw):
+    from pipeline.analysis.strength_stats import monotonicity, strength_statistics
+    from pipeline.config import parse_params
+
+    x, y = batch
+    stage1, fused, _ = _stage_two(digits, k=3)
+    surrogate = copy.deepcopy(stage1)
+    crafted = []
+    surrogate.register_forward_hook(lambda m, i, o: crafted.append(i[0].requires_grad))
+    kw = dict(feature="layers.1.0.conv1", steps=2, rel_step_size=0.25, seed=0)
+    white = strength_statistics(Deployed(fused), x, y, [0.0, 0.05, 0.1], **kw)
+    assert not crafted
+    moved = strength_statistics(Deployed(fused), x, y, [0.0, 0.05, 0.1], craft_on=Deployed(surrogate), **kw)
+    assert any(crafted)  # the gradients came from the surrogate
+    assert len(moved["w1"]) == 3 and torch.equal(moved["w1"][0], white["w1"][0])  # eps 0: the same clean images
+    assert not torch.equal(moved["w1"][2], white["w1"][2])
+    assert len(monotonicity(moved)["w1_mean"]) == 3
+    params = parse_params(default_raw)
+    assert params.analyses["strength"].strength == ["adversarial", "afa1_pgd_at", "afa_pgd_at"]

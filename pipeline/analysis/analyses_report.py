@@ -148,14 +148,20 @@ def feature_statistics(built: Built) -> list[str]:
            f"PGD at each eps of {', '.join(eps_label(e) for e in ran['eps'])} on {ran['n_samples']} test images; the "
            f"per-channel mean and variance of `{ran['feature']}`'s output, and Spearman's rho of each channel's statistic "
            "with eps (|rho| = 1: monotone). The paper finds both change smoothly and monotonically, and W1 = 1 - W0 "
-           "rising with eps (its trend's verdict: claims.md).", "",
-           "| model | mean: mean abs rho | mean: share monotone | var: mean abs rho | var: share monotone | W1 rank correlation with eps | W1 at each eps |",
-           "|---|---|---|---|---|---|---|"]
+           "rising with eps (its trend's verdict: claims.md). The paper's Fig. 6 feeds AFA examples crafted on a "
+           "separately trained model: the last two columns, crafted on `evaluate.checks.surrogate`.", "",
+           "| model | mean: mean abs rho | mean: share monotone | var: mean abs rho | var: share monotone | "
+           "W1 rank correlation with eps | W1 at each eps | transferred: W1 rank correlation | transferred: W1 at each eps |",
+           "|---|---|---|---|---|---|---|---|---|"]
+
+    def series(values):
+        return ", ".join(f"{v:.4f}" for v in values) if values else "—"
+
     for name, m in found:
-        w1 = m.get("w1_mean")
         out.append(f"| {name} | {_f(m.get('mean_abs_rho'))} | {pct(m.get('mean_monotone_share'))} | "
                    f"{_f(m.get('var_abs_rho'))} | {pct(m.get('var_monotone_share'))} | "
-                   f"{_f(m.get('w1_spearman'), signed=True)} | {', '.join(f'{v:.4f}' for v in w1) if w1 else '—'} |")
+                   f"{_f(m.get('w1_spearman'), signed=True)} | {series(m.get('w1_mean'))} | "
+                   f"{_f(m.get('w1_spearman_transfer'), signed=True)} | {series(m.get('w1_mean_transfer'))} |")
     out += [""] + [f"![features of {n}](../{analysis_dir(params, 'strength', n)}/features.png)" for n, _ in found]
     return out + [f"![fusion weight of {n}](../{analysis_dir(params, 'strength', n)}/fusion.png)"
                   for n, m in found if m.get("w1_mean")]

@@ -38,9 +38,11 @@ def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def strength_statistics(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, eps_grid: list[float], *,
-                        feature: str, steps: int, rel_step_size: float, seed: int = 0) -> dict:
+                        feature: str, steps: int, rel_step_size: float, seed: int = 0,
+                        craft_on: Deployed | None = None) -> dict:
     """Per eps: the per-channel mean and variance of ``feature``'s output on PGD examples at that
-    eps, and (for a model with a weight generator) each sample's W1."""
+    eps, and (for a model with a weight generator) each sample's W1. ``craft_on``: the examples are
+    crafted on this other model and transferred (AFA's Fig. 6 crafts on a separately trained one)."""
     model = deployed.model
     modules = dict(model.named_modules())
     if feature not in modules:
@@ -52,7 +54,8 @@ def strength_statistics(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, ep
     try:
         for eps in eps_grid:
             torch.manual_seed(seed)
-            x_adv = x if eps == 0 else pgd(deployed, x, y, eps=eps, step_size=rel_step_size * eps, steps=steps)
+            x_adv = x if eps == 0 else pgd(craft_on or deployed, x, y, eps=eps, step_size=rel_step_size * eps,
+                                           steps=steps)
             captured.clear()
             with torch.no_grad():
                 deployed(x_adv)
