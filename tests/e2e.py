@@ -216,7 +216,7 @@ def tiny_raw(raw: dict) -> dict:
             drop_model(raw, name)
     se = raw.get("shaping_eval")
     if se:
-        se.update(n_samples=20, eot=2, confounding_samples=32)
+        se.update(n_samples=20, eot=2, known_draws=2, confounding_samples=128)  # one training batch
         for attack in se["attacks"]:
             if "steps" in attack:
                 attack["steps"] = min(attack["steps"], 2)

@@ -555,3 +555,11 @@ def test_select_branches_says_which_branch_a_negative_index_keeps(advprop_file, 
         "error: branches -1 keep branch 1 of the model's 2 (0 to 1), which drops branch 0, the one it deploys on; "
         "keep it too (e.g. 0 -1)"]
     assert not dst.exists()
+
+
+def test_fewer_confounding_samples_than_a_training_batch_is_an_error_at_load(default_raw):
+    raw = copy.deepcopy(default_raw)
+    raw["shaping_eval"]["confounding_samples"] = 64
+    with pytest.raises(ValueError, match="confounding_samples: 64 is less than one batch of 128, the training "
+                                         "batch of 'adversarial'"):
+        parse_params(raw)

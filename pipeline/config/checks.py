@@ -133,6 +133,11 @@ def analyses(params: Params) -> None:
         for d, dial in plan.dials.items():
             if dial.key == "branch":
                 params.check_branch(f"{where}.dials.{d}.values", dial.model, dial.values)
+        for name in plan.confoundings:  # measured in batches of the model's training batch size
+            size = params.training(name).batch_size
+            if params.shaping_eval is not None and params.shaping_eval.confounding_samples < size:
+                raise ValueError(f"shaping_eval.confounding_samples: {params.shaping_eval.confounding_samples} is less "
+                                 f"than one batch of {size}, the training batch of {name!r} ({where}.confoundings)")
         for item in plan.items():
             if item in seen:
                 raise ValueError(f"{where}.{ANALYSIS_KINDS[item[0]][0]}: {item[1]!r} is already analysed by "
