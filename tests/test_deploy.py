@@ -31,6 +31,15 @@ def _model():
     return model.eval()
 
 
+def _routed_model():
+    """The test model with a two-branch stem BN whose branch 1 differs (weights x3), in eval mode."""
+    model = _model()
+    model.bn1 = TwoBranchBN(model.bn1)
+    with torch.no_grad():
+        model.bn1.branches[1].weight.mul_(3.0)
+    return model.eval()
+
+
 def _stats(model):
     return [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
             for _, m in batch_norms(model)]
@@ -121,10 +130,7 @@ def test_ghost_batches_refuse_a_batch_they_do_not_divide():
 
 
 def test_routed_mode_holds_the_route_and_restores_it():
-    model = _model()
-    model.bn1 = TwoBranchBN(model.bn1)
-    with torch.no_grad():
-        model.bn1.branches[1].weight.mul_(3.0)
+    model = _routed_model()
     x = torch.rand(4, 1, 16, 16)
     plain = Deployed(model)(x)
     routed = Deployed(model, route={"branch": 1})
@@ -145,11 +151,7 @@ def test_norm_route_on_a_model_without_routed_norms_fails():
 
 @pytest.mark.parametrize("mode", ["eval", "batch"])
 def test_a_held_deployment_computes_what_per_call_entry_computes_and_restores_everything(mode):
-    model = _model()
-    model.bn1 = TwoBranchBN(model.bn1)
-    with torch.no_grad():
-        model.bn1.branches[1].weight.mul_(3.0)
-    model.eval()
+    model = _routed_model()
     model.conv1.weight.requires_grad_(False)  # a frozen layer stays frozen after the block
     grads_before = {n for n, p in model.named_parameters() if p.requires_grad}
     before = _stats(model)
@@ -175,10 +177,7 @@ def test_a_held_deployment_computes_what_per_call_entry_computes_and_restores_ev
 
 
 def test_another_deployment_of_a_held_model_runs_in_its_own_mode_and_a_second_hold_is_refused():
-    model = _model()
-    model.bn1 = TwoBranchBN(model.bn1)
-    with torch.no_grad():
-        model.bn1.branches[1].weight.mul_(3.0)
+    model = _routed_model()
     x = torch.rand(4, 1, 16, 16)
     main, aux = Deployed(model, route={"branch": 0}), Deployed(model, route={"branch": 1})
     expected = main(x), aux(x)
