@@ -160,6 +160,10 @@ def test_save_and_load_roundtrip(tmp_path):
     save_model(tmp_path / "m.pt", model, arch="resnet_small", num_classes=10, in_channels=1, mean=[0.3], std=[0.4])
     loaded, spec = load_model(tmp_path / "m.pt")
     x = torch.rand(3, 1, 16, 16)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in loaded.parameters() if p.dim() == 4)
+    assert not all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    assert torch.allclose(model(x), loaded(x), atol=1e-5)  # the layout changes float rounding only
+    model.to(memory_format=torch.channels_last)  # in the same layout, the same numbers
     assert torch.equal(model(x), loaded(x)) and spec["arch"] == "resnet_small"
 
 

@@ -116,7 +116,7 @@ def _train_and_load(tmp_path, monkeypatch, digits, name, spec, cfg_raw):
     train_and_save(Item("pretrain", "test", name), out, model, spec, cfg, params, digits, {"test": name},
                    registry=name, headline=Path("metrics/models/test") / f"{name}.json")
     loaded, saved_spec = load_model(out / "model.pt")
-    return model.eval(), loaded, saved_spec
+    return model.eval().to(memory_format=torch.channels_last), loaded, saved_spec  # the layout models load in
 
 
 ADVPROP = {"method": "advprop", "epochs": 1, "batch_size": 256, "lr": 0.05,

@@ -121,6 +121,7 @@ def test_a_robmask_checkpoint_loads_by_path_and_deploys_at_p0(digits_model, batc
     _distinct_rows(rob)
     save_model(tmp_path / "m.pt", rob, spec)
     loaded, _ = load_model(tmp_path / "m.pt")
+    rob.to(memory_format=torch.channels_last)  # the layout models load in
     with torch.no_grad():
         assert torch.equal(loaded(x), rob.eval()(x))  # default route: p = 0
         with norm_route(loaded, strength=0.6), norm_route(rob, strength=0.6):
