@@ -20,6 +20,7 @@ from pipeline.attacks import Target, attack_of
 from pipeline.attacks.base import Run
 from pipeline.config import EvaluateConfig
 from pipeline.deploy import Deployed
+from pipeline.models.common import gradient_views
 from pipeline.progress import progress as progress_bar
 
 
@@ -169,17 +170,25 @@ def evaluate(deployed: Deployed, x: torch.Tensor, y: torch.Tensor, cfg: Evaluate
         ok = clean.clone() if eps == 0 else torch.zeros_like(clean)
         minimal = result.minimal.setdefault(key, {}) if attack_of(spec).minimal and eps > 0 else None
         parts: dict[str, list] = {}
-        if eps > 0 and standing.any():
+        # each gradient the model may be differentiated through (a surrogate-gradient activation's
+        # and the true one) attacks what the ones before it left standing
+        for view, (_, through) in enumerate(gradient_views(source.model) if eps > 0 and standing.any() else []):
+            first = view == 0  # per-sample records (minimal, parts) keep the first's order
+            if not (first or ok.any()):
+                break
             run = attack_fn(spec, source, cfg.deployment.eot, result.autoattack_flags,
-                            minimal if source is deployed else None, early_exit=early_exit and source is deployed,
-                            surrogate=surrogate, parts=parts if source is deployed else None)
-            with source.held():  # one entry of its mode and route for the whole run
+                            minimal if source is deployed and first else None,
+                            early_exit=early_exit and source is deployed, surrogate=surrogate,
+                            parts=parts if source is deployed and first else None)
+            with source.held(), through():  # one entry of its mode and route for the whole run
                 if deployed.batch_dependent:  # whole deployment batches or it is another function
                     for i in range(0, len(x), bs):
                         part = slice(i, i + bs)
-                        ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs) & standing[part]
+                        alive = standing[part] if first else ok[part]
+                        if first or alive.any():
+                            ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs) & alive
                 else:
-                    for part in standing.nonzero().squeeze(1).split(bs):
+                    for part in (standing if first else ok).nonzero().squeeze(1).split(bs):
                         ok[part] = correct(deployed, run(x[part], y[part], eps), y[part], bs)
         if parts:  # in the order the samples were attacked: whole batches, or the standing ones
             where = torch.arange(len(x)) if deployed.batch_dependent else standing.nonzero().squeeze(1)

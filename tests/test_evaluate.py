@@ -12,6 +12,7 @@ from pipeline.config import ChecksConfig, EvaluateConfig
 from pipeline.deploy import Deployed
 from pipeline.evaluate import evaluate
 from pipeline.masking import masking_checks
+from pipeline.models.common import ReLUSoftplusGrad, gradient_views, true_relu_gradient
 from pipeline.norms import batch_norms
 from pipeline.train import to_float
 
@@ -167,3 +168,37 @@ def test_holding_the_deployment_gives_the_per_sample_outcome_of_per_call_entry(d
         assert new.ran_on[("fab", 0.02)] > 0  # each threat attack had samples left to attack
     assert all(p.grad is None and p.requires_grad for p in model.parameters())
     assert model.bn1.route == {}
+
+
+class TwoPaths(nn.Module):
+    """Logits (v, 0.4) of the first pixel v: class 0 while v > 0.4. A second path is never active
+    (its ReLU input is below 0), so ReLU's gradient of the logit is +1; Softplus' gradient (beta 1)
+    also flows through it and is negative. An attack through the Softplus gradient pushes v up,
+    away from the boundary; through ReLU's gradient, down across it."""
+
+    def __init__(self):
+        super().__init__()
+        self.act = ReLUSoftplusGrad(beta=1.0)
+
+    def forward(self, x):
+        v = x.flatten(1)[:, :1]
+        logit = self.act(v) + 10 * self.act(-v - 0.5)
+        return torch.cat([logit, torch.full_like(logit, 0.4)], 1)
+
+
+def test_a_surrogate_gradient_activation_is_attacked_through_its_true_gradient_as_well():
+    model = TwoPaths().eval()
+    x, y = torch.full((8, 1, 2, 2), 0.5), torch.zeros(8, dtype=torch.long)
+    cfg = _cfg(eps=[0.0, 0.2], threat_eps=0.2, attacks=[{"name": "fgsm"}, {"name": "pgd", "steps": 5}])
+    with true_relu_gradient(model):  # the context restores the Softplus gradient on leaving
+        through_relu = evaluate(Deployed(model), x, y, cfg, progress=False)
+    assert not model.act.true_gradient
+    assert through_relu.accuracy("pgd", 0.2) == 0.0  # ReLU's gradient alone breaks every sample
+    xx = x.clone().requires_grad_(True)  # the Softplus gradient alone: ascent on the loss raises v
+    nn.functional.cross_entropy(model(xx), y).backward()
+    assert (xx.grad.flatten(1)[:, 0] > 0).all()
+    result = evaluate(Deployed(model), x, y, cfg, progress=False)
+    assert result.clean.all() and result.accuracy("fgsm", 0.2) == 0.0 and result.accuracy("pgd", 0.2) == 0.0
+    assert not result.worst[0.2].any()
+    assert [name for name, _ in gradient_views(model)] == ["model", "relu"]
+    assert [name for name, _ in gradient_views(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU()))] == ["model"]

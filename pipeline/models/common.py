@@ -4,8 +4,9 @@ factories every block takes, initialization, and the residual-stage builder."""
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager, nullcontext
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, ContextManager, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -71,18 +72,45 @@ class _ReLUSoftplusGrad(torch.autograd.Function):
 class ReLUSoftplusGrad(nn.Module):
     """ReLU in the forward pass, the derivative of Softplus(beta) (Eq. 5.3, sigmoid(beta x)) in
     the backward pass: the thesis' Table 5.1 with better gradients for both the attacker and the
-    optimizer, while inference is exactly ReLU. Every gradient through the model, an evaluation
-    attack's included, is the smooth one."""
+    optimizer, while inference is exactly ReLU. Its gradient is a property of the training, not
+    of the function the model computes, so evaluation attacks it through both gradients (the
+    Softplus one and ReLU's own, :func:`gradient_views`) and counts a sample robust only if
+    both fail."""
 
     def __init__(self, beta: float = 10.0):
         super().__init__()
         self.beta = beta
+        self.true_gradient = False  # ReLU's own backward (set by true_relu_gradient)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _ReLUSoftplusGrad.apply(x, self.beta)
+        return torch.relu(x) if self.true_gradient else _ReLUSoftplusGrad.apply(x, self.beta)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}"
+
+
+@contextmanager
+def true_relu_gradient(model: nn.Module) -> Iterator[None]:
+    """Every ReLUSoftplusGrad of ``model`` backpropagates as ReLU while inside (same outputs)."""
+    acts = [m for m in model.modules() if isinstance(m, ReLUSoftplusGrad)]
+    before = [m.true_gradient for m in acts]
+    for m in acts:
+        m.true_gradient = True
+    try:
+        yield
+    finally:
+        for m, b in zip(acts, before):
+            m.true_gradient = b
+
+
+def gradient_views(model: nn.Module) -> list[tuple[str, Callable[[], ContextManager]]]:
+    """The gradients an attacker may differentiate ``model`` through, each as ``(name, context)``:
+    the model's own, and for a model whose activations backpropagate a surrogate gradient
+    (ReLUSoftplusGrad), also the true one of the function it computes."""
+    views: list[tuple[str, Callable[[], ContextManager]]] = [("model", nullcontext)]
+    if any(isinstance(m, ReLUSoftplusGrad) for m in model.modules()):
+        views.append(("relu", lambda: true_relu_gradient(model)))
+    return views
 
 
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
