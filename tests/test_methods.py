@@ -81,3 +81,20 @@ def test_each_loss_decreases_on_a_fixed_batch(digits_model, batch, method, optio
         opt.step()
         losses.append(out.loss.item())
     assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_label_smoothing_smooths_the_cross_entropy_of_the_methods_that_take_it_and_is_refused_elsewhere():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 4, (8,))
+    cfg = TrainConfig(method="standard", epochs=1, label_smoothing=0.1)
+    loss = METHODS["standard"].batch_loss(model, x, y, cfg).loss
+    assert torch.allclose(loss, F.cross_entropy(model(x), y, label_smoothing=0.1))
+    assert not torch.allclose(loss, F.cross_entropy(model(x), y))
+    attack = {"eps": 0.1, "step_size": 0.05, "steps": 1, "random_start": False}
+    torch.manual_seed(1)
+    smooth = METHODS["pgd_at"].batch_loss(model, x, y, TrainConfig(method="pgd_at", epochs=1, attack=attack,
+                                                                       label_smoothing=0.1))
+    assert torch.allclose(smooth.loss, F.cross_entropy(smooth.logits, y, label_smoothing=0.1))
+    with pytest.raises(ValueError, match="label_smoothing: method 'trades'"):
+        TrainConfig(method="trades", epochs=1, attack=attack, label_smoothing=0.1)

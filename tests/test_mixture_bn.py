@@ -274,6 +274,31 @@ def test_each_denoising_block_is_the_identity_at_initialization_and_keeps_the_sh
     assert out.shape == x.shape and torch.equal(out, x)
 
 
+def test_table_4_1s_blocks_drop_the_1x1_conv_or_the_residual_and_null_without_its_conv_is_refused():
+    from pipeline.config.sections import DenoiseConfig, ModelConfig
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 6, 6)
+    mean = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    no_conv, no_residual = DenoiseBlock(8, "mean", "no_conv"), DenoiseBlock(8, "mean", "no_residual")
+    assert no_conv.conv is None and torch.allclose(no_conv(x), x + mean)
+    assert torch.allclose(no_residual(x), mean, atol=1e-6)  # its conv starts at the identity
+    with torch.no_grad():
+        no_residual.conv.weight.mul_(2.0)
+    assert torch.allclose(no_residual(x), 2 * mean, atol=1e-6)  # no x added back
+    with pytest.raises(ValueError, match="null"):
+        DenoiseBlock(8, "null", "no_conv")
+    with pytest.raises(ValueError, match="block"):
+        DenoiseConfig(after=[1], filter="null", block="no_residual")
+    # the spec of the full block is what it always was; an ablated one names its block
+    assert ModelConfig(denoise={"after": [1]}).conversions() == [
+        {"kind": "denoise", "after": [1], "filter": "nonlocal_gaussian"}]
+    spec = make_spec(arch="resnet_small", num_classes=10, in_channels=1, mean=[0.5], std=[0.25],
+                     conversions=ModelConfig(denoise={"after": [1], "block": "no_conv"}).conversions())
+    blocks = [m for m in build_from_spec(spec).modules() if isinstance(m, DenoiseBlock)]
+    assert len(blocks) == 1 and blocks[0].block == "no_conv" and blocks[0].conv is None
+
+
 # --------------------------------------------------------------------------------------------
 # views crafted elsewhere, the screen tier, ablation grids
 

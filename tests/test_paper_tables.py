@@ -148,6 +148,11 @@ def test_afa_table3_takes_cw_and_the_adaptive_attack_alone_and_names_the_black_b
 def test_thesis_denoising_is_white_box_and_table_6_2_row_3_is_filled_by_the_mbn_config():
     assert "PGD-100" in thesis.TABLE4_1.setting.attack and "black-box" not in thesis.TABLE4_1.setting.attack
     assert all(r.paper != (46.4,) for r in thesis.TABLE4_1.rows)  # Table 4.2's black-box figures are not ours to compare
+    denoise = _config("cifar10_resnet50_denoise.yaml")  # Table 4.1's block designs, with Sec. 4.5's label smoothing
+    _, text = _table(denoise, "thesis", "Table 4.1")
+    assert "| removing 1x1 | denoise_block=no_conv" in text and "| removing residual | denoise_block=no_residual" in text
+    grid = denoise.ablations["denoise_block"]
+    assert grid.values == ["no_conv", "no_residual"] and grid.train["label_smoothing"] == 0.1
     _, text = _table(_config("cifar10_resnet50_mbn.yaml"), "thesis", "Table 6.2")
     assert "| MBN_adv, 100% adv + 100% clean, ALP * | mbn_alp_consistent_aux" in text
 

@@ -48,6 +48,15 @@ class DenoiseConfig(Section):
     after: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]  # stage indices (0 = first)
     filter: Literal["nonlocal_gaussian", "nonlocal_softmax", "nonlocal_dot", "bilateral", "mean", "median",
                     "null"] = "nonlocal_gaussian"
+    # Table 4.1's block designs: x + conv1x1(denoise(x)); without the 1x1 conv; without the residual
+    block: Literal["full", "no_conv", "no_residual"] = "full"
+
+    @model_validator(mode="after")
+    def _a_block_to_compare(self) -> "DenoiseConfig":
+        if self.filter == "null" and self.block != "full":
+            raise ValueError(f"block: filter 'null' is the 1x1 conv and the residual; {self.block!r} leaves "
+                             f"nothing to compare")
+        return self
 
 
 class ModelConfig(Section):
@@ -79,7 +88,10 @@ class ModelConfig(Section):
 
     def conversions(self) -> list[dict]:
         """Blocks the architecture adds after building, as replayable conversions."""
-        return [{"kind": "denoise", **self.denoise.model_dump()}] if self.denoise else []
+        if not self.denoise:
+            return []
+        block = self.denoise.model_dump(include={"block"}, exclude_defaults=True)  # an ablated block only
+        return [{"kind": "denoise", **self.denoise.model_dump(include={"after", "filter"}), **block}]
 
 
 # --------------------------------------------------------------------------------------------
@@ -134,6 +146,9 @@ class TrainConfig(Section):
     # a step's rescaling of a layer (docs/mixture-bn.md). The thesis' last 10 epochs run at lr/1000,
     # so the cap binds only on schedules that are still high there (the 5-epoch cosine default).
     running_stats_lr: Annotated[float, Field(gt=0.0, le=1.0)] = 0.01
+    # Label smoothing of the training cross-entropy (the thesis' Sec. 4.5 trains its denoising
+    # networks with 0.1); methods whose loss is a plain cross-entropy take it (Method.label_smoothing)
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     amp: bool = False  # bf16 autocast on CUDA; ignored on CPU
     channels_last: bool = False  # train in channels-last memory layout (model and inputs)
     compile: bool = False  # torch.compile the model for the training step; the saved state dict is the same
@@ -157,6 +172,9 @@ class TrainConfig(Section):
         object.__setattr__(self, "options", options)
         if method.check is not None:
             method.check(self)
+        if self.label_smoothing and not method.label_smoothing:
+            raise ValueError(f"label_smoothing: method {self.method!r} does not smooth its loss's labels "
+                             f"(pgd_at and standard do)")
         if method.adversarial and self.attack is None:
             raise ValueError(f"attack: method {self.method!r} trains on attacks and needs an attack section")
         if self.running_stats_epochs > self.epochs:

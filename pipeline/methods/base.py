@@ -73,6 +73,8 @@ class Method:
     # crafting, then one per loss input (default: one crafting, one batch). tests/test_perf.py
     # counts them on the real step; the training stages weigh their items by them.
     forwards: Callable[["TrainConfig"], int] = _attack_then_one_forward
+    # Its loss reads ``cfg.label_smoothing`` (else a non-zero value is an error at load).
+    label_smoothing: bool = False
 
 
 def routed(model: nn.Module, route: dict | None):

@@ -9,7 +9,7 @@ def adversarial_term(model, x, y, cfg, *, clean_logits=None, route=None, scale=1
     x_adv = craft(model, x, y, cfg, route=route, scale=scale)
     with routed(model, route):
         logits = model(x_adv)
-    return F.cross_entropy(logits, y), logits
+    return F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing), logits
 
 
 def _loss(model, x, y, cfg) -> StepResult:
@@ -17,4 +17,4 @@ def _loss(model, x, y, cfg) -> StepResult:
     return StepResult(loss, logits, y)
 
 
-PGD_AT = Method("pgd_at", _loss, adversarial=True, adversarial_term=adversarial_term)
+PGD_AT = Method("pgd_at", _loss, adversarial=True, adversarial_term=adversarial_term, label_smoothing=True)

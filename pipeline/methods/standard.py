@@ -7,7 +7,7 @@ from pipeline.methods.base import Method, StepResult
 
 def _loss(model, x, y, cfg) -> StepResult:
     logits = model(x)
-    return StepResult(F.cross_entropy(logits, y), logits, y)
+    return StepResult(F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing), logits, y)
 
 
-STANDARD = Method("standard", _loss)
+STANDARD = Method("standard", _loss, label_smoothing=True)

@@ -30,18 +30,33 @@ def _patches(x: torch.Tensor) -> torch.Tensor:
     return F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3).view(b, c, 9, h, w)
 
 
+BLOCKS = ("full", "no_conv", "no_residual")
+
+
 class DenoiseBlock(nn.Module):
-    def __init__(self, channels: int, filter: str = "nonlocal_gaussian"):
+    """``x + conv1x1(denoise(x))``. ``block`` ablates its parts as the thesis' Table 4.1 does:
+    ``no_conv`` is ``x + denoise(x)``; ``no_residual`` is ``conv1x1(denoise(x))``, its conv started
+    at the identity (a zero start would cut the network in two)."""
+
+    def __init__(self, channels: int, filter: str = "nonlocal_gaussian", block: str = "full"):
         super().__init__()
         if filter not in FILTERS:
             raise ValueError(f"unknown denoising filter {filter!r}; known: {', '.join(FILTERS)}")
-        self.filter = filter
+        if block not in BLOCKS:
+            raise ValueError(f"unknown denoising block {block!r}; known: {', '.join(BLOCKS)}")
+        if filter == "null" and block != "full":
+            raise ValueError(f"denoising filter 'null' is the 1x1 conv and the residual: block {block!r} "
+                             f"leaves nothing to compare")
+        self.filter, self.block = filter, block
         if filter == "nonlocal_gaussian":
             d = max(channels // 2, 1)
             self.theta = nn.Conv2d(channels, d, 1, bias=False)
             self.phi = nn.Conv2d(channels, d, 1, bias=False)
-        self.conv = nn.Conv2d(channels, channels, 1, bias=False)
-        nn.init.zeros_(self.conv.weight)
+        self.conv = None if block == "no_conv" else nn.Conv2d(channels, channels, 1, bias=False)
+        if block == "full":
+            nn.init.zeros_(self.conv.weight)
+        elif block == "no_residual":
+            nn.init.dirac_(self.conv.weight)
 
     def denoise(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -64,7 +79,10 @@ class DenoiseBlock(nn.Module):
         return (flat @ attn.transpose(1, 2)).view_as(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(self.denoise(x))
+        out = self.denoise(x)
+        if self.conv is not None:
+            out = self.conv(out)
+        return out if self.block == "no_residual" else x + out
 
     def extra_repr(self) -> str:
-        return f"filter={self.filter}"
+        return f"filter={self.filter}" + ("" if self.block == "full" else f", block={self.block}")

@@ -98,8 +98,10 @@ def to_group(model: nn.Module, groups: int = 32) -> nn.Module:
     return replace_batch_norms(model, make, "group")
 
 
-def insert_denoise(model: nn.Module, after: list[int], filter: str = "nonlocal_gaussian") -> nn.Module:
-    """A feature-denoising block (thesis, Ch. 4) at the end of each residual stage in ``after``."""
+def insert_denoise(model: nn.Module, after: list[int], filter: str = "nonlocal_gaussian",
+                   block: str = "full") -> nn.Module:
+    """A feature-denoising block (thesis, Ch. 4) at the end of each residual stage in ``after``
+    (``block``: its parts, ``pipeline.models.denoise.DenoiseBlock``)."""
     from pipeline.models.denoise import DenoiseBlock
 
     stages = getattr(model, "layers", None)
@@ -109,7 +111,7 @@ def insert_denoise(model: nn.Module, after: list[int], filter: str = "nonlocal_g
         if not 0 <= i < len(stages):
             raise ValueError(f"conversion 'denoise': stage {i} out of range; the model has {len(stages)} stages")
         channels = [m.out_channels for m in stages[i].modules() if isinstance(m, nn.Conv2d)][-1]
-        stages[i].append(DenoiseBlock(channels, filter).to(next(model.parameters()).device))
+        stages[i].append(DenoiseBlock(channels, filter, block).to(next(model.parameters()).device))
     return model
 
 
