@@ -98,3 +98,18 @@ def test_label_smoothing_smooths_the_cross_entropy_of_the_methods_that_take_it_a
     assert torch.allclose(smooth.loss, F.cross_entropy(smooth.logits, y, label_smoothing=0.1))
     with pytest.raises(ValueError, match="label_smoothing: method 'trades'"):
         TrainConfig(method="trades", epochs=1, attack=attack, label_smoothing=0.1)
+
+
+def test_one_bn_logit_pairing_adds_the_pairing_of_each_clean_image_and_its_adversarial_example():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 4))
+    x, y = torch.rand(8, 1, 4, 4), torch.randint(0, 4, (8,))
+    attack = {"eps": 0.1, "step_size": 0.05, "steps": 1, "random_start": False}
+    plain = TrainConfig(method="clean_ratio", epochs=1, attack=attack, options={"clean_fraction": 0.5})
+    paired = TrainConfig(method="clean_ratio", epochs=1, attack=attack, options={"clean_fraction": 0.5, "alp": 0.5})
+    base = METHODS["clean_ratio"].batch_loss(model, x, y, plain)
+    with_alp = METHODS["clean_ratio"].batch_loss(model, x, y, paired)
+    z_adv, z_clean = with_alp.logits[:4], model(x[:4])  # the clean part is the batch's first half
+    assert torch.allclose(with_alp.loss, base.loss + 0.5 * (z_clean - z_adv).pow(2).sum(1).mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="alp: logit pairing needs clean images"):
+        TrainConfig(method="clean_ratio", epochs=1, attack=attack, options={"clean_fraction": 0.0, "alp": 0.5})
