@@ -109,3 +109,38 @@ def test_autoattack_adapter_equals_a_direct_call(digits, digits_model):
     direct, _ = AutoAttack(f, eps=0.05, norm="Linf", version="standard", seed=0).run_standard_evaluation(
         x, y, batch_size=16)
     assert torch.equal(ours, direct)
+
+
+@pytest.mark.parametrize("entry", [{"name": "cw", "steps": 30, "c_init": 1.0, "binary_steps": 1},
+                                   {"name": "deepfool", "steps": 20}])
+def test_an_unbounded_l2_attack_scores_its_point_as_found_and_the_worst_case_refuses_it(digits, digits_model, entry):
+    from pipeline.attacks import Target, attack_of
+    from pipeline.config import EvaluateConfig
+    from pipeline.config.sections import ShapingEvalConfig
+
+    checks = {"enabled": False, "surrogate": "g/m"}
+
+    x, y = to_float(digits.x_test[:32]), digits.y_test[:32]
+    deployed = Deployed(digits_model.eval())
+    with torch.no_grad():
+        ok = deployed(x).argmax(1) == y
+    x, y = x[ok], y[ok]
+    eps = 0.01  # far below the L2 attacks' minimal perturbations
+    fooled = {}
+    for bound in ("linf", "none"):  # the evaluate section takes the bounded one, shaping_eval either
+        spec = ShapingEvalConfig(attacks=[{"name": "pgd"}, {**entry, "bound": bound}]).attacks[1]
+        minimal: dict[str, list] = {}
+        x_adv = attack_of(spec).build(spec, Target(deployed, minimal=minimal))(x, y, eps)
+        assert x_adv.min() >= 0 and x_adv.max() <= 1
+        with torch.no_grad():
+            fooled[bound] = deployed(x_adv).argmax(1) != y
+        linf = (x_adv - x).abs().flatten(1).max(1).values
+        if bound == "linf":
+            assert (linf <= eps + 1e-6).all()
+        else:  # the unbounded point is scored: exactly the samples the minimal attack fooled
+            assert fooled[bound].tolist() == minimal["success"] and (linf[fooled[bound]] > eps).any()
+            assert attack_of(spec).column(spec).endswith("(unbounded)")
+    assert fooled["none"].sum() > fooled["linf"].sum() and fooled["none"].float().mean() > 0.5
+    with pytest.raises(ValueError, match="unbounded"):
+        EvaluateConfig(eps=[0.0, eps], threat_eps=eps, attacks=[{**entry, "bound": "none"}], checks=checks)
+    EvaluateConfig(eps=[0.0, eps], threat_eps=eps, attacks=[{**entry, "bound": "linf"}], checks=checks)

@@ -12,7 +12,7 @@ from pipeline.spec import load_model, make_spec
 from pipeline.spec import save_model as _save
 
 SMALL = ["resnet_small", "resnet20", "resnet18", "preact_resnet18", "wrn16_8"]
-BIG = ["resnet34", "resnet50", "wrn28_10", "wrn32_10", "wrn34_10", "densenet121", "resnext29"]
+BIG = ["resnet34", "resnet50", "wrn28_10", "wrn32_10", "wrn32_10_madry", "wrn34_10", "densenet121", "resnext29"]
 
 
 def save_model(path, model, **spec):
@@ -51,7 +51,7 @@ def test_every_network_swaps_in_groupnorm_and_each_activation(arch):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in gn.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in gn.modules())
     kinds = {"softplus": nn.Softplus, "silu": nn.SiLU, "gelu": nn.GELU, "elu": nn.ELU, "celu": nn.CELU,
-             "smoothrelu": SmoothReLU, "relu_softplus_grad": ReLUSoftplusGrad}
+             "smoothrelu": SmoothReLU, "relu_softplus_grad": ReLUSoftplusGrad, "leaky_relu": nn.LeakyReLU}
     for name, kind in kinds.items():
         model = build_model(arch, num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3, activation=name)
         assert any(isinstance(m, kind) for m in model.modules()) and not any(isinstance(m, nn.ReLU) for m in model.modules())
@@ -198,3 +198,34 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     with pytest.raises(CheckpointError, match="refused"):
         load_model(tmp_path / "evil.pt")
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_madrys_w32_10_standardizes_each_image_and_has_parameter_free_pooled_zero_padded_shortcuts():
+    from pipeline.models.madry_wrn import MadryBlock
+
+    torch.manual_seed(0)
+    kw = dict(num_classes=10, in_channels=3, mean=[0.5] * 3, std=[0.25] * 3)
+    madry = build_model("wrn32_10_madry", activation="leaky_relu", **kw).eval()
+    plain = build_model("wrn32_10", **kw)
+    x = torch.rand(2, 3, 32, 32)
+    # per-image standardization: an image's brightness and contrast do not reach the network
+    assert torch.allclose(madry(x), madry(0.5 * x + 0.2), atol=1e-4)
+    flat = madry.normalize(x).flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(2), atol=1e-5) and torch.allclose(flat.std(1, unbiased=False), torch.ones(2))
+    blank = madry.normalize(torch.full((1, 3, 4, 4), 0.3))  # a constant image: std floored at 1/sqrt(N), no NaN
+    assert torch.equal(blank, torch.zeros_like(blank))
+    # the only parameters W32-10 has beyond Madry's are wrn32_10's three 1x1 shortcut convolutions
+    n = lambda m: sum(p.numel() for p in m.parameters())
+    assert n(plain) - n(madry) == 16 * 160 + 160 * 320 + 320 * 640
+    blocks = [m for m in madry.modules() if isinstance(m, MadryBlock)]
+    assert len(blocks) == 15 and [b.activate_before_residual for b in blocks].count(True) == 1
+    assert all(type(m) is nn.LeakyReLU and m.negative_slope == 0.1 for m in madry.modules() if "ReLU" in type(m).__name__)
+    block = blocks[5]  # the first of the second stage: 160 -> 320 channels, stride 2
+    with torch.no_grad():
+        for conv in (block.conv1, block.conv2):
+            conv.weight.zero_()
+        h = torch.randn(1, 160, 8, 8)
+        out = block(h)  # with the residual branch at zero, the output is the shortcut alone
+    pooled = torch.nn.functional.avg_pool2d(h, 2)
+    assert out.shape == (1, 320, 4, 4) and torch.equal(out[:, 80:240], pooled)
+    assert not out[:, :80].any() and not out[:, 240:].any()

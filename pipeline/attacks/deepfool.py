@@ -20,7 +20,7 @@ import torch
 from pydantic import Field
 
 from pipeline.attacks.base import At, Attack, AttackEntry
-from pipeline.attacks.cw import as_linf, minimal_details, project_linf
+from pipeline.attacks.cw import Bound, as_linf, minimal_details, minimal_label, project_linf
 from pipeline.schema import PositiveInt
 
 
@@ -79,15 +79,17 @@ def deepfool(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, y: torc
 
 
 class DeepFoolSpec(AttackEntry):
-    """DeepFool: projected onto the L-inf ball of eps for the accuracy at eps, and reported
-    unbounded (success rate, median L2 of the minimal perturbation)."""
+    """DeepFool: projected onto the L-inf ball of eps for the accuracy at eps (``bound: none``:
+    scored as found), and reported unbounded (success rate, median L2 of the minimal
+    perturbation)."""
 
     name: Literal["deepfool"]
     at: At = "threat"
     steps: PositiveInt = 50
     overshoot: Annotated[float, Field(ge=0.0)] = 0.02
+    bound: Bound = "linf"
 
 
 DEEPFOOL = Attack("deepfool", DeepFoolSpec, lambda spec, t: as_linf(lambda x, y: deepfool(
-    t.deployed, x, y, eps=None, max_iter=spec.steps, overshoot=spec.overshoot), t), "DeepFool",
-    details=minimal_details, minimal=True)
+    t.deployed, x, y, eps=None, max_iter=spec.steps, overshoot=spec.overshoot), t, spec.bound),
+    minimal_label("DeepFool"), details=minimal_details, minimal=True)

@@ -65,7 +65,7 @@ class ModelConfig(Section):
     arch: str = "resnet_small"
     norm: Literal["batch", "group"] = "batch"
     groups: PositiveInt = 32  # GroupNorm groups (at most the channel count: gcd(groups, channels))
-    activation: str = "relu"  # relu | softplus | silu | gelu | elu | celu | smoothrelu | relu_softplus_grad
+    activation: str = "relu"  # relu | leaky_relu | softplus | silu | gelu | elu | celu | smoothrelu | relu_softplus_grad
     softplus_beta: Annotated[float, Field(gt=0.0)] = 10.0  # softplus, and relu_softplus_grad's backward
     width: PositiveInt | None = None  # first-stage width of resnet20 / resnet_small (16 by default)
     denoise: DenoiseConfig | None = None
@@ -509,6 +509,11 @@ class EvaluateConfig(Section):
         names = [a.key for a in self.attack_list]
         if len(set(names)) != len(names):
             raise ValueError(f"attacks: each attack may appear once unless given its own label, got {names}")
+        screen = list(self.screen.attacks) if self.screen is not None else []
+        unbounded = [a.key for a in [*self.attack_list, *screen] if getattr(a, "bound", "linf") == "none"]
+        if unbounded:
+            raise ValueError(f"attacks: {unbounded[0]!r} is unbounded (bound: none); every attack here counts in "
+                             f"the worst case at its eps (unbounded L2 attacks belong to shaping_eval.attacks)")
         if not any(abs(e - self.threat) < 1e-9 for e in self.eps_grid):
             raise ValueError(f"threat_eps: {eps_text(self.threat)} is not in the eps grid "
                              f"[{', '.join(map(eps_text, self.eps_grid))}]; give one of those or add it to eps")

@@ -13,6 +13,7 @@ from torch import nn
 
 from pipeline.models.common import ACTIVATIONS, NORMS, activation_layer, norm_layer
 from pipeline.models.densenet import densenet121
+from pipeline.models.madry_wrn import wrn32_10_madry
 from pipeline.models.preact_resnet import preact_resnet18
 from pipeline.models.resnet import resnet18, resnet20, resnet34, resnet50, resnet_small
 from pipeline.models.resnext import resnext29
@@ -28,6 +29,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "wrn16_8": wrn16_8,
     "wrn28_10": wrn28_10,
     "wrn32_10": wrn32_10,
+    "wrn32_10_madry": wrn32_10_madry,
     "wrn34_10": wrn34_10,
     "densenet121": densenet121,
     "resnext29": resnext29,

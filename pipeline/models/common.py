@@ -115,6 +115,7 @@ def gradient_views(model: nn.Module) -> list[tuple[str, Callable[[], ContextMana
 
 ACTIVATIONS: dict[str, Callable[..., nn.Module]] = {
     "relu": lambda beta: nn.ReLU(inplace=True),
+    "leaky_relu": lambda beta: nn.LeakyReLU(0.1),  # Madry et al.'s slope (wrn32_10_madry)
     "softplus": lambda beta: nn.Softplus(beta=beta),  # the thesis' parametric Softplus, beta 10
     "silu": lambda beta: nn.SiLU(),
     "gelu": lambda beta: nn.GELU(),
