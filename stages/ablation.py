@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     spec = spec_for_training(arch, cfg, num_classes=splits.num_classes, in_channels=splits.channels,
                              mean=splits.mean, std=splits.std)
     model = build_from_spec(spec, device)
-    ecfg = params.evaluate.for_tier("screen")
+    ecfg = params.evaluate.for_tier("screen").plus(grid.extra_attacks)
     point, stage = ablation_dir(name, value), item.label
     section = {"seed": params.seed, "threads": params.threads, "data": params.data.model_dump(), "model": arch.model_dump(),
                "train": cfg.model_dump(), "then": then.model_dump() if then else None,

@@ -127,3 +127,16 @@ def test_a_stage_given_bad_params_exits_2_with_one_line_and_writes_nothing(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expect in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # no out, no store, no checkpoint
+
+
+def test_a_grids_extra_attacks_join_its_screen_suite_and_a_clash_is_an_error_naming_the_grid(default_raw):
+    params = parse_params(copy.deepcopy(default_raw))
+    grid = params.ablations["clean_ratio"]
+    suite = params.evaluate.for_tier("screen").plus(grid.extra_attacks)
+    keys = [a.key for a in suite.attack_list]
+    assert keys[:len(params.evaluate.screen.attacks)] == [a.key for a in params.evaluate.screen.attacks]
+    assert keys[-3:] == ["pgd_10", "pgd_20", "pgd_100"] and all(a.alone for a in suite.attack_list[-3:])
+    raw = copy.deepcopy(default_raw)
+    raw["ablations"]["clean_ratio"]["extra_attacks"] = [{"name": "pgd", "steps": 10}]  # the screen's own key
+    with pytest.raises(ConfigError, match="ablations.clean_ratio.extra_attacks: .*each attack may appear once"):
+        parse_params(raw)

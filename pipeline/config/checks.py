@@ -111,6 +111,15 @@ def evaluations(params: Params) -> None:
                 raise ValueError(f"{where}.views.{v}: {': '.join(filter(None, first_error(err)))}") from None
             except ValueError as err:
                 raise ValueError(f"{where}.views.{v}: {err}") from None
+    for name, grid in params.ablations.items():  # a grid's extra attacks must make a valid suite with the screen's
+        if grid.extra_attacks:
+            if params.evaluate.screen is None:
+                raise ValueError(f"ablations.{name}.extra_attacks: the grid's points run at the screen tier: "
+                                 f"add an evaluate.screen section")
+            try:
+                EvaluateConfig.model_validate(params.evaluate.for_tier("screen").plus(grid.extra_attacks).model_dump())
+            except ValidationError as err:
+                raise ValueError(f"ablations.{name}.extra_attacks: {': '.join(filter(None, first_error(err)))}") from None
     surrogate = params.evaluate.checks.surrogate
     group, _, name = surrogate.partition("/")
     if name not in known or known[name][0] != group:

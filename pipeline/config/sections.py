@@ -232,6 +232,9 @@ class AblationConfig(Section):
     # crafted on population statistics, every query shaped by n clean training images, for each n
     # (0: the statistics of the adversarial test batch alone), instead of the screen suite.
     inference_refs: list[Annotated[int, Field(ge=0)]] | None = None
+    # Attacks run on every point after the screen tier's own (as a view's ``extra_attacks``): e.g.
+    # PGD at more step counts, for curves over the attack's iterations (thesis Figs. 6.2-6.3)
+    extra_attacks: list[AttackSpec] = []
 
     def config_for(self, value: Any, model: dict | None = None) -> TrainConfig:
         raw = dict(self.train)
@@ -463,8 +466,14 @@ class EvaluateConfig(Section):
         cfg = self.for_tier(tier)
         if view is None or not (view.extra_attacks or view.eps):
             return cfg
-        return cfg.model_copy(update={"protocol": "custom", "eps": list(view.eps or cfg.eps_grid),
-                                      "threat_eps": cfg.threat, "attacks": [*cfg.attack_list, *view.extra_attacks]})
+        return cfg.plus(view.extra_attacks, view.eps)
+
+    def plus(self, attacks: list, eps: list[float] | None = None) -> EvaluateConfig:
+        """This suite with ``attacks`` run after its own (over ``eps`` when given)."""
+        if not attacks and eps is None:
+            return self
+        return self.model_copy(update={"protocol": "custom", "eps": list(eps or self.eps_grid),
+                                       "threat_eps": self.threat, "attacks": [*self.attack_list, *attacks]})
 
     def for_tier(self, tier: Tier) -> EvaluateConfig:
         """The settings an evaluation at ``tier`` runs with: this section itself for ``full``;

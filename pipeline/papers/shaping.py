@@ -18,7 +18,7 @@ CONFOUNDING_ATTACK = "one FGSM step and PGD, the model's training attack"
 CONFOUNDING_DEPLOYMENT = "BN and PN, in batches of the training size"
 CONFOUNDING_METRIC = "ratios minus one (x% larger; I of clean accuracies, II-III of logit errors and perturbations)"
 
-SETTING = Setting(dataset="cifar10", arch="wrn32_10", epochs=None, threat_eps=8 / 255,
+SETTING = Setting(dataset="cifar10", arch="wrn32_10_madry", epochs=None, threat_eps=8 / 255,
                   attack="PGD, CW-L2 (unbounded), FGSM 16/255, DeepFool (unbounded), shaping attack",
                   deployment="BN (batches of 100), PN and BN+Shaping (9 clean images)",
                   metric="correct on the attacked input")

@@ -49,6 +49,16 @@ FIG6_2 = Table("Fig. 6.2", "One BN: the three training strategies", SETTING, CLE
     Row("100% adv + 100% clean, ALP", "alp", (None, 23.0)),
 ), note="The thesis' figures at PGD-2000, the end of its curves over the attack's iterations; ours at the "
         "screen tier's PGD only (the curves are not run). Its clean 62.3 is Sec. 6.4.2's.")
+CURVES = Table("Figs. 6.2-6.3", "Robust accuracy over PGD's iterations", SETTING, tuple(
+    Column(f"PGD-{k}", f"pgd_{k}_alone") for k in (10, 20, 100, 1000, 2000)), (
+    Row("100% adv + 0% clean", "clean_ratio=0.0", (None, None, None, None, 39.2)),
+    Row("100% adv + 100% clean", "clean_ratio=1.0", (None, None, None, None, 20.9)),
+    Row("100% adv + 100% clean, ALP", "alp_curve", (None, None, None, None, 23.0)),
+    Row("MBN_adv, 100% adv + 100% clean", "advprop_aux", (None, None, None, None, 38.3), deployment="branch 1"),
+    Row("MBN_adv, 100% adv + 100% clean, ALP", "mbn_alp_aux", (None, None, None, None, 35.3), deployment="branch 1"),
+), note="The thesis draws the curves and prints their PGD-2000 ends. Its point is their shape: with one BN, the "
+        "strategies with clean images keep falling as the attack runs longer; 100% adv + 0% clean and MBN_adv level "
+        "off. A blank column is a step count this config's ladder does not run.")
 FIG5_3 = Table("Fig. 5.3", "Smooth activations", CH5, CLEAN_PGD, tuple(
     Row(name, f"activation={name}", figs) for name, figs in (
         ("relu", (68.8, 33.0)), ("softplus", (None, 38.7)), ("silu", (69.7, 42.3)), ("gelu", (None, None)),
@@ -114,7 +124,7 @@ PAPER = Paper("thesis", "Towards robust representation learning and beyond", SET
     Claim("thesis.denoise.conv", "Table 4.1", "The denoising block's 1x1 conv adds robustness",
           a="denoise=nonlocal_gaussian", b="denoise_block=no_conv", metric="pgd", direction=1, paper_a=45.5,
           paper_b=36.8),
-), tables=(TABLE6_1, BRANCHES, TABLE6_2, GROUPNORM, FIG6_1, FIG6_2, FIG5_3, FIG4_7, TABLE4_1), trends=(
+), tables=(TABLE6_1, BRANCHES, TABLE6_2, GROUPNORM, FIG6_1, FIG6_2, CURVES, FIG5_3, FIG4_7, TABLE4_1), trends=(
     Trend("thesis.fig6_1", "Fig. 6.1", "Robustness falls as the share of clean images in the batch grows",
           series="grid:clean_ratio", x="clean_fraction", y="pgd", direction=-1),
 ), short="thesis")
