@@ -308,9 +308,9 @@ def section_cores(b: Bench) -> Section:
 def section_options(b: Bench) -> Section:
     s = Section("Speed options",
                 "Each option of the training config against the plain step on the same model and batch "
-                "(images/s of `train_step`, measured interleaved). All are off by default, so the "
-                "default results are unchanged; tests/test_perf.py checks that each changes no result beyond "
-                "float tolerance.",
+                "(images/s of `train_step`, measured interleaved). The default turns channels_last on "
+                "(params.yaml's train_defaults; every model also loads in that layout for evaluation); "
+                "tests/test_perf.py checks that each option changes no result beyond float tolerance.",
                 ["option", "method", "plain images/s", "with option images/s", "speed-up"])
     variants = _variants(b)[:2]
     options = [("channels_last", {"channels_last": True})]
