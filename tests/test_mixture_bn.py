@@ -80,6 +80,7 @@ def test_auxiliary_bns_dropped_from_a_checkpoint_load_for_inference_on_the_main_
             for b in (1, 2):
                 m.branches[b].running_mean.add_(0.5 * b)
     save_model(tmp_path / "dual.pt", model, spec)
+    model.to(memory_format=torch.channels_last)  # the layout models load in: the same numbers below
     main = Deployed(model.eval(), "eval", route={"branch": 0})
     new_spec = convert_saved(tmp_path / "dual.pt", tmp_path / "main.pt", {"kind": "select", "branches": [0]})
     assert "route" not in new_spec["deployment"]
