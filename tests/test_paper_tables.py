@@ -154,6 +154,7 @@ def test_thesis_denoising_is_white_box_and_table_6_2_row_3_is_filled_by_the_mbn_
     _, text = _table(PARAMS, "thesis", "Figs. 6.2-6.3")  # accuracy over PGD's iterations, one BN and MBN_adv
     assert [c.measure for c in thesis.CURVES.columns][:3] == ["pgd_10_alone", "pgd_20_alone", "pgd_100_alone"]
     assert "| 100% adv + 100% clean, ALP | alp_curve" in text and "| MBN_adv, 100% adv + 100% clean, ALP | mbn_alp_aux" in text
+    assert "PGD-10" in text and "not in this tier's suite" not in text  # a grid point's extra attacks are its own
     _, text = _table(PARAMS, "thesis", "Fig. 6.2")  # the single-BN ALP baseline beside the clean ratio's ends
     assert "| 100% adv + 100% clean, ALP | alp" in text and "| 100% adv + 0% clean | clean_ratio=0.0" in text
     grid = denoise.ablations["denoise_block"]

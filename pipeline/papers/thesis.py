@@ -47,8 +47,8 @@ FIG6_2 = Table("Fig. 6.2", "One BN: the three training strategies", SETTING, CLE
     Row("100% adv + 0% clean", "clean_ratio=0.0", (62.3, 39.2)),
     Row("100% adv + 100% clean", "clean_ratio=1.0", (None, 20.9)),
     Row("100% adv + 100% clean, ALP", "alp", (None, 23.0)),
-), note="The thesis' figures at PGD-2000, the end of its curves over the attack's iterations; ours at the "
-        "screen tier's PGD only (the curves are not run). Its clean 62.3 is Sec. 6.4.2's.")
+), note="The thesis' figures at PGD-2000, the end of its curves over the attack's iterations (the next table "
+        "lays ours); here ours at the screen tier's PGD. Its clean 62.3 is Sec. 6.4.2's.")
 CURVES = Table("Figs. 6.2-6.3", "Robust accuracy over PGD's iterations", SETTING, tuple(
     Column(f"PGD-{k}", f"pgd_{k}_alone") for k in (10, 20, 100, 1000, 2000)), (
     Row("100% adv + 0% clean", "clean_ratio=0.0", (None, None, None, None, 39.2)),

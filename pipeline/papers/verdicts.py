@@ -142,7 +142,7 @@ def our_setting(params, source: str, metric: str, analysis: str | None = None) -
         then = spec.then_config()
         arch = (cfg.model or params.model).arch
         epochs = cfg.epochs + (then.epochs if then is not None else 0)
-        ecfg = params.evaluate.for_tier("screen")
+        ecfg = params.evaluate.for_tier("screen").plus(spec.extra_attacks)  # as stages/ablation.py runs it
         deployment = "as its method deploys it"
     else:  # a target, or the model an analysis item is named after
         t = params.targets.get(source)
