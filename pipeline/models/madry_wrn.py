@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.models.common import ActFactory, NormFactory, conv3x3, init_weights
+from pipeline.models.common import ActFactory, NormFactory, conv3x3
+from pipeline.models.preact_resnet import PreActResNet
 
 
 class PerImageStandardize(nn.Module):
@@ -58,31 +59,17 @@ class MadryBlock(nn.Module):
         return out + shortcut
 
 
-class MadryWideResNet(nn.Module):
+class MadryWideResNet(PreActResNet):
+    """A pre-activation ResNet of Madry blocks whose input is standardized per image; only the
+    network's first block activates before its shortcut."""
+
     def __init__(self, widths: Sequence[int], blocks: int, num_classes: int, in_channels: int,
                  mean: Sequence[float], std: Sequence[float], stem: int = 16, *,
                  norm: NormFactory = nn.BatchNorm2d, act: ActFactory = lambda: nn.LeakyReLU(0.1)):
-        super().__init__()
-        del mean, std  # per-image standardization takes the place of the data set's statistics
-        self.normalize = PerImageStandardize()
-        self.conv1 = conv3x3(in_channels, stem)
-        stages, cin = [], stem
-        for i, width in enumerate(widths):
-            stages.append(nn.Sequential(*(
-                MadryBlock(cin if j == 0 else width, width, stride=2 if (i > 0 and j == 0) else 1, norm=norm, act=act,
-                           activate_before_residual=(i == 0 and j == 0)) for j in range(blocks))))
-            cin = width
-        self.layers = nn.Sequential(*stages)
-        self.bn = norm(cin)
-        self.act = act()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
-        init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.layers(self.conv1(self.normalize(x)))
-        out = self.act(self.bn(out))
-        return self.fc(torch.flatten(self.pool(out), 1))
+        super().__init__(widths, [blocks] * len(widths), num_classes, in_channels, mean, std, stem, norm=norm,
+                         act=act, block=MadryBlock)
+        self.normalize = PerImageStandardize()  # in place of the data set's mean and std
+        self.layers[0][0].activate_before_residual = True
 
 
 def wrn32_10_madry(**kw) -> MadryWideResNet:

@@ -38,17 +38,17 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Stem conv (``stem`` channels, default ``widths[0]``), stages of pre-activation blocks, a
-    final norm and activation, pool, fc."""
+    """Stem conv (``stem`` channels, default ``widths[0]``), stages of pre-activation blocks
+    (``block``), a final norm and activation, pool, fc."""
 
     def __init__(self, widths: Sequence[int], blocks: Sequence[int], num_classes: int, in_channels: int,
                  mean: Sequence[float], std: Sequence[float], stem: int | None = None, *,
-                 norm: NormFactory = nn.BatchNorm2d, act: ActFactory = _relu):
+                 norm: NormFactory = nn.BatchNorm2d, act: ActFactory = _relu, block: type[nn.Module] = PreActBlock):
         super().__init__()
         stem = stem or widths[0]
         self.normalize = Normalize(mean, std)
         self.conv1 = conv3x3(in_channels, stem)
-        self.layers, cout = residual_stages(PreActBlock, stem, widths, blocks, norm=norm, act=act)
+        self.layers, cout = residual_stages(block, stem, widths, blocks, norm=norm, act=act)
         self.bn = norm(cout)
         self.act = act()
         self.pool = nn.AdaptiveAvgPool2d(1)
