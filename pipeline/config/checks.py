@@ -105,26 +105,25 @@ def evaluations(params: Params) -> None:
                 if "branch" in route:
                     params.check_branch(f"{where}.views.{v}.{key}.branch", view.model, route["branch"])
         for v, view in plan.views.items():  # a view's own attacks and grid must make a valid suite
-            try:
-                EvaluateConfig.model_validate(params.evaluate.for_view(view.tier, view).model_dump())
-            except ValidationError as err:
-                raise ValueError(f"{where}.views.{v}: {': '.join(filter(None, first_error(err)))}") from None
-            except ValueError as err:
-                raise ValueError(f"{where}.views.{v}: {err}") from None
+            _valid_suite(f"{where}.views.{v}", lambda: params.evaluate.for_view(view.tier, view))
     for name, grid in params.ablations.items():  # a grid's extra attacks must make a valid suite with the screen's
         if grid.extra_attacks:
-            if params.evaluate.screen is None:
-                raise ValueError(f"ablations.{name}.extra_attacks: the grid's points run at the screen tier: "
-                                 f"add an evaluate.screen section")
-            try:
-                EvaluateConfig.model_validate(params.evaluate.for_tier("screen").plus(grid.extra_attacks).model_dump())
-            except ValidationError as err:
-                raise ValueError(f"ablations.{name}.extra_attacks: {': '.join(filter(None, first_error(err)))}") from None
+            _valid_suite(f"ablations.{name}.extra_attacks", lambda: params.evaluate.for_tier("screen").plus(grid.extra_attacks))
     surrogate = params.evaluate.checks.surrogate
     group, _, name = surrogate.partition("/")
     if name not in known or known[name][0] != group:
         raise ValueError(f"evaluate.checks.surrogate: no model {surrogate!r}; name it as GROUP/NAME "
                          f"(e.g. {next(iter(known))!r} is {params.model_path(next(iter(known)))!r})")
+
+def _valid_suite(where: str, suite) -> None:
+    """ValueError naming ``where`` unless ``suite()`` (an evaluate section built from others) is one."""
+    try:
+        EvaluateConfig.model_validate(suite().model_dump())
+    except ValidationError as err:
+        raise ValueError(f"{where}: {': '.join(filter(None, first_error(err)))}") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
 
 def analyses(params: Params) -> None:
     known = params.trained
