@@ -125,7 +125,35 @@ def machine() -> list[str]:
             + ", ".join(f"{v:.1f}" for v in os.getloadavg()) + " (other work on the machine slows every figure)"]
 
 
-def write_report(path: Path, sections: list[Section], sizes: Sizes, argv: list[str]) -> None:
+def provenance() -> str:
+    """When, at which commit and under what load a section was measured: its last line, so that a
+    section refreshed alone (``--only``) says which run it comes from."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}, commit {commit.strip() or '?'}, "
+            f"load average {load}")
+
+
+def merged(old: str, sections: list[Section], argv: list[str]) -> str:
+    """``old`` (a BENCHMARKS.md) with the sections of the same titles replaced by ``sections`` and
+    new ones appended; its head gains a line naming the refreshing command."""
+    fresh = {s.title: s.markdown() for s in sections}
+    head, *chunks = old.split("\n## ")
+    body = []
+    for chunk in chunks:
+        title = chunk.split("\n", 1)[0].strip()
+        body.append(fresh.pop(title) if title in fresh else "## " + chunk.rstrip() + "\n")
+    body += fresh.values()
+    line = f"- refreshed since by `python bench/run.py {' '.join(argv)}`: those sections' last lines say when"
+    head = head.rstrip() + ("\n" + line if line not in head else "") + "\n"
+    return head + "\n" + "\n".join(body)
+
+
+def write_report(path: Path, sections: list[Section], sizes: Sizes, argv: list[str], merge: bool = False) -> None:
+    """The report of ``sections``; ``merge``: into the existing file, replacing only those sections."""
+    if merge and path.exists():
+        path.write_text(merged(path.read_text(), sections, argv))
+        return
     how = ("Produced by `python bench/run.py` (`make bench` adds `--from-empty`); rerun it to refresh this "
            "file. `--only SECTION` runs one section, `--quick` tiny sizes. Each figure is the median of "
            f"{sizes.repeats} runs ({sizes.slow_repeats} for whole attacks and pipeline runs) unless a table "

@@ -226,14 +226,31 @@ def test_gpu_epoch_benchmark_runs_on_cpu_at_a_tiny_size(tmp_path):
 def test_quick_bench_writes_its_sections(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     _load("run").main(["--quick", "--only", "train", "--only", "flops", "--only", "pgd", "--only", "autoattack",
-                       "--out", str(out)])
+                       "--only", "evaltime", "--out", str(out)])
     text = out.read_text()
     for heading in ("Train-step throughput", "FLOP/s", "PGD evaluation", "python bench/run.py",
-                    "AutoAttack: the pipeline against the official code run alone"):
+                    "AutoAttack: the pipeline against the official code run alone", "Where an evaluation's time goes",
+                    "AutoAttack's components", "One forward pass against SGEMM"):
         assert heading in text
-    autoattack = text.split("## AutoAttack", 1)[1].split("\n## ", 1)[0]
+    autoattack = text.split("## AutoAttack: the pipeline", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in autoattack.splitlines() if line.startswith(("| standard |", "| adversarial |"))]
     assert len(rows) == 2 and all(row.rstrip(" |").endswith("yes") for row in rows), autoattack
+    # each attack of the suite has its row per model, and the "all" row is their sum
+    suite = text.split("## Where an evaluation's time goes", 1)[1].split("\n## ", 1)[0]
+    for model in ("standard", "adversarial"):
+        cells = [line.strip("| ").split(" | ") for line in suite.splitlines() if line.startswith(f"| {model} |")]
+        assert [c[1] for c in cells] == ["fgsm", "pgd", "cw_linf", "deepfool", "cw", "autoattack", "all"], suite
+        assert float(cells[-1][3]) == pytest.approx(sum(float(c[3]) for c in cells[:-1]), rel=0.02, abs=2e-3)
+
+
+def test_a_bench_update_replaces_only_the_sections_it_ran_and_says_so():
+    harness = _load("harness")
+    old = "# Benchmarks\n\n- command: `python bench/run.py`\n\n## A\n\nold a\n\n## B\n\nold b\n"
+    fresh = [harness.Section("B", "new b"), harness.Section("C", "new c")]
+    text = harness.merged(old, fresh, ["--only", "b", "--update"])
+    assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## C"]
+    assert "old a" in text and "new b" in text and "old b" not in text and "new c" in text
+    assert "refreshed since by `python bench/run.py --only b --update`" in text.split("## A")[0]
 
 
 def test_the_dag_section_reads_each_stage_window_from_dvc_output():
