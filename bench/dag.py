@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+import evaltime
 from harness import ROOT, Bench, Section, timed
 from tests.e2e import copy_project, env, sh, sweep_params, tiny_raw
 
@@ -253,7 +254,7 @@ def section_dag(b: Bench, params_file: Path, workdir: Path) -> list[Section]:
     t_noop = timed({"noop": lambda: _dvc_repro(project)}, b.sizes.noop_repeats, warmup=0)["noop"]
     s.notes.append(f"`dvc repro` once built (nothing reruns), median of {b.sizes.noop_repeats}: {t_noop:.2f} s "
                    "(target <= 3 s).")
-    sections = [s]
+    sections = [s, *evaltime.build_profile(project)]
     idle = workdir / "idle-copy"
     shutil.rmtree(idle, ignore_errors=True)
     sections.append(_no_work_stage(b, copy_built(project, idle)))

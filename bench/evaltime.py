@@ -1,12 +1,14 @@
 """Where one model's evaluation spends its time: each attack of the suite, AutoAttack's four
 components on the images the cascade leaves to it, and what one forward pass of the model costs
 against this machine's SGEMM rate. The evaluation is ``pipeline/evaluate.py``'s, on the bench's
-reference models, as a stage runs it (one process, the bench's threads)."""
+reference models, as a stage runs it (one process, the bench's threads). ``build_profile`` reads
+the same from a built project's timing files: ``python bench/evaltime.py BUILD_DIR`` prints it."""
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 
@@ -107,3 +109,57 @@ def section_evaltime(b: Bench) -> list[Section]:
     forward.notes.append("A call's cost is a fixed part (the batch-1 figure: module calls and one kernel launch "
                          "per layer) plus a part per image; AutoAttack's Square makes one call per query.")
     return [suite, parts, forward]
+
+
+# --------------------------------------------------------------------------------------------
+# the same, over a whole build: every evaluation item's timing.json, and how busy each stage kept the cores
+
+
+def build_profile(project: Path) -> list[Section]:
+    """Two tables of a built project: each attack's seconds summed over every evaluation item
+    (results/GROUP/TARGET/timing.json), and each stage's work against its items' (how long one
+    core waited for the last item)."""
+    import json
+
+    attack_s, attacked, items, suite_s = defaultdict(float), defaultdict(int), 0, 0.0
+    work_s = 0.0
+    for path in sorted(project.glob("results/*/*/timing.json")):
+        t = json.loads(path.read_text())
+        if "seconds" not in t:
+            continue
+        items += 1
+        work_s += t["work_s"]
+        for key, s in t["seconds"].items():
+            attack_s[key.split("@")[0]] += s
+            attacked[key.split("@")[0]] += t.get("samples_attacked", {}).get(key, 0)
+            suite_s += s
+    per_attack = Section("The evaluation items of a build: where their time goes",
+                         f"Every evaluation item of the build ({items} items, {work_s:.0f} s of item work, each on one "
+                         f"worker): each attack's seconds summed over the items and the eps it ran at, and the samples "
+                         f"it attacked. The rest of the item work ({work_s - suite_s:.0f} s) is the masking checks, "
+                         "loading, the model card and the plots.",
+                         ["attack", "samples attacked", "seconds", "share of the item work"])
+    for key in sorted(attack_s, key=attack_s.get, reverse=True):
+        per_attack.rows.append([key, attacked[key], attack_s[key], f"{100 * attack_s[key] / work_s:.1f}%"])
+    stages = Section("Each stage's items against its work",
+                     "Per stage (its group's timing.json): its work, the sum of its items' seconds, the longest "
+                     "item, and the core-seconds a worker waited with no item left to take (workers x work - item "
+                     "seconds): a stage whose longest item outlasts all the others together keeps one core idle "
+                     "for the difference.", ["stage", "items", "work s", "item s", "longest item s", "idle core-s"])
+    for path in sorted(p for pattern in ("*/*/timing.json", "*/*/*/timing.json") for p in project.glob(pattern)
+                       if not p.parts[len(project.parts)].startswith(".")):
+        t = json.loads(path.read_text())
+        if "items" not in t or not t["items"]:
+            continue
+        item = t["items"]
+        idle = t.get("workers", 1) * t["work_s"] - sum(item.values())
+        stages.rows.append([t["stage"], len(item), t["work_s"], sum(item.values()), max(item.values()), idle])
+    stages.rows.sort(key=lambda r: -r[2])
+    return [per_attack, stages]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for section in build_profile(Path(sys.argv[1] if len(sys.argv) > 1 else ".")):
+        print(section.markdown())

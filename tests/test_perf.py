@@ -3,6 +3,7 @@ and the benchmark scripts run."""
 
 import copy
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -251,6 +252,23 @@ def test_a_bench_update_replaces_only_the_sections_it_ran_and_says_so():
     assert [line for line in text.splitlines() if line.startswith("## ")] == ["## A", "## B", "## C"]
     assert "old a" in text and "new b" in text and "old b" not in text and "new c" in text
     assert "refreshed since by `python bench/run.py --only b --update`" in text.split("## A")[0]
+
+
+def test_a_builds_profile_sums_each_attack_over_the_items_and_counts_the_cores_a_stage_left_idle(tmp_path):
+    def timing(path, **fields):
+        path.mkdir(parents=True)
+        (path / "timing.json").write_text(json.dumps(fields))
+
+    timing(tmp_path / "results" / "g" / "a", stage="evaluate@g/a", work_s=10.0,
+           seconds={"pgd@0.1000": 2.0, "autoattack@0.1000": 6.0}, samples_attacked={"pgd@0.1000": 9, "autoattack@0.1000": 4})
+    timing(tmp_path / "results" / "g" / "b", stage="evaluate@g/b", work_s=3.0,
+           seconds={"pgd@0.1000": 1.0, "pgd@0.0500": 1.0}, samples_attacked={"pgd@0.1000": 8, "pgd@0.0500": 8})
+    (tmp_path / "results" / "g" / "timing.json").write_text(json.dumps(dict(stage="evaluate@g", work_s=10.5, workers=2, items={"g/a": 10.2, "g/b": 3.1})))
+    timing(tmp_path / ".dvc" / "tmp" / "x", stage="hidden", work_s=1.0, workers=2, items={"x": 1.0})  # not the build's
+    per_attack, stages = _load("evaltime").build_profile(tmp_path)
+    assert [r[:3] for r in per_attack.rows] == [["autoattack", 4, 6.0], ["pgd", 25, 4.0]]
+    assert "2 items, 13 s of item work" in per_attack.text and "(3 s)" in per_attack.text
+    assert stages.rows == [["evaluate@g", 2, 10.5, pytest.approx(13.3), 10.2, pytest.approx(7.7)]]
 
 
 def test_the_dag_section_reads_each_stage_window_from_dvc_output():
