@@ -70,7 +70,7 @@ def section_evaltime(b: Bench) -> list[Section]:
     parts = Section("AutoAttack's components",
                     "Official standard AutoAttack (seed 0, the deployment held) on the images the cascade leaves "
                     "to it in the run above, each component timed around its own call. Each runs only on what "
-                    "the ones before it left robust, so on a robust model all four run on nearly every image.",
+                    "the ones before it left robust.",
                     ["model", "images AutoAttack attacks", "component", "seconds", "share of AutoAttack"])
     forward = Section("One forward pass against SGEMM",
                       f"The deployed model's forward pass (no gradient) at batch 1 and at AutoAttack's batch, "
@@ -106,7 +106,7 @@ def section_evaltime(b: Bench) -> list[Section]:
                 rate = size * flops / (ms / 1e3)
                 forward.rows.append([name, size, ms, ms / size, rate / 1e9, f"{100 * rate / sgemm:.0f}%"])
         suite.notes.append(f"{name}: {origin}")
-    forward.notes.append("A call's cost is a fixed part (the batch-1 figure: module calls and one kernel launch "
+    forward.notes.append("A call's cost is a fixed part (the batch-1 figure: module calls and one operator call "
                          "per layer) plus a part per image; AutoAttack's Square makes one call per query.")
     return [suite, parts, forward]
 
