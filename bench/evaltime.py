@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness import Bench, Section, timed
+from harness import Bench, Section, sgemm_rate, timed
 from pipeline import evaluate as ev
 from pipeline.deploy import Deployed
 
@@ -59,8 +59,7 @@ def section_evaltime(b: Bench) -> list[Section]:
     cfg = b.params.evaluate
     x, y = b.eval_data(b.sizes.pgd_n)
     n = b.sizes.sgemm
-    a, c = torch.randn(n, n, device=b.device), torch.randn(n, n, device=b.device)
-    sgemm = 2 * n ** 3 / timed({"mm": lambda: torch.mm(a, c)}, b.sizes.repeats)["mm"]
+    sgemm = sgemm_rate(b)
     suite = Section("Where an evaluation's time goes",
                     f"`pipeline/evaluate.py` with params.yaml's evaluate section (cascade and early exit as the "
                     f"stages run it, no masking checks) on the first {len(x)} test images: each attack's seconds "

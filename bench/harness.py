@@ -74,6 +74,14 @@ def timed(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def sgemm_rate(b: "Bench") -> float:
+    """FLOP/s of ``torch.mm`` of two ``b.sizes.sgemm``-square float32 matrices on the bench's device:
+    the machine's peak the other figures are set against."""
+    n = b.sizes.sgemm
+    a, c = torch.randn(n, n, device=b.device), torch.randn(n, n, device=b.device)
+    return 2 * n ** 3 / timed({"mm": lambda: torch.mm(a, c)}, b.sizes.repeats)["mm"]
+
+
 @dataclass
 class Section:
     title: str

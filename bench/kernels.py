@@ -18,7 +18,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from harness import Bench, Section, timed
+from harness import Bench, Section, sgemm_rate, timed
 from pipeline import evaluate as ev
 from pipeline.attacks.pgd import pgd
 from pipeline.deploy import Deployed
@@ -105,8 +105,7 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 def section_flops(b: Bench) -> Section:
     n = b.sizes.sgemm
-    a, c = torch.randn(n, n, device=b.device), torch.randn(n, n, device=b.device)
-    sgemm = 2 * n ** 3 / timed({"mm": lambda: torch.mm(a, c)}, b.sizes.repeats)["mm"]
+    sgemm = sgemm_rate(b)
     s = Section("Achieved FLOP/s against SGEMM",
                 f"FLOPs of one training step counted by `torch.utils.flop_counter.FlopCounterMode` on the real "
                 f"step (convolutions and matrix products; batch norm and elementwise work are not counted), over "
